@@ -1,0 +1,1 @@
+from facsimile.dodo import *  # noqa: F403

@@ -1,0 +1,728 @@
+"""Load definitions, resolve inheritance, merge with jsonmerge, remember provenance.
+
+Pure data in, pure data out: :func:`load` reads ``define/`` into
+:class:`Definitions`; :func:`resolve_all` turns them into :class:`Instance`
+objects (resolved dicts plus which file set each value).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DefinitionError, RootNotFoundError
+
+PROJECT_FILE = "facsimile.json"
+MODULES_FILE = "modules.json"
+SCHEMA_FILE = "schema.json"
+RESERVED = {"facsimile", "modules", "schema"}
+
+#: keys of an instance definition that facsimile itself reads
+INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules")
+#: keys of facsimile.json that belong to the project and are not inherited
+PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class")
+DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options")
+TARGET_KEYS = ("hosts", "files", "inherit")
+GENERATE_KINDS = ("password", "token", "uuid", "id")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9][A-Za-z0-9_\-]*)*$")
+
+
+# --------------------------------------------------------------------------- root
+
+
+@dataclass(frozen=True)
+class Root:
+    """Where a facsimile tree lives. ``base`` holds define/, tmpl/, extra/, BUILD/."""
+
+    base: Path
+    project_file: Path
+
+    @property
+    def define(self) -> Path:
+        return self.base / "define"
+
+    @property
+    def tmpl(self) -> Path:
+        return self.base / "tmpl"
+
+    @property
+    def extra(self) -> Path:
+        return self.base / "extra"
+
+    @property
+    def build(self) -> Path:
+        return self.base / "BUILD"
+
+    @property
+    def state(self) -> Path:
+        return self.base / "state"
+
+    @property
+    def src(self) -> Path:
+        return self.base / "SRC"
+
+    @property
+    def cache(self) -> Path:
+        return self.base / ".facsimile"
+
+    def rel(self, path: Path | str) -> str:
+        """A path as the user sees it: relative to the root when inside it."""
+        p = Path(path)
+        try:
+            return p.relative_to(self.base).as_posix()
+        except ValueError:
+            return str(p)
+
+
+def root_at(folder: Path) -> Root | None:
+    """The root whose tree is ``folder`` (or ``folder/config``), if there is one."""
+    if (folder / "define" / PROJECT_FILE).is_file():
+        return Root(folder, folder / "define" / PROJECT_FILE)
+    if (folder / "config" / PROJECT_FILE).is_file():
+        return Root(folder / "config", folder / "config" / PROJECT_FILE)
+    return None
+
+
+def find_root(start: Path | str | None = None) -> Root:
+    """Walk up from ``start`` (default: the working directory) to the nearest root."""
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        found = root_at(folder)
+        if found:
+            return found
+    raise RootNotFoundError(
+        f"no facsimile root here or above: looked for define/{PROJECT_FILE} "
+        f"or config/{PROJECT_FILE} from {here}"
+    )
+
+
+def open_root(path: Path | str) -> Root:
+    """The root at exactly ``path`` (``--root DIR``)."""
+    folder = Path(path).resolve()
+    found = root_at(folder)
+    if found is None:
+        raise RootNotFoundError(
+            f"{folder} is not a facsimile root: it has no define/{PROJECT_FILE} "
+            f"and no config/{PROJECT_FILE}"
+        )
+    return found
+
+
+# --------------------------------------------------------------------- reading JSON
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def read_json(path: Path, shown: str) -> Any:
+    """Parse a JSON file; errors name the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError("not UTF-8 text", file=shown) from exc
+    except OSError as exc:
+        raise DefinitionError(f"cannot read: {exc.strerror}", file=shown) from exc
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise DefinitionError(exc.msg, file=shown, line=exc.lineno, column=exc.colno) from exc
+    except _DuplicateKey as exc:
+        line = _line_of_key(text, str(exc))
+        raise DefinitionError(f"duplicate key {str(exc)!r}", file=shown, line=line) from exc
+
+
+def _line_of_key(text: str, key: str) -> int | None:
+    hits = [i for i, ln in enumerate(text.splitlines(), 1) if f'"{key}"' in ln]
+    return hits[1] if len(hits) > 1 else (hits[0] if hits else None)
+
+
+# ------------------------------------------------------------------------ loading
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One definition file: its name, where it is, and its raw data."""
+
+    name: str
+    path: str  # as shown to the user, relative to the root
+    data: dict[str, Any]
+
+    @property
+    def inherit(self) -> list[str]:
+        return list(self.data.get("inherit", []))
+
+
+@dataclass
+class Definitions:
+    """Everything under ``define/``, read and checked, not yet resolved."""
+
+    project: Definition
+    modules: dict[str, dict[str, Any]]
+    modules_file: str
+    schema: dict[str, Any]
+    instances: dict[str, Definition]  # top-level and dotted names
+    abstract: dict[str, Definition]  # "regions/ch1"
+
+    def get(self, name: str) -> Definition | None:
+        return self.instances.get(name) or self.abstract.get(name)
+
+
+def definition_files(root: Root) -> list[Path]:
+    """Every file whose content the model depends on (for cache keys)."""
+    files = [root.project_file]
+    if root.define.is_dir():
+        for dirpath, dirnames, filenames in os.walk(root.define):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            files.extend(
+                Path(dirpath) / f
+                for f in sorted(filenames)
+                if f.endswith(".json") and not f.startswith(".")
+            )
+    return sorted(set(files))
+
+
+def load(root: Root) -> Definitions:
+    """Read and check every definition file of ``root``."""
+    project = _definition(root, root.project_file, "facsimile")
+    schema: dict[str, Any] = {}
+    schema_path = root.define / SCHEMA_FILE
+    if schema_path.is_file():
+        schema = read_json(schema_path, root.rel(schema_path))
+        if not isinstance(schema, dict):
+            raise DefinitionError("a schema must be a JSON object", file=root.rel(schema_path))
+        _check_local_refs(schema, root.rel(schema_path))
+
+    modules_path = root.define / MODULES_FILE
+    if modules_path.is_file():
+        raw_modules = read_json(modules_path, root.rel(modules_path))
+        modules_file = root.rel(modules_path)
+        if "modules" in project.data:
+            raise DefinitionError(
+                f"modules are defined twice: here and in {modules_file}",
+                file=project.path,
+                pointer="/modules",
+            )
+        if isinstance(raw_modules, dict) and set(raw_modules) == {"modules"}:
+            raw_modules = raw_modules["modules"]
+    else:
+        raw_modules = project.data.get("modules", {})
+        modules_file = project.path
+    modules = normalize_modules(raw_modules, modules_file, "/modules" if
+                                modules_file == project.path else "")
+
+    instances: dict[str, Definition] = {}
+    abstract: dict[str, Definition] = {}
+    for path in definition_files(root):
+        if path == root.project_file:
+            continue
+        rel = path.relative_to(root.define)
+        name = rel.with_suffix("").as_posix()
+        if len(rel.parts) == 1:
+            if name in RESERVED:
+                continue
+            if name.startswith("_") or not _NAME_RE.match(name):
+                raise DefinitionError(
+                    f"{name!r} is not a valid instance name (letters, digits, '-', '_'; "
+                    "dots separate subinstances; no leading '_')",
+                    file=root.rel(path),
+                )
+            instances[name] = _definition(root, path, name)
+        else:
+            abstract[name] = _definition(root, path, name)
+
+    for name, d in instances.items():
+        if "." in name:
+            parent = name.rsplit(".", 1)[0]
+            if parent not in instances:
+                raise DefinitionError(
+                    f"subinstance {name!r} has no parent instance: "
+                    f"define/{parent}.json does not exist",
+                    file=d.path,
+                )
+    defs = Definitions(project, modules, modules_file, schema, instances, abstract)
+    for d in [project, *instances.values(), *abstract.values()]:
+        for i, parent in enumerate(d.inherit):
+            if defs.get(parent) is None or parent == "facsimile":
+                known = sorted(abstract) + sorted(instances)
+                raise DefinitionError(
+                    f"unknown parent {parent!r}{_suggest(parent, known)}",
+                    file=d.path,
+                    pointer=f"/inherit/{i}",
+                )
+    return defs
+
+
+def _definition(root: Root, path: Path, name: str) -> Definition:
+    shown = root.rel(path)
+    data = read_json(path, shown)
+    if not isinstance(data, dict):
+        raise DefinitionError(
+            f"a definition must be a JSON object, not {_typename(data)}", file=shown
+        )
+    check_definition(data, shown, is_project=name == "facsimile")
+    return Definition(name, shown, data)
+
+
+def normalize_modules(raw: Any, file: str, pointer: str = "") -> dict[str, dict[str, Any]]:
+    """Modules as ``{name: definition}`` from the seed's list form or an object."""
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(raw, list):
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise DefinitionError(
+                    'each module in a list must be an object with a "name" string',
+                    file=file,
+                    pointer=f"{pointer}/{i}",
+                )
+            if item["name"] in out:
+                raise DefinitionError(
+                    f"module {item['name']!r} is defined twice", file=file, pointer=f"{pointer}/{i}"
+                )
+            out[item["name"]] = {k: v for k, v in item.items() if k != "name"}
+    elif isinstance(raw, dict):
+        for name, item in raw.items():
+            if item is None:
+                item = {}
+            if not isinstance(item, dict):
+                raise DefinitionError(
+                    f"module {name!r} must be an object, not {_typename(item)}",
+                    file=file,
+                    pointer=f"{pointer}/{name}",
+                )
+            out[name] = {k: v for k, v in item.items() if k != "name"}
+    else:
+        raise DefinitionError(
+            f"modules must be a list of objects or an object, not {_typename(raw)}",
+            file=file,
+            pointer=pointer or "/",
+        )
+    return out
+
+
+# ------------------------------------------------------------------------ checking
+
+
+def _typename(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _suggest(word: str, choices: list[str] | tuple[str, ...], cutoff: float = 0.6) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return f", did you mean {close[0]!r}?" if close else ""
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], what: str, file: str, pointer: str) -> None:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise DefinitionError(f"{what}, not {_typename(value)}", file=file, pointer=pointer)
+
+
+def _str_list(value: Any, what: str, file: str, pointer: str) -> None:
+    _expect(value, list, f"{what} must be a list of strings", file, pointer)
+    for i, item in enumerate(value):
+        _expect(item, str, f"{what} must be a list of strings", file, f"{pointer}/{i}")
+
+
+def _typo(key: str, known: tuple[str, ...], file: str, pointer: str) -> None:
+    """Refuse a free key that is a near miss of a meaningful one ('delpoy')."""
+    if key in known:
+        return
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+    if close:
+        raise DefinitionError(
+            f"unknown key {key!r}, did you mean {close[0]!r}?", file=file, pointer=pointer
+        )
+
+
+def parse_kind(spec: Any, file: str, pointer: str) -> tuple[str, int | None]:
+    """``"token:32"`` -> ``("token", 32)``; errors name the file and key."""
+    if not isinstance(spec, str):
+        raise DefinitionError(
+            f"a generate kind must be a string like 'password:24', not {_typename(spec)}",
+            file=file,
+            pointer=pointer,
+        )
+    kind, _, arg = spec.partition(":")
+    if kind not in GENERATE_KINDS:
+        raise DefinitionError(
+            f"unknown generate kind {kind!r} (one of {', '.join(GENERATE_KINDS)})"
+            f"{_suggest(kind, GENERATE_KINDS)}",
+            file=file,
+            pointer=pointer,
+        )
+    if not arg:
+        return kind, None
+    if kind in ("uuid", "id") or not arg.isdigit() or not 8 <= int(arg) <= 4096:
+        raise DefinitionError(
+            f"bad length in {spec!r}: password and token take ':N' with 8 <= N <= 4096",
+            file=file,
+            pointer=pointer,
+        )
+    return kind, int(arg)
+
+
+def check_definition(data: dict[str, Any], file: str, *, is_project: bool = False) -> None:
+    """Types of the keys facsimile reads; near-miss key names get a suggestion."""
+    known = INSTANCE_KEYS + (PROJECT_ONLY_KEYS if is_project else ())
+    for key in data:
+        _typo(key, known, file, f"/{key}")
+    if "inherit" in data:
+        _str_list(data["inherit"], "inherit", file, "/inherit")
+    if "targets" in data:
+        check_targets(data["targets"], file, "/targets")
+    if "deploy" in data:
+        check_deploy(data["deploy"], file, "/deploy")
+    if "generate" in data:
+        gen = data["generate"]
+        _expect(gen, dict, "generate must be an object of name: kind", file, "/generate")
+        for name, spec in gen.items():
+            parse_kind(spec, file, f"/generate/{name}")
+    if "modules" in data and not is_project:
+        normalize_modules(data["modules"], file, "/modules")
+    if is_project:
+        if "name" in data:
+            _expect(data["name"], str, "the project name must be a string", file, "/name")
+        if "class" in data:
+            _expect(data["class"], str, "class must be 'module.path:ClassName'", file, "/class")
+        if "projects" in data:
+            _expect(data["projects"], (dict, list), "projects must be an object or a list",
+                    file, "/projects")
+
+
+def check_targets(targets: Any, file: str, pointer: str) -> None:
+    _expect(targets, dict, "targets must be an object of name: target", file, pointer)
+    for name, target in targets.items():
+        p = f"{pointer}/{name}"
+        if target is None:
+            continue
+        _expect(target, dict, f"target {name!r} must be an object", file, p)
+        for key in target:
+            _typo(key, TARGET_KEYS, file, f"{p}/{key}")
+        if "hosts" in target:
+            _str_list(target["hosts"], "hosts", file, f"{p}/hosts")
+            for i, host in enumerate(target["hosts"]):
+                if not host or "/" in host or host in (".", "..") or host.startswith("-"):
+                    raise DefinitionError(
+                        f"{host!r} is not a valid host name", file=file, pointer=f"{p}/hosts/{i}"
+                    )
+        if "files" in target:
+            _str_list(target["files"], "files", file, f"{p}/files")
+        if "inherit" in target:
+            _str_list(target["inherit"], "inherit", file, f"{p}/inherit")
+
+
+def check_deploy(deploy: Any, file: str, pointer: str) -> None:
+    _expect(deploy, dict, "deploy must be an object", file, pointer)
+    for key, value in deploy.items():
+        p = f"{pointer}/{key}"
+        if key not in DEPLOY_KEYS:
+            raise DefinitionError(
+                f"unknown key {key!r} in deploy{_suggest(key, DEPLOY_KEYS)}"
+                + ("" if _suggest(key, DEPLOY_KEYS) else f" (known: {', '.join(DEPLOY_KEYS)})"),
+                file=file,
+                pointer=p,
+            )
+        if key == "url":
+            _expect(value, str, "deploy.url must be a string", file, p)
+        elif key in ("exclude", "delete", "postcmd"):
+            _str_list(value, f"deploy.{key}", file, p)
+        elif key == "jobs":
+            _expect(value, int, "deploy.jobs must be a whole number", file, p)
+        else:
+            _expect(value, dict, f"deploy.{key} must be an object", file, p)
+
+
+def _check_local_refs(schema: Any, file: str, pointer: str = "") -> None:
+    """External ``$ref`` could fetch over the network: refuse them."""
+    if isinstance(schema, dict):
+        for k, v in schema.items():
+            if k == "$ref" and isinstance(v, str) and not v.startswith("#"):
+                raise DefinitionError(
+                    "only local '$ref' (starting with '#') are allowed in a schema",
+                    file=file,
+                    pointer=f"{pointer}/$ref",
+                )
+            _check_local_refs(v, file, f"{pointer}/{k}")
+    elif isinstance(schema, list):
+        for i, v in enumerate(schema):
+            _check_local_refs(v, file, f"{pointer}/{i}")
+
+
+# --------------------------------------------------------------------- resolving
+
+
+@dataclass
+class Instance:
+    """One resolved instance or subinstance: plain data, no state."""
+
+    name: str
+    family: str  # the top-level instance whose state it shares
+    data: dict[str, Any]  # resolved definition, "name" set, "inherit" dropped
+    chain: list[str]  # definition names applied, in order
+    files: list[str]  # their files, in order
+    provenance: dict[str, list[str]]  # "a.b.c" -> files that set it
+    modules: dict[str, dict[str, Any]]  # project modules overlaid by the instance's
+    targets: dict[str, dict[str, Any]]  # resolved targets (their own inherit applied)
+    regions: list[str] = field(default_factory=list)
+
+    @property
+    def layers(self) -> list[str]:
+        """Template layers, lowest first: ``_ALL_``, ``prod``, ``prod.ch1``."""
+        parts = self.name.split(".")
+        return ["_ALL_"] + [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+    @property
+    def hosts(self) -> list[tuple[str, str]]:
+        """``(host, target)`` for every host of every target."""
+        return [(h, t) for t, spec in self.targets.items() for h in spec.get("hosts", [])]
+
+
+def ancestry(defs: Definitions, name: str, _stack: tuple[str, ...] = ()) -> list[str]:
+    """Names applied before ``name``: each parent's own ancestry first, deduplicated."""
+    if name in _stack:
+        chain = " -> ".join([*_stack[_stack.index(name):], name])
+        d = defs.get(_stack[-1]) or defs.project
+        raise DefinitionError(f"inheritance cycle: {chain}", file=d.path, pointer="/inherit")
+    d = defs.project if name == "facsimile" else defs.get(name)
+    assert d is not None
+    out: list[str] = []
+    for parent in d.inherit:
+        for n in [*ancestry(defs, parent, (*_stack, name)), parent]:
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def resolution_order(defs: Definitions, name: str) -> list[str]:
+    """``facsimile`` -> ancestry of ``prod`` -> ``prod`` -> ... -> ``prod.ch1``.
+
+    A definition reached twice is applied once, at its first place, so that a
+    child's settings are never undone by re-applying a shared ancestor.
+    """
+    parts = name.split(".")
+    levels = ["facsimile"] + [".".join(parts[: i + 1]) for i in range(len(parts))]
+    order: list[str] = []
+    for level in levels:
+        for n in [*ancestry(defs, level), level]:
+            if n not in order:
+                order.append(n)
+    return order
+
+
+class Resolver:
+    """Merges definitions with one jsonmerge ``Merger``; memoizes shared prefixes."""
+
+    def __init__(self, defs: Definitions, schema_file: str = "define/schema.json") -> None:
+        import jsonmerge
+
+        self.defs = defs
+        self.schema_file = schema_file
+        self.merger = jsonmerge.Merger(defs.schema)
+        self.module_merger = jsonmerge.Merger(
+            _subschema(defs.schema, ["modules"], additional=True) or {}
+        )
+        self._memo: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, list[str]]]] = {}
+
+    def _layer(self, name: str) -> tuple[dict[str, Any], str]:
+        d = self.defs.project if name == "facsimile" else self.defs.get(name)
+        assert d is not None
+        data = {k: v for k, v in d.data.items() if k != "inherit"}
+        if name == "facsimile":
+            data = {k: v for k, v in data.items() if k not in PROJECT_ONLY_KEYS}
+        return data, d.path
+
+    def merged(self, order: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The merge of ``order``'s layers and the provenance of each value."""
+        if order in self._memo:
+            return self._memo[order]
+        if len(order) == 1:
+            base: dict[str, Any] = {}
+            prov: dict[str, list[str]] = {}
+        else:
+            base, prov = self.merged(order[:-1])
+        data, path = self._layer(order[-1])
+        result = self.merge(base, data, path, self.merger, self.defs.schema)
+        prov = dict(prov)
+        record_provenance(prov, data, path, self.defs.schema)
+        self._memo[order] = (result, prov)
+        return result, prov
+
+    def merge(self, base: Any, head: Any, file: str, merger: Any, schema: dict[str, Any]) -> Any:
+        from jsonmerge.exceptions import JSONMergeError
+
+        try:
+            return merger.merge(copy.deepcopy(base), copy.deepcopy(head))
+        except JSONMergeError as exc:
+            ref = getattr(exc.value, "ref", None)
+            pointer = ref.lstrip("#") if isinstance(ref, str) else None
+            raise DefinitionError(
+                f"cannot merge ({exc.strategy_name or 'merge'}): {exc.message}; "
+                f"strategies from {self.schema_file}",
+                file=file,
+                pointer=pointer or None,
+            ) from exc
+
+    def instance(self, name: str) -> Instance:
+        order = tuple(resolution_order(self.defs, name))
+        data, prov = self.merged(order)
+        data = drop_nulls(data)
+        # modules: project's, overlaid by each instance-level "modules" in order
+        modules = copy.deepcopy(self.defs.modules)
+        mschema = _subschema(self.defs.schema, ["modules"], additional=True) or {}
+        for n in order:
+            if n == "facsimile":
+                continue
+            d = self.defs.get(n)
+            assert d is not None
+            if "modules" in d.data:
+                overlay = normalize_modules(d.data["modules"], d.path, "/modules")
+                for mname, mdata in overlay.items():
+                    modules[mname] = self.merge(
+                        modules.get(mname, {}), mdata, d.path, self.module_merger, mschema
+                    )
+        data.pop("modules", None)
+        modules = {k: drop_nulls(v) for k, v in modules.items()}
+        targets = self._targets(name, data.get("targets") or {})
+        data["targets"] = targets
+        data["name"] = name
+        regions = [n.split("/", 1)[1] for n in order if n.startswith("regions/")]
+        files = [
+            (self.defs.project if n == "facsimile" else self.defs.get(n)).path  # type: ignore[union-attr]
+            for n in order
+        ]
+        return Instance(
+            name=name,
+            family=name.split(".")[0],
+            data=data,
+            chain=list(order),
+            files=files,
+            provenance=prov,
+            modules=modules,
+            targets=targets,
+            regions=regions,
+        )
+
+    def _targets(self, instance: str, targets: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for tname, spec in targets.items():
+            spec = dict(spec or {})
+            parents = spec.pop("inherit", [])
+            if parents:
+                order: list[str] = []
+                for p in parents:
+                    for n in [*ancestry(self.defs, p), p]:
+                        if n not in order:
+                            order.append(n)
+                base, _ = self.merged(tuple(order)) if order else ({}, {})
+                base = {k: v for k, v in base.items() if k not in INSTANCE_KEYS}
+                spec = drop_nulls(self.merge(base, spec, instance, self.merger, {}))
+                spec["regions"] = [n.split("/", 1)[1] for n in order if n.startswith("regions/")]
+            spec.setdefault("hosts", [])
+            out[tname] = spec
+        return out
+
+
+def drop_nulls(value: Any) -> Any:
+    """``null`` deletes a key (as in Helm): drop it from the merged result."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _subschema(schema: Mapping[str, Any], path: list[str], additional: bool = False) -> Any:
+    node: Any = schema
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        props = node.get("properties", {})
+        if key in props:
+            node = props[key]
+            continue
+        for pattern, sub in node.get("patternProperties", {}).items():
+            if re.search(pattern, key):
+                node = sub
+                break
+        else:
+            node = node.get("additionalProperties")
+    if additional and isinstance(node, Mapping) and "additionalProperties" in node:
+        return node["additionalProperties"]
+    return node
+
+
+def strategy_at(schema: Mapping[str, Any], path: list[str]) -> str | None:
+    """The jsonmerge strategy the schema names for ``path``, if any."""
+    node = _subschema(schema, path)
+    if isinstance(node, Mapping):
+        return node.get("mergeStrategy")
+    return None
+
+
+def record_provenance(
+    prov: dict[str, list[str]], data: Any, file: str, schema: Mapping[str, Any],
+    path: tuple[str, ...] = (),
+) -> None:
+    """Note ``file`` as the setter of every value ``data`` contains."""
+    if isinstance(data, dict) and data:
+        for key, value in data.items():
+            record_provenance(prov, value, file, schema, (*path, key))
+        if path:
+            key = ".".join(path)
+            prov.setdefault(key, [])
+            if file not in prov[key]:
+                prov[key] = [*prov[key], file]
+        return
+    key = ".".join(path)
+    accumulating = strategy_at(schema, list(path)) in (
+        "append", "arrayMergeById", "arrayMergeByIndex"
+    )
+    if accumulating and key in prov:
+        prov[key] = [*prov[key], file] if file not in prov[key] else prov[key]
+    else:
+        # a replaced value: deeper entries set earlier no longer stand
+        for old in [k for k in prov if k.startswith(key + ".")]:
+            del prov[old]
+        prov[key] = [file]
+
+
+def resolve_all(defs: Definitions) -> dict[str, Instance]:
+    """Every instance and subinstance, resolved."""
+    resolver = Resolver(defs)
+    return {name: resolver.instance(name) for name in sorted(defs.instances)}
+
+
+def lookup(data: Any, dotted: str) -> Iterator[Any]:
+    """Yield the value at ``a.b.c`` (list items by index), or nothing."""
+    node = data
+    for part in dotted.split(".") if dotted else []:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return
+    yield node

@@ -1,0 +1,37 @@
+"""What a root's ``dodo.py`` imports: ``from facsimile.dodo import *``.
+
+The root is found by walking up from the working directory (doit runs in the
+folder of ``dodo.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from .definitions import find_root
+from .errors import FacsimileError
+from .tasks import doit_config
+
+try:
+    _ROOT = find_root()
+except FacsimileError:
+    _ROOT = None
+
+DOIT_CONFIG = doit_config(_ROOT)
+
+
+def task_facsimile() -> Iterator[dict[str, Any]]:
+    """facsimile's tasks: build:<instance>/<path>, build:<instance>, sync:<instance>."""
+    from .project import Project  # noqa: PLC0415
+    from .tasks import Build, generate  # noqa: PLC0415
+
+    try:
+        yield from generate(Build(Project.load(_ROOT or find_root())))
+    except FacsimileError as exc:
+        print(f"facsimile: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+__all__ = ["DOIT_CONFIG", "task_facsimile"]

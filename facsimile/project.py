@@ -1,0 +1,254 @@
+"""A loaded project: definitions resolved, state at hand, template contexts.
+
+:class:`Project` is public: ``facsimile.json`` may name a subclass with
+``"class": "module.path:ClassName"`` to add template context, generated kinds
+or doit tasks (see the README, "Class overrides").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import pickle
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import definitions as D
+from . import state as S
+from .errors import DefinitionError, FacsimileError
+
+CACHE_FORMAT = 3
+
+
+class Project:
+    """Definitions of one root, resolved once, plus state and contexts on demand.
+
+    Override in a subclass named by ``"class"`` in ``facsimile.json``:
+    :meth:`extra_context`, :meth:`generators`, :meth:`tasks`, and methods
+    ``_init_<system>`` run on load (``platform.system().lower()``).
+    """
+
+    def __init__(self, root: D.Root, defs: D.Definitions, instances: dict[str, D.Instance]):
+        self.root = root
+        self.defs = defs
+        self.instances = instances
+        self._states: dict[tuple[str, bool], S.State] = {}
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, root: D.Root | str | Path | None = None, *, cache: bool = True) -> Project:
+        """Load (from the model cache when no definition file changed) and init."""
+        if root is None:
+            root = D.find_root()
+        elif not isinstance(root, D.Root):
+            root = D.open_root(root)
+        defs, instances = _load_model(root, cache)
+        klass = _project_class(root, defs) if "class" in defs.project.data else cls
+        project = klass(root, defs, instances)
+        project._run_init()
+        return project
+
+    def _run_init(self) -> None:
+        import platform
+
+        hook = getattr(self, f"_init_{platform.system().lower()}", None)
+        if callable(hook):
+            hook()
+
+    # ------------------------------------------------------------------ accessors
+
+    @property
+    def name(self) -> str:
+        return str(self.defs.project.data.get("name") or self.root.base.name)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The project document as templates see it (``project``)."""
+        raw = {k: v for k, v in self.defs.project.data.items() if k not in ("inherit", "modules")}
+        raw["name"] = self.name
+        return raw
+
+    def instance(self, name: str) -> D.Instance:
+        """The resolved instance ``name``; an unknown name gets a suggestion."""
+        try:
+            return self.instances[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self.instances), n=1)
+            hint = f", did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(sorted(self.instances)) or "none"
+            raise DefinitionError(f"unknown instance {name!r}{hint} (instances: {known})") \
+                from None
+
+    def select(self, names: Iterable[str] | None) -> list[D.Instance]:
+        """The named instances (all when none are named)."""
+        names = list(names or [])
+        if not names:
+            return [self.instances[n] for n in sorted(self.instances)]
+        return [self.instance(n) for n in names]
+
+    # ------------------------------------------------------------------ state
+
+    def generators(self) -> dict[str, S.Generator]:
+        """Generated kinds: name -> ``f(arg) -> value``. Override to add kinds."""
+        return dict(S.GENERATORS)
+
+    def wants(self, inst: D.Instance) -> list[S.Want]:
+        return S.wants_for(inst.modules, inst.data.get("generate", {}))
+
+    def family_wants(self, family: str) -> list[S.Want]:
+        """What every instance of the family asks for (subinstances share state)."""
+        seen: dict[tuple[str, str], S.Want] = {}
+        for inst in self.instances.values():
+            if inst.family == family:
+                for w in self.wants(inst):
+                    seen.setdefault((w.section, w.name), w)
+        return list(seen.values())
+
+    def state(self, inst: D.Instance, *, write: bool) -> S.State:
+        """The family's state. ``write=False`` never touches the disk."""
+        key = (inst.family, write)
+        if key not in self._states:
+            self._states[key] = S.load(
+                self.root.state,
+                inst.family,
+                self.family_wants(inst.family),
+                write=write,
+                shown_root=self.root.base,
+                generators=self.generators(),
+            )
+        return self._states[key]
+
+    # ------------------------------------------------------------------ context
+
+    def extra_context(self, inst: D.Instance) -> dict[str, Any]:
+        """More names for templates. Override in a project class."""
+        return {}
+
+    def context(self, inst: D.Instance, state: S.State) -> dict[str, Any]:
+        """The plain template context: instance, module, project, state, targets."""
+        modules = {}
+        for mname, mdata in inst.modules.items():
+            m = dict(mdata)
+            m["name"] = mname
+            m.setdefault("username", mname)
+            pw = state.module_password(mname)
+            if pw is not None:
+                m["password"] = pw
+            modules[mname] = m
+        ctx = {
+            "instance": inst.data,
+            "module": modules,
+            "project": self.data,
+            "state": state.generate_values(),
+            "targets": inst.targets,
+        }
+        extra = self.extra_context(inst)
+        if extra:
+            ctx.update(extra)
+        return ctx
+
+    def secret_paths(self, state: S.State, *, every: bool = False) -> set[str]:
+        """Context paths that hold state values (every one, or only secret kinds)."""
+        out = set()
+        for path, kind in state.kinds().items():
+            if every or kind.split(":")[0] in S.SECRET_KINDS:
+                out.add(path)
+        return out
+
+    # ------------------------------------------------------------------ tasks
+
+    def tasks(self) -> Iterable[Mapping[str, Any]]:
+        """Extra doit task dicts (each with a ``name``); override in a project class."""
+        return ()
+
+
+# ---------------------------------------------------------------------- model cache
+
+
+def _stat_key(files: list[Path]) -> list[tuple[str, int, int]]:
+    out = []
+    for f in files:
+        st = f.stat()
+        out.append((str(f), st.st_mtime_ns, st.st_size))
+    return out
+
+
+def _load_model(root: D.Root, use_cache: bool) -> tuple[D.Definitions, dict[str, D.Instance]]:
+    """Definitions and resolved instances, from the cache when their files are unchanged."""
+    from . import __version__
+
+    files = D.definition_files(root)
+    key = (CACHE_FORMAT, __version__, _stat_key(files))
+    cache_file = root.cache / "model.pickle"
+    if use_cache:
+        with contextlib.suppress(Exception):
+            with open(cache_file, "rb") as fh:
+                cached_key, payload = pickle.load(fh)
+            if cached_key == key:
+                return payload
+    defs = D.load(root)
+    instances = D.resolve_all(defs)
+    if use_cache:
+        _write_cache(cache_file, (key, (defs, instances)))
+    return defs, instances
+
+
+def _write_cache(path: Path, payload: Any) -> None:
+    """Best effort: a cache that cannot be written only costs time."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _project_class(root: D.Root, defs: D.Definitions) -> type[Project]:
+    """The class named by ``"class": "module.path:ClassName"``, importable from the root."""
+    import importlib
+    import sys
+
+    spec = defs.project.data["class"]
+    where = {"file": defs.project.path, "pointer": "/class"}
+    modname, _, clsname = spec.partition(":")
+    if not modname or not clsname:
+        raise DefinitionError(f"class {spec!r} must look like 'module.path:ClassName'", **where)
+    for folder in (str(root.base), str(root.base.parent)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        module = importlib.import_module(modname)
+    except Exception as exc:
+        raise DefinitionError(
+            f"cannot import {modname!r} for class {spec!r}: {type(exc).__name__}: {exc}", **where
+        ) from exc
+    klass = getattr(module, clsname, None)
+    if not isinstance(klass, type) or not issubclass(klass, Project):
+        raise DefinitionError(
+            f"{spec!r} is not a subclass of facsimile.Project"
+            if klass is not None
+            else f"module {modname!r} has no class {clsname!r}",
+            **where,
+        )
+    return klass
+
+
+def mask(value: Any, paths: set[str], prefix: str = "") -> Any:
+    """A copy of ``value`` with every path in ``paths`` replaced by ``********``."""
+    if isinstance(value, dict):
+        return {
+            k: S.MASK if f"{prefix}{k}" in paths else mask(v, paths, f"{prefix}{k}.")
+            for k, v in value.items()
+        }
+    return value
+
+
+__all__ = ["FacsimileError", "Project", "mask"]

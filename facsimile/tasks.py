@@ -1,0 +1,503 @@
+"""doit tasks: one ``build:<instance>/<path>`` per output, exact invalidation.
+
+Each output task saves, in doit's database, digests of what it was made from
+(``values``): the template files loaded with their stat and content digest,
+the names they were loaded by, each context value read (digest only), a digest
+of the whole instance context, and the output's own stat. When tasks are
+created, a plain boolean ``uptodate`` is computed from those records, so doit
+calls no callable per task on a no-op (see PERF-NOTES). :func:`check` is also
+what ``facs plan`` uses, so the two always agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from doit.reporter import ExecutedOnlyReporter
+
+from . import definitions as D
+from . import render as R
+from .errors import BuildError, FacsimileError, TemplateError
+from .project import Project
+from .state import MASK, State
+
+DB_FILE = ".doit.db"
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file of ``BUILD/<instance>/``: where it comes from."""
+
+    instance: str
+    rel: str  # path inside BUILD/<instance>/
+    kind: str  # "tmpl" or "extra"
+    name: str  # template name (path inside its layer), or extra path
+    source: Path
+
+    @property
+    def task(self) -> str:
+        return f"build:{self.instance}/{self.rel}"
+
+
+class Record(dict):
+    """Saved values of an output task. Falsy, so doit does not store it twice
+    (doit also saves a truthy dict result as ``result:``)."""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def stale(*reasons: str) -> bool:
+    """Always false: a stale task's ``uptodate`` entry, whose args say why (``doit info``)."""
+    return False
+
+
+def uptodate(reasons: list[str]) -> Any:
+    """``True``, or ``(stale, reasons, {})`` so that ``doit info`` shows the reasons."""
+    return (stale, list(reasons), {}) if reasons else True
+
+
+@dataclass
+class Build:
+    """Everything one run needs, created once: the project, layer index, environment."""
+
+    project: Project
+    index: R.LayerIndex = field(init=False)
+    _env: Any = field(default=None, init=False)
+    _outputs: dict[str, dict[str, Output]] = field(default_factory=dict, init=False)
+    _ctx: dict[tuple[str, bool], dict[str, Any]] = field(default_factory=dict, init=False)
+    _ctx_digest: dict[tuple[str, bool], str] = field(default_factory=dict, init=False)
+    _val_digest: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
+    _stat: dict[str, tuple[int, int] | None] = field(default_factory=dict, init=False)
+    _fdigest: dict[str, str] = field(default_factory=dict, init=False)
+    _db: dict[str, Any] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.index = R.LayerIndex(self.project.root.base)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as its root: a process rebuilds its own from the model cache."""
+        return (_build_for_root, (str(self.project.root.base),))
+
+    @property
+    def root(self) -> D.Root:
+        return self.project.root
+
+    @property
+    def env(self) -> Any:
+        if self._env is None:
+            self._env = R.make_environment(self.index)
+        return self._env
+
+    # ------------------------------------------------------------ layers
+
+    def search(self, inst: D.Instance) -> tuple[Path, ...]:
+        """Template search path, highest layer first, then ``_lib``."""
+        tmpl = self.root.tmpl
+        return (*(tmpl / layer for layer in reversed(inst.layers)), tmpl / R.LIB)
+
+    def outputs(self, inst: D.Instance) -> dict[str, Output]:
+        """Every output of ``inst``: later layers replace earlier ones."""
+        if inst.name in self._outputs:
+            return self._outputs[inst.name]
+        tmpl: dict[str, Output] = {}
+        extra: dict[str, Output] = {}
+        for layer in inst.layers:
+            for rel, path in self.index.files(self.root.tmpl / layer).items():
+                out = rel[:-3] if rel.endswith(".j2") else rel
+                tmpl[out] = Output(inst.name, out, "tmpl", rel, path)
+            for rel, path in self.index.files(self.root.extra / layer).items():
+                extra[rel] = Output(inst.name, rel, "extra", rel, path)
+        both = sorted(set(tmpl) & set(extra))
+        if both:
+            a, b = tmpl[both[0]], extra[both[0]]
+            raise BuildError(
+                f"{self.root.rel(a.source)} and {self.root.rel(b.source)} both make "
+                f"BUILD/{inst.name}/{both[0]}: rename or remove one"
+            )
+        result = dict(sorted({**tmpl, **extra}.items()))
+        self._outputs[inst.name] = result
+        return result
+
+    def out_path(self, o: Output) -> Path:
+        return self.root.build / o.instance / o.rel
+
+    # ------------------------------------------------------------ context
+
+    def state(self, inst: D.Instance, *, write: bool) -> State:
+        return self.project.state(inst, write=write)
+
+    def context(self, inst: D.Instance, *, write: bool) -> dict[str, Any]:
+        key = (inst.name, write)
+        if key not in self._ctx:
+            self._ctx[key] = self.project.context(inst, self.state(inst, write=write))
+        return self._ctx[key]
+
+    def context_digest(self, inst: D.Instance, *, write: bool) -> str:
+        key = (inst.name, write)
+        if key not in self._ctx_digest:
+            self._ctx_digest[key] = R.digest(self.context(inst, write=write))
+        return self._ctx_digest[key]
+
+    def value_digest(self, inst: D.Instance, path: str, *, write: bool = False) -> str:
+        key = (inst.name, path)
+        if key not in self._val_digest:
+            value = R.lookup_path(self.context(inst, write=write), path)
+            self._val_digest[key] = R.digest(value)
+        return self._val_digest[key]
+
+    # ------------------------------------------------------------ files
+
+    def stat(self, rel: str) -> tuple[int, int] | None:
+        if rel not in self._stat:
+            try:
+                st = os.stat(self.root.base / rel)
+                self._stat[rel] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                self._stat[rel] = None
+        return self._stat[rel]
+
+    def fdigest(self, rel: str) -> str:
+        if rel not in self._fdigest:
+            try:
+                self._fdigest[rel] = R.file_digest(self.root.base / rel)
+            except OSError:
+                self._fdigest[rel] = R.ABSENT
+        return self._fdigest[rel]
+
+    # ------------------------------------------------------------ records
+
+    @property
+    def db(self) -> dict[str, Any]:
+        """doit's database as saved by the last run (read-only here)."""
+        if self._db is None:
+            self._db = read_db(self.root.base / DB_FILE)
+        return self._db
+
+    def record(self, o: Output) -> dict[str, Any] | None:
+        entry = self.db.get(o.task)
+        if not isinstance(entry, dict):
+            return None
+        rec = entry.get("_values_:")
+        return rec if isinstance(rec, dict) and "s" in rec else None
+
+    # ------------------------------------------------------------ the check
+
+    def check(self, o: Output, *, every: bool = False) -> list[str]:
+        """Why ``o`` is stale (empty when it is up to date); first reason unless ``every``."""
+        rec = self.record(o)
+        out = self.out_path(o)
+        if rec is None:
+            return ["new"]
+        try:
+            st = os.stat(out)
+        except OSError:
+            return ["new" if not out.parent.exists() else "missing from BUILD"]
+        reasons: list[str] = []
+        inst = self.project.instances[o.instance]
+        src = self.root.rel(o.source)
+        prev_src = rec.get("s")
+        if prev_src != src:
+            reasons.append(f"{'extra' if o.kind == 'extra' else 'template'} changed: {src}"
+                           + (f" (was {prev_src})" if prev_src else ""))
+            if not every:
+                return reasons
+        for rel, (mtime, size, dig) in rec.get("f", {}).items():
+            now = self.stat(rel)
+            if now == (mtime, size):
+                continue
+            if now is None or self.fdigest(rel) != dig:
+                if rel == src:
+                    what = "extra changed" if o.kind == "extra" else "template changed"
+                else:
+                    what = "include changed"
+                reasons.append(f"{what}: {rel}" + (" (deleted)" if now is None else ""))
+                if not every:
+                    return reasons
+        names = rec.get("n")
+        if names:
+            search = self.search(inst)
+            for name, rel in names.items():
+                try:
+                    now_rel = self.root.rel(self.env_resolve(name, search))
+                except KeyError:
+                    now_rel = R.ABSENT
+                if now_rel != rel:
+                    reasons.append(f"include changed: {name} now from {now_rel}")
+                    if not every:
+                        return reasons
+        values = rec.get("v")
+        if values and rec.get("c") != self.context_digest(inst, write=False):
+            state_paths = self.project.secret_paths(self.state(inst, write=False), every=True)
+            for path, dig in values.items():
+                if self.value_digest(inst, path) != dig:
+                    base = path.removesuffix("[keys]")
+                    kind = "state" if base in state_paths else "value"
+                    what = f"{base} (its keys)" if path.endswith("[keys]") else path
+                    reasons.append(f"{kind} changed: {what}")
+                    if not every:
+                        return reasons
+        o_rec = rec.get("o")
+        if o_rec and (st.st_mtime_ns, st.st_size) != (o_rec[0], o_rec[1]) and (
+            R.file_digest(out) != o_rec[2]
+        ):
+            reasons.append("output modified in BUILD")
+        return reasons
+
+    def env_resolve(self, name: str, search: tuple[Path, ...]) -> Path:
+        """Where ``name`` resolves through ``search`` now (no Jinja2 import needed)."""
+        parts = name.split("/")
+        if ".." in parts or name.startswith("/"):
+            raise KeyError(name)
+        for folder in search:
+            hit = self.index.files(folder).get(name)
+            if hit is not None:
+                return hit
+        raise KeyError(name)
+
+    # ------------------------------------------------------------ building
+
+    def build_one(self, instance: str, rel: str) -> dict[str, Any]:
+        """Make one output (a doit action); returns the record saved as doit values."""
+        inst = self.project.instances[instance]
+        o = self.outputs(inst)[rel]
+        out = self.out_path(o)
+        src_rel = self.root.rel(o.source)
+        mode = os.stat(o.source).st_mode & 0o7777
+        record: dict[str, Any] = {"s": src_rel}
+        if o.kind == "extra":
+            data = o.source.read_bytes()
+            record["f"] = {src_rel: [*_stat(o.source), R.bytes_digest(data)]}
+        else:
+            ctx = self.context(inst, write=True)
+            try:
+                r = R.render(self.env, o.name, self.search(inst), ctx, self.root.base)
+            except TemplateError as exc:
+                raise TemplateError(
+                    scrub(exc.message, self.state(inst, write=True)),
+                    file=exc.file, line=exc.line,
+                ) from None
+            data = r.data
+            files: dict[str, list[Any]] = {}
+            for path in dict.fromkeys(r.loaded.values()):
+                frel = self.root.rel(path)
+                files[frel] = [*_stat(Path(path)), R.file_digest(path)]
+            record["f"] = files
+            record["n"] = {n: self.root.rel(p) for n, p in r.loaded.items() if n != o.name}
+            record["v"] = {p: R.digest(v) for p, v in sorted(r.reads.items())}
+            record["c"] = self.context_digest(inst, write=True)
+        write_if_changed(out, data, mode)
+        record["o"] = [*_stat(out), R.bytes_digest(data)]
+        return record
+
+    def orphans(self, instance: str | None) -> list[Path]:
+        """Files in ``BUILD/<instance>/`` (or of removed instances) that no output makes."""
+        build = self.root.build
+        if instance is None:
+            if not build.is_dir():
+                return []
+            gone = [p for p in build.iterdir() if p.name not in self.project.instances]
+            return sorted(f for p in gone for f in (_files_under(p) if p.is_dir() else [p]))
+        inst = self.project.instances[instance]
+        keep = set(self.outputs(inst))
+        base = build / instance
+        return sorted(base / rel for rel, _ in R._walk(base) if rel not in keep)
+
+    def prune(self, instance: str | None) -> None:
+        """Delete orphans and the folders they leave empty."""
+        for f in self.orphans(instance):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+            parent = f.parent
+            while parent != self.root.build and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+
+
+def _build_for_root(root: str) -> Build:
+    return Build(Project.load(root))
+
+
+def _stat(path: Path) -> list[int]:
+    st = os.stat(path)
+    return [st.st_mtime_ns, st.st_size]
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return [folder / rel for rel, _ in R._walk(folder)]
+
+
+def read_db(path: Path) -> dict[str, Any]:
+    """doit's JSON database, or nothing when it is absent or not ours to read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_if_changed(path: Path, data: bytes, mode: int) -> bool:
+    """Atomically write ``data`` unless the file already holds it; keep ``mode``."""
+    try:
+        st = os.stat(path)
+        if st.st_size == len(data) and path.read_bytes() == data:
+            if st.st_mode & 0o7777 != mode:
+                os.chmod(path, mode)
+            return False
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError as exc:
+        raise BuildError(f"BUILD path is a folder: {path}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def scrub(text: str, state: State) -> str:
+    """Replace every state value in ``text`` with the mask."""
+    for section in ("modules", "generate"):
+        for entry in state.data.get(section, {}).values():
+            value = entry.get("value")
+            if isinstance(value, str) and len(value) >= 4:
+                text = text.replace(value, MASK)
+    return text
+
+
+# ---------------------------------------------------------------------- doit glue
+
+
+def _render_action(build: Build, instance: str, rel: str) -> Any:
+    from doit.exceptions import TaskFailed
+
+    try:
+        return Record(build.build_one(instance, rel))
+    except FacsimileError as exc:
+        return TaskFailed(str(exc))
+
+
+def _prune_action(build: Build, instance: str | None) -> None:
+    build.prune(instance)
+
+
+def _sync_action(build: Build, instance: str) -> Any:
+    from doit.exceptions import TaskFailed
+
+    from .cli import run_sync
+
+    try:
+        code = run_sync(build.project, instance)
+    except FacsimileError as exc:
+        return TaskFailed(str(exc))
+    return None if code == 0 else TaskFailed(f"sync of {instance} failed (exit {code})")
+
+
+def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every doit task dict of the project (basenames ``build`` and ``sync``)."""
+    project = build.project
+    yield {"basename": "build", "name": None, "doc": "build every instance into BUILD/"}
+    chosen = project.select(instances)
+    for inst in chosen:
+        names = []
+        for o in build.outputs(inst).values():
+            reasons = build.check(o)
+            names.append(o.task)
+            yield {
+                "basename": "build",
+                "name": f"{inst.name}/{o.rel}",
+                "actions": [(_render_action, (build, inst.name, o.rel))],
+                "targets": [str(build.out_path(o))],
+                "uptodate": [uptodate(reasons)],
+                "clean": True,
+                "verbosity": 1,
+            }
+        orphans = build.orphans(inst.name)
+        yield {
+            "basename": "build",
+            "name": inst.name,
+            "doc": f"build instance {inst.name}",
+            "actions": [(_prune_action, (build, inst.name))],
+            "task_dep": names,
+            "uptodate": [uptodate([f"orphan: {build.root.rel(f)}" for f in orphans])],
+        }
+        yield {
+            "basename": "sync",
+            "name": inst.name,
+            "doc": f"build {inst.name}, then push it to every host of its targets",
+            "actions": [(_sync_action, (build, inst.name))],
+            "task_dep": [f"build:{inst.name}"],
+            "uptodate": [False],
+            "verbosity": 2,
+        }
+    if instances is None:
+        gone = build.orphans(None)
+        yield {
+            "basename": "build",
+            "name": "_removed",
+            "doc": "delete the BUILD trees of removed instances",
+            "actions": [(_prune_action, (build, None))],
+            "uptodate": [uptodate([f"orphan: {build.root.rel(f)}" for f in gone])],
+        }
+    for extra in project.tasks():
+        yield dict(extra)
+
+
+def doit_config(root: D.Root | None) -> dict[str, Any]:
+    """DOIT_CONFIG for a root: JSON backend, our database, quiet reporter."""
+    cfg: dict[str, Any] = {
+        "backend": "json",
+        "default_tasks": ["build"],
+        "reporter": Reporter,
+        "check_file_uptodate": "md5",
+    }
+    if root is not None:
+        cfg["dep_file"] = str(root.base / DB_FILE)
+    return cfg
+
+
+def mask_text(text: str, states: Mapping[str, State]) -> str:
+    for st in states.values():
+        text = scrub(text, st)
+    return text
+
+
+class Reporter(ExecutedOnlyReporter):
+    """doit's output without a line per up-to-date task, plus a summary."""
+
+    desc = "facsimile: executed tasks and a summary"
+
+    def __init__(self, outstream: Any, options: Any) -> None:
+        super().__init__(outstream, options)
+        self.counts = {"built": 0, "up to date": 0}
+
+    def add_success(self, task: Any) -> None:
+        if task.actions and task.name.startswith("build:") and task.targets:
+            self.counts["built"] += 1
+
+    def skip_uptodate(self, task: Any) -> None:
+        if task.targets:
+            self.counts["up to date"] += 1
+
+    def complete_run(self) -> None:
+        super().complete_run()
+        if any(self.counts.values()):
+            self.write(
+                f"facsimile: {self.counts['built']} built, "
+                f"{self.counts['up to date']} up to date\n"
+            )
