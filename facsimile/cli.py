@@ -273,15 +273,18 @@ def run_doit(project: Project, argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader  # noqa: PLC0415
     from doit.doit_cmd import DoitMain  # noqa: PLC0415
 
-    from .tasks import Build, doit_config, generate  # noqa: PLC0415
+    from .tasks import Build, doit_config, guarded_tasks  # noqa: PLC0415
 
     def task_facsimile() -> Any:
         """facsimile's tasks."""
-        yield from generate(Build(project))
+        yield from guarded_tasks(lambda: Build(project))
 
     loader = ModuleTaskLoader({"task_facsimile": task_facsimile,
                                "DOIT_CONFIG": doit_config(project.root)})
-    return int(DoitMain(loader, extra_config={"GLOBAL": {}}).run(argv))
+    try:
+        return int(DoitMain(loader, extra_config={"GLOBAL": {}}).run(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else 1
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -6,7 +6,6 @@ folder of ``dodo.py``).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,13 +24,9 @@ DOIT_CONFIG = doit_config(_ROOT)
 def task_facsimile() -> Iterator[dict[str, Any]]:
     """facsimile's tasks: build:<instance>/<path>, build:<instance>, sync:<instance>."""
     from .project import Project  # noqa: PLC0415
-    from .tasks import Build, generate  # noqa: PLC0415
+    from .tasks import Build, guarded_tasks  # noqa: PLC0415
 
-    try:
-        yield from generate(Build(Project.load(_ROOT or find_root())))
-    except FacsimileError as exc:
-        print(f"facsimile: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+    yield from guarded_tasks(lambda: Build(Project.load(_ROOT or find_root())))
 
 
 __all__ = ["DOIT_CONFIG", "task_facsimile"]

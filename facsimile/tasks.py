@@ -458,6 +458,17 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
         yield dict(extra)
 
 
+def guarded_tasks(make: Any) -> Iterator[dict[str, Any]]:
+    """Tasks from ``generate(make())``; a user error is one line and exit 1, no traceback."""
+    import sys  # noqa: PLC0415
+
+    try:
+        yield from generate(make())
+    except FacsimileError as exc:
+        print(f"facsimile: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def doit_config(root: D.Root | None) -> dict[str, Any]:
     """DOIT_CONFIG for a root: JSON backend, our database, quiet reporter."""
     cfg: dict[str, Any] = {

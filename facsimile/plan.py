@@ -1,0 +1,226 @@
+"""``facs plan``: what a build would change and why, changing nothing.
+
+It uses the same check as the doit tasks (:meth:`facsimile.tasks.Build.check`),
+so ``doit list --all --status`` and the plan always agree. State that does not
+exist yet is made in memory only, and listed as "would generate".
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import FacsimileError
+from .project import Project
+from .state import MASK, State
+from .tasks import Build, Output
+
+
+@dataclass
+class Stale:
+    task: str
+    instance: str
+    path: str  # BUILD/<instance>/<rel>
+    reasons: list[str]
+    output: Output | None = None  # None for an orphan
+
+
+@dataclass
+class Plan:
+    stale: list[Stale] = field(default_factory=list)
+    up_to_date: int = 0
+    generate: dict[str, list[str]] = field(default_factory=dict)  # family -> paths
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.stale)
+
+
+def make_plan(build: Build, instances: Iterable[str] | None = None) -> Plan:
+    """Check every output of the chosen instances (all when none)."""
+    project = build.project
+    names = list(instances or [])
+    plan = Plan()
+    for inst in project.select(names):
+        state = build.state(inst, write=False)
+        if state.generated and inst.family not in plan.generate:
+            plan.generate[inst.family] = [w.path for w in state.generated]
+        for o in build.outputs(inst).values():
+            reasons = build.check(o, every=True)
+            if reasons:
+                plan.stale.append(
+                    Stale(o.task, inst.name, f"BUILD/{inst.name}/{o.rel}", reasons, o)
+                )
+            else:
+                plan.up_to_date += 1
+        for f in build.orphans(inst.name):
+            rel = build.root.rel(f)
+            plan.stale.append(Stale(f"build:{inst.name}", inst.name, rel, ["orphan"]))
+    if not names:
+        for f in build.orphans(None):
+            rel = build.root.rel(f)
+            inst_name = rel.split("/")[1] if rel.count("/") else ""
+            plan.stale.append(Stale("build:_removed", inst_name, rel, ["orphan"]))
+    return plan
+
+
+# --------------------------------------------------------------------------- diff
+
+
+def secrets_of(state: State) -> list[str]:
+    """Every state value as text, current and previous (longest first)."""
+    values: set[str] = set()
+    for section in ("modules", "generate"):
+        for entry in state.data.get(section, {}).values():
+            for v in [entry.get("value"), *entry.get("previous", [])]:
+                if v is not None and len(str(v)) >= 1:
+                    values.add(str(v))
+    return sorted(values, key=len, reverse=True)
+
+
+def masked_context(ctx: dict[str, Any], state: State) -> dict[str, Any]:
+    """The context with every state value replaced by the mask."""
+    import copy  # noqa: PLC0415
+
+    masked = copy.deepcopy(ctx)
+    for path in state.kinds():
+        parts = path.split(".")
+        node: Any = masked["module"] if parts[0] == "module" else masked["state"]
+        keys = parts[1:]
+        for k in keys[:-1]:
+            node = node.get(k, {})
+        if isinstance(node, dict) and keys[-1] in node:
+            node[keys[-1]] = MASK
+    return masked
+
+
+def _mask_text(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        if len(s) >= 4:
+            text = text.replace(s, MASK)
+    return text
+
+
+def _mask_old_lines(old: list[str], masked_new: list[str], secrets: list[str]) -> list[str]:
+    """Mask secrets in the old file, including values that have since changed.
+
+    A line of the masked new rendering with ``********`` in it is a pattern: an
+    old line that matches it has a (maybe rotated) secret at those places.
+    """
+    patterns = []
+    for line in masked_new:
+        if MASK in line:
+            parts = [re.escape(p) for p in line.split(MASK)]
+            patterns.append(re.compile("(.*?)".join(parts).join(["^", "$"]), re.S))
+    out = []
+    for line in old:
+        line = _mask_text(line, secrets)
+        for pat in patterns:
+            m = pat.match(line)
+            if m:
+                for g in sorted(range(1, (pat.groups or 0) + 1), reverse=True):
+                    line = line[: m.start(g)] + MASK + line[m.end(g):]
+                break
+        out.append(line)
+    return out
+
+
+def _is_binary(data: bytes) -> bool:
+    if b"\0" in data:
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def diff_output(build: Build, item: Stale) -> str:
+    """A unified diff of one stale output against BUILD/, every state value masked."""
+    from . import render as R  # noqa: PLC0415
+
+    path = build.root.base / item.path
+    old = path.read_bytes() if path.is_file() else b""
+    o = item.output
+    if o is None:  # an orphan: it would be deleted
+        new = b""
+        secrets = [s for st in build.project._states.values() for s in secrets_of(st)]
+        masked_new: list[str] = []
+    else:
+        inst = build.project.instances[o.instance]
+        state = build.state(inst, write=False)
+        secrets = secrets_of(state)
+        if o.kind == "extra":
+            new = o.source.read_bytes()
+            masked_new = []
+        else:
+            ctx = build.context(inst, write=False)
+            search = build.search(inst)
+            try:
+                masked = R.render(build.env, o.name, search, masked_context(ctx, state),
+                                  build.root.base)
+            except FacsimileError as exc:
+                return f"--- {item.path}\n+++ {item.path}\n! cannot render: {exc}\n"
+            new = masked.data
+            masked_new = new.decode("utf-8").splitlines(keepends=True)
+    if _is_binary(old) or _is_binary(new):
+        return f"Binary file {item.path} differs\n"
+    old_lines = _mask_old_lines(old.decode("utf-8").splitlines(keepends=True), masked_new,
+                                secrets)
+    new_lines = [_mask_text(line, secrets) for line in new.decode("utf-8")
+                 .splitlines(keepends=True)]
+    lines = difflib.unified_diff(
+        old_lines, new_lines,
+        fromfile=f"a/{item.path}" if old else "/dev/null",
+        tofile=f"b/{item.path}" if new or o is not None else "/dev/null",
+    )
+    text = "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n"
+                   for ln in lines)
+    return text
+
+
+# --------------------------------------------------------------------------- output
+
+
+def print_plan(
+    project: Project,
+    instances: list[str],
+    *,
+    diff: bool = False,
+    as_json: bool = False,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Print the plan; exit code 0 when nothing is stale, 2 when something is."""
+    build = Build(project)
+    plan = make_plan(build, instances)
+    if as_json:
+        doc: dict[str, Any] = {
+            "stale": [
+                {"task": s.task, "instance": s.instance, "path": s.path, "reasons": s.reasons}
+                | ({"diff": diff_output(build, s)} if diff else {})
+                for s in plan.stale
+            ],
+            "up_to_date": plan.up_to_date,
+            "would_generate": plan.generate,
+        }
+        out(json.dumps(doc, indent=2))
+        return 2 if plan.changes else 0
+    for family, paths in sorted(plan.generate.items()):
+        out(f"state {family}: would generate {', '.join(paths)}")
+    for s in plan.stale:
+        out(f"{s.path}: {'; '.join(s.reasons)}")
+        if diff:
+            text = diff_output(build, s)
+            if text:
+                out(text.rstrip("\n"))
+    orphans = sum(1 for s in plan.stale if s.reasons == ["orphan"])
+    stale = len(plan.stale) - orphans
+    out(
+        f"plan: {stale} to build, {orphans} to delete, {plan.up_to_date} up to date"
+        if plan.changes else f"plan: nothing to do, {plan.up_to_date} up to date"
+    )
+    return 2 if plan.changes else 0

@@ -1,0 +1,265 @@
+"""The incremental build through real doit runs: real files, real mtimes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import DODO, doit, facs, mtimes, write_tree
+
+TREE = {
+    "dodo.py": DODO,
+    "define/facsimile.json": {
+        "name": "shop",
+        "app": {"port": 8080, "workers": 2},
+        "db": {"host": "localhost"},
+        "unused": {"x": 1},
+        "generate": {"secret_key": "token:16", "node": "id"},
+    },
+    "define/modules.json": [{"name": "app"}, {"name": "db_user", "username": "shop"}],
+    "define/regions/ch1.json": {"region": "ch1"},
+    "define/dev.json": {"app": {"port": 8000}},
+    "define/prod.json": {"inherit": ["regions/ch1"], "db": {"host": "db.prod"}},
+    "define/prod.ch1.json": {"db": {"host": "db.ch1"}},
+    "tmpl/_lib/header.inc": "# {{ project.name }} {{ instance.name }}\n",
+    "tmpl/_ALL_/etc/app.ini.j2": (
+        '{% include "header.inc" -%}\nport = {{ instance.app.port }}\n'
+        "workers = {{ instance.app.workers }}\n"
+    ),
+    "tmpl/_ALL_/etc/db.ini.j2": (
+        "host = {{ instance.db.host }}\nuser = {{ module.db_user.username }}\n"
+        "password = {{ module.db_user.password }}\n"
+    ),
+    "tmpl/_ALL_/etc/secret.conf.j2": "key = {{ state.secret_key }}\nnode = {{ state.node }}\n",
+    "tmpl/_ALL_/etc/static.txt": "no values here\n",
+    "extra/_ALL_/share/logo.txt": "LOGO\n",
+}
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Path:
+    write_tree(tmp_path, TREE)
+    os.chmod(tmp_path / "tmpl/_ALL_/etc/db.ini.j2", 0o600)
+    doit(tmp_path, check=True)
+    return tmp_path
+
+
+def changed(before: dict[str, int], after: dict[str, int]) -> set[str]:
+    return {k for k in after if before.get(k) != after[k]} | (set(before) - set(after))
+
+
+def bump(path: Path) -> None:
+    """Make sure a following write gets a new mtime even on coarse clocks."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 10_000_000))
+
+
+def edit_json(path: Path, update: dict) -> None:
+    data = json.loads(path.read_text())
+    for key, value in update.items():
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    path.write_text(json.dumps(data))
+
+
+def test_first_build_makes_every_output(built: Path) -> None:
+    files = set(mtimes(built / "BUILD"))
+    for inst in ("dev", "prod", "prod.ch1"):
+        assert {f"{inst}/etc/app.ini", f"{inst}/etc/db.ini", f"{inst}/etc/secret.conf",
+                f"{inst}/etc/static.txt", f"{inst}/share/logo.txt"} <= files
+    assert (built / "BUILD/dev/etc/app.ini").read_text() == "# shop dev\nport = 8000\nworkers = 2\n"
+    assert (built / "BUILD/prod.ch1/etc/db.ini").read_text().startswith("host = db.ch1\n")
+    assert (built / "BUILD/dev/share/logo.txt").read_text() == "LOGO\n"
+    # the mode of the template is kept: the secret file stays 0600
+    assert stat.S_IMODE((built / "BUILD/dev/etc/db.ini").stat().st_mode) == 0o600
+    assert stat.S_IMODE((built / "BUILD/dev/etc/app.ini").stat().st_mode) != 0o600
+
+
+def test_noop_rebuilds_nothing(built: Path) -> None:
+    before = mtimes(built / "BUILD")
+    proc = doit(built, check=True)
+    assert changed(before, mtimes(built / "BUILD")) == set()
+    assert ".  build:" not in proc.stdout
+    assert "0 built" in proc.stdout
+
+
+def test_changed_value_rebuilds_exactly_its_readers(built: Path) -> None:
+    before = mtimes(built / "BUILD")
+    bump(built / "BUILD/prod/etc/db.ini")
+    bump(built / "BUILD/prod.ch1/etc/db.ini")
+    before = mtimes(built / "BUILD")
+    edit_json(built / "define/prod.json", {"db.host": "db2.prod"})
+    doit(built, check=True)
+    # prod reads it; prod.ch1 overrides db.host, so its output does not change
+    assert changed(before, mtimes(built / "BUILD")) == {"prod/etc/db.ini"}
+    assert (built / "BUILD/prod/etc/db.ini").read_text().startswith("host = db2.prod\n")
+
+
+def test_unread_value_rebuilds_nothing(built: Path) -> None:
+    before = mtimes(built / "BUILD")
+    edit_json(built / "define/facsimile.json", {"unused.x": 2})
+    proc = doit(built, check=True)
+    assert changed(before, mtimes(built / "BUILD")) == set()
+    assert ".  build:" not in proc.stdout
+
+
+def test_changed_include_rebuilds_its_includers(built: Path) -> None:
+    for f in (built / "BUILD").rglob("app.ini"):
+        bump(f)
+    before = mtimes(built / "BUILD")
+    (built / "tmpl/_lib/header.inc").write_text("## {{ instance.name }}\n")
+    doit(built, check=True)
+    assert changed(before, mtimes(built / "BUILD")) == {
+        "dev/etc/app.ini", "prod/etc/app.ini", "prod.ch1/etc/app.ini"
+    }
+
+
+def test_rotated_state_rebuilds_exactly_its_users(built: Path) -> None:
+    for f in (built / "BUILD").rglob("db.ini"):
+        bump(f)
+    before = mtimes(built / "BUILD")
+    old = (built / "BUILD/prod/etc/db.ini").read_text()
+    facs(built, "state", "rotate", "prod", "db_user", check=True)
+    doit(built, check=True)
+    # prod and prod.ch1 share the family's state; dev is another family
+    assert changed(before, mtimes(built / "BUILD")) == {"prod/etc/db.ini", "prod.ch1/etc/db.ini"}
+    assert (built / "BUILD/prod/etc/db.ini").read_text() != old
+
+
+def test_deleted_template_removes_its_output(built: Path) -> None:
+    (built / "extra/_ALL_/share/logo.txt").unlink()
+    (built / "tmpl/_ALL_/etc/static.txt").unlink()
+    doit(built, check=True)
+    for inst in ("dev", "prod", "prod.ch1"):
+        assert not (built / f"BUILD/{inst}/etc/static.txt").exists()
+        assert not (built / f"BUILD/{inst}/share").exists()  # the emptied folder too
+        assert (built / f"BUILD/{inst}/etc/app.ini").exists()
+
+
+def test_deleted_instance_removes_its_tree(built: Path) -> None:
+    (built / "define/dev.json").unlink()
+    doit(built, check=True)
+    assert not (built / "BUILD/dev").exists()
+    assert (built / "BUILD/prod/etc/app.ini").exists()
+
+
+def test_subinstance_template_overrides_parent(built: Path) -> None:
+    write_tree(built, {
+        "tmpl/prod/etc/app.ini.j2": "prod layer\n",
+        "tmpl/prod.ch1/etc/app.ini": "ch1 layer {{ instance.name }}\n",
+    })
+    doit(built, check=True)
+    assert (built / "BUILD/prod/etc/app.ini").read_text() == "prod layer\n"
+    assert (built / "BUILD/prod.ch1/etc/app.ini").read_text() == "ch1 layer prod.ch1\n"
+    assert (built / "BUILD/dev/etc/app.ini").read_text().startswith("# shop dev")
+
+
+def test_unchanged_bytes_are_not_rewritten(built: Path) -> None:
+    before = mtimes(built / "BUILD")
+    # the template changes, its output does not: the task runs, the file stays
+    path = built / "tmpl/_ALL_/etc/app.ini.j2"
+    path.write_text(path.read_text() + "{# a comment #}")
+    proc = doit(built, check=True)
+    assert ".  build:dev/etc/app.ini" in proc.stdout
+    assert changed(before, mtimes(built / "BUILD")) == set()
+
+
+def test_parallel_process_build_makes_the_same_bytes(tmp_path: Path) -> None:
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    for d in (serial, parallel):
+        write_tree(d, TREE)
+    doit(serial, check=True)
+    (parallel / "state").mkdir()
+    for f in (serial / "state").rglob("state.json"):  # same secrets in both
+        dest = parallel / f.relative_to(serial)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(f.read_bytes())
+    doit(parallel, "-n", "2", "-P", "process", check=True)
+    a = {k: (serial / "BUILD" / k).read_bytes() for k in mtimes(serial / "BUILD")}
+    b = {k: (parallel / "BUILD" / k).read_bytes() for k in mtimes(parallel / "BUILD")}
+    assert a == b and len(a) == 15
+    assert "0 built" in doit(parallel, check=True).stdout
+
+
+def test_no_secret_outside_build_and_state(built: Path) -> None:
+    state = json.loads((built / "state/prod/state.json").read_text())
+    secrets = [e["value"] for sec in ("modules", "generate") for e in state[sec].values()
+               if isinstance(e["value"], str)]
+    assert secrets
+    facs(built, "plan", "--diff")
+    facs(built, "show", "prod")
+    for path in built.rglob("*"):
+        rel = path.relative_to(built).as_posix()
+        if not path.is_file() or rel.startswith(("BUILD/", "state/")):
+            continue
+        data = path.read_bytes()
+        for s in secrets:
+            assert s.encode() not in data, f"a secret is in {rel}"
+
+
+def test_failed_render_keeps_previous_output_and_names_the_line(built: Path) -> None:
+    old = (built / "BUILD/dev/etc/app.ini").read_bytes()
+    write_tree(built, {"tmpl/_ALL_/etc/app.ini.j2": "port = {{ instance.app.port }}\n"
+                                                    "x = {{ instance.app.nope }}\n"})
+    proc = doit(built)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "tmpl/_ALL_/etc/app.ini.j2:2" in out
+    assert "instance.app.nope is undefined" in out
+    assert "Traceback" not in out
+    assert (built / "BUILD/dev/etc/app.ini").read_bytes() == old
+
+
+def test_template_and_extra_for_one_output_is_an_error(built: Path) -> None:
+    write_tree(built, {"extra/_ALL_/etc/app.ini": "verbatim\n"})
+    proc = facs(built, "build")
+    assert proc.returncode != 0
+    assert "tmpl/_ALL_/etc/app.ini.j2" in proc.stderr and "extra/_ALL_/etc/app.ini" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_facs_build_builds_only_the_named_instance(tmp_path: Path) -> None:
+    write_tree(tmp_path, TREE)
+    facs(tmp_path, "build", "dev", check=True)
+    assert (tmp_path / "BUILD/dev/etc/app.ini").exists()
+    assert not (tmp_path / "BUILD/prod").exists()
+
+
+def test_one_output_builds_alone(tmp_path: Path) -> None:
+    write_tree(tmp_path, TREE)
+    doit(tmp_path, "build:prod/etc/app.ini", check=True)
+    assert set(mtimes(tmp_path / "BUILD")) == {"prod/etc/app.ini"}
+
+
+def test_doit_clean_and_forget_work(built: Path) -> None:
+    doit(built, "forget", "build:dev/etc/app.ini", check=True)
+    proc = doit(built, check=True)
+    assert ".  build:dev/etc/app.ini" in proc.stdout
+    assert proc.stdout.count(".  build:") == 1
+    doit(built, "clean", "build:dev/etc/app.ini", check=True)
+    assert not (built / "BUILD/dev/etc/app.ini").exists()
+    doit(built, check=True)
+    assert (built / "BUILD/dev/etc/app.ini").exists()
+
+
+def test_the_example_builds(tmp_path: Path) -> None:
+    """The repository's own define/ tmpl/ extra/ build and are a no-op the second time."""
+    from conftest import REPO
+
+    for sub in ("define", "tmpl", "extra"):
+        for p in (REPO / sub).rglob("*"):
+            if p.is_file():
+                dest = tmp_path / p.relative_to(REPO)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(p.read_bytes())
+                os.chmod(dest, p.stat().st_mode)
+    (tmp_path / "dodo.py").write_text(DODO)
+    doit(tmp_path, check=True)
+    assert (tmp_path / "BUILD/prod.ch1/etc/app/locale.ini").exists()
+    assert "0 built" in doit(tmp_path, check=True).stdout
