@@ -1,0 +1,135 @@
+"""`facs plan`: every kind of change, its reason, exit code, and nothing written."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import doit, facs, snapshot, write_tree
+from test_build import TREE, edit_json
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Path:
+    write_tree(tmp_path, TREE)
+    write_tree(tmp_path, {"extra/prod/notes.txt": "prod notes\n"})
+    doit(tmp_path, check=True)
+    return tmp_path
+
+
+def disk(root: Path) -> dict:
+    out = {}
+    for sub in ("BUILD", "state"):
+        out.update({f"{sub}/{k}": v for k, v in snapshot(root / sub).items()})
+    db = root / ".doit.db"
+    out[".doit.db"] = (db.stat().st_mtime_ns, db.read_bytes())
+    return out
+
+
+def plan(root: Path, *args: str) -> tuple[int, dict[str, list[str]]]:
+    """Exit code and ``{path: reasons}`` from `facs plan --json`."""
+    proc = facs(root, "plan", "--json", *args)
+    assert proc.returncode in (0, 2), proc.stderr
+    doc = json.loads(proc.stdout)
+    return proc.returncode, {s["path"]: s["reasons"] for s in doc["stale"]}
+
+
+def stale_in_doit(root: Path) -> set[str]:
+    """Output tasks `doit list --all --status` marks to run."""
+    proc = doit(root, "list", "--all", "--status", check=True)
+    names = set()
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^R (build:\S+/\S+)", line)
+        if m:
+            names.add(m.group(1))
+    return names
+
+
+def test_nothing_stale_exits_0(built: Path) -> None:
+    proc = facs(built, "plan")
+    assert proc.returncode == 0
+    assert "nothing to do" in proc.stdout and "up to date" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "expect"),
+    [
+        (lambda r: edit_json(r / "define/prod.json", {"db.host": "x"}),
+         {"BUILD/prod/etc/db.ini": ["value changed: instance.db.host"]}),
+        (lambda r: (r / "tmpl/_ALL_/etc/static.txt").write_text("new\n"),
+         {f"BUILD/{i}/etc/static.txt": ["template changed: tmpl/_ALL_/etc/static.txt"]
+          for i in ("dev", "prod", "prod.ch1")}),
+        (lambda r: (r / "tmpl/_lib/header.inc").write_text("#\n"),
+         {f"BUILD/{i}/etc/app.ini": ["include changed: tmpl/_lib/header.inc"]
+          for i in ("dev", "prod", "prod.ch1")}),
+        (lambda r: facs(r, "state", "rotate", "dev", "secret_key", check=True),
+         {"BUILD/dev/etc/secret.conf": ["state changed: state.secret_key"]}),
+        (lambda r: (r / "extra/prod/notes.txt").write_text("changed\n"),
+         {f"BUILD/{i}/notes.txt": ["extra changed: extra/prod/notes.txt"]
+          for i in ("prod", "prod.ch1")}),
+        (lambda r: (r / "extra/prod/notes.txt").unlink(),
+         {f"BUILD/{i}/notes.txt": ["orphan"] for i in ("prod", "prod.ch1")}),
+        (lambda r: write_tree(r, {"tmpl/_ALL_/etc/new.conf": "n\n"}),
+         {f"BUILD/{i}/etc/new.conf": ["new"] for i in ("dev", "prod", "prod.ch1")}),
+    ],
+    ids=["value", "template", "include", "state", "extra", "orphan", "new"],
+)
+def test_each_change_has_its_reason(built: Path, change, expect) -> None:
+    change(built)
+    before = disk(built)
+    code, stale = plan(built)
+    assert code == 2
+    assert stale == expect
+    assert disk(built) == before  # the plan wrote nothing
+    # doit agrees on what is stale, and then rebuilds exactly that
+    want_tasks = {"build:" + p.removeprefix("BUILD/") for p, r in expect.items() if r != ["orphan"]}
+    assert stale_in_doit(built) == want_tasks
+    proc = doit(built, check=True)
+    built_now = set(re.findall(r"^\.  (build:\S+/\S+)$", proc.stdout, re.M))
+    assert built_now == want_tasks
+    assert plan(built) == (0, {})
+
+
+def test_unread_value_is_not_stale(built: Path) -> None:
+    edit_json(built / "define/facsimile.json", {"unused.x": 5})
+    assert plan(built) == (0, {})
+
+
+def test_diff_shows_change_and_masks_state(built: Path) -> None:
+    state = json.loads((built / "state/prod/state.json").read_text())
+    old_pw = state["modules"]["db_user"]["value"]
+    edit_json(built / "define/prod.json", {"db.host": "db9.prod"})
+    facs(built, "state", "rotate", "prod", "db_user", check=True)
+    new_pw = json.loads((built / "state/prod/state.json").read_text())["modules"]["db_user"]
+    proc = facs(built, "plan", "--diff", "prod")
+    assert proc.returncode == 2
+    assert "-host = db.prod" in proc.stdout and "+host = db9.prod" in proc.stdout
+    assert old_pw not in proc.stdout and new_pw["value"] not in proc.stdout
+    assert "password = ********" in proc.stdout
+
+
+def test_diff_names_binary_files(built: Path) -> None:
+    write_tree(built, {"extra/_ALL_/img.bin": b"\x00\x01\x02"})
+    doit(built, check=True)
+    (built / "extra/_ALL_/img.bin").write_bytes(b"\x00\x01\x03")
+    proc = facs(built, "plan", "--diff", "dev")
+    assert "Binary file BUILD/dev/img.bin differs" in proc.stdout
+
+
+def test_plan_without_state_says_what_it_would_generate(tmp_path: Path) -> None:
+    write_tree(tmp_path, TREE)
+    proc = facs(tmp_path, "plan", "dev")
+    assert proc.returncode == 2
+    assert "state dev: would generate" in proc.stdout
+    assert "module.db_user.password" in proc.stdout and "state.secret_key" in proc.stdout
+    assert not (tmp_path / "state").exists()
+    assert not (tmp_path / "BUILD").exists()
+
+
+def test_plan_error_exits_1(built: Path) -> None:
+    (built / "define/prod.json").write_text("{ nope")
+    proc = facs(built, "plan")
+    assert proc.returncode == 1
+    assert "define/prod.json:1:3" in proc.stderr
