@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: E402
+from .errors import (
     BuildError,
     DefinitionError,
     FacsimileError,
@@ -12,7 +12,7 @@ from .errors import (  # noqa: E402
     SyncError,
     TemplateError,
 )
-from .project import Project  # noqa: E402
+from .project import Project
 
 __all__ = [
     "BuildError",

@@ -214,7 +214,7 @@ def _explain(project: Project, inst: D.Instance, doc: dict[str, Any], key: str) 
                 over = D.normalize_modules(d.data["modules"], d.path)
                 if mod in over:
                     srcs.append(d.path)
-        if path.endswith(".password") or path.endswith(".username") and not srcs:
+        if path.endswith(".password") or (path.endswith(".username") and not srcs):
             _out(f"generated state: {project.root.rel(D.Path(project.root.state))}/"
                  f"{inst.family}/state.json")
         if srcs:
@@ -243,14 +243,14 @@ def cmd_state_show(args: argparse.Namespace) -> int:
 
 
 def cmd_state_rotate(args: argparse.Namespace) -> int:
-    from . import state as S  # noqa: PLC0415
+    from . import state as S
 
     project = _project(args)
     inst = project.instance(args.instance)
     wants = project.family_wants(inst.family)
     by_name = {}
     for w in wants:
-        by_name.setdefault(w.name if w.section == "generate" else w.name, w)
+        by_name.setdefault(w.name, w)
         by_name[w.path] = w
     want = by_name.get(args.name)
     if want is None:
@@ -270,10 +270,10 @@ def cmd_state_rotate(args: argparse.Namespace) -> int:
 
 def run_doit(project: Project, argv: list[str]) -> int:
     """Run doit in this process on the project's tasks."""
-    from doit.cmd_base import ModuleTaskLoader  # noqa: PLC0415
-    from doit.doit_cmd import DoitMain  # noqa: PLC0415
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
 
-    from .tasks import Build, doit_config, guarded_tasks  # noqa: PLC0415
+    from .tasks import Build, doit_config, guarded_tasks
 
     def task_facsimile() -> Any:
         """facsimile's tasks."""
@@ -303,7 +303,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .plan import print_plan  # noqa: PLC0415
+    from .plan import print_plan
 
     project = _project(args)
     return print_plan(project, args.instances, diff=args.diff, as_json=args.json, out=_out)
@@ -324,7 +324,7 @@ def run_sync(
     out: Callable[[str], None] = _out,
 ) -> int:
     """Push ``BUILD/<instance>`` to its hosts (see :mod:`facsimile.sync`)."""
-    from .sync import sync_instance  # noqa: PLC0415
+    from .sync import sync_instance
 
     inst = project.instance(instance)
     if target is not None and target not in inst.targets:
@@ -361,7 +361,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from .scaffold import init  # noqa: PLC0415
+    from .scaffold import init
 
     made = init(args.dir)
     for path in made:

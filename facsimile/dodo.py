@@ -23,8 +23,8 @@ DOIT_CONFIG = doit_config(_ROOT)
 
 def task_facsimile() -> Iterator[dict[str, Any]]:
     """facsimile's tasks: build:<instance>/<path>, build:<instance>, sync:<instance>."""
-    from .project import Project  # noqa: PLC0415
-    from .tasks import Build, guarded_tasks  # noqa: PLC0415
+    from .project import Project
+    from .tasks import Build, guarded_tasks
 
     yield from guarded_tasks(lambda: Build(Project.load(_ROOT or find_root())))
 

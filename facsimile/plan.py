@@ -84,7 +84,7 @@ def secrets_of(state: State) -> list[str]:
 
 def masked_context(ctx: dict[str, Any], state: State) -> dict[str, Any]:
     """The context with every state value replaced by the mask."""
-    import copy  # noqa: PLC0415
+    import copy
 
     masked = copy.deepcopy(ctx)
     for path in state.kinds():
@@ -141,7 +141,7 @@ def _is_binary(data: bytes) -> bool:
 
 def diff_output(build: Build, item: Stale) -> str:
     """A unified diff of one stale output against BUILD/, every state value masked."""
-    from . import render as R  # noqa: PLC0415
+    from . import render as R
 
     path = build.root.base / item.path
     old = path.read_bytes() if path.is_file() else b""

@@ -215,7 +215,9 @@ def make_environment(index: LayerIndex) -> Any:
                 if hit is not None:
                     return hit
             where = ", ".join(_rel(index.base, f) for f in search)
-            raise jinja2.TemplateNotFound(name, f"template {name!r} not found; searched in: {where}")
+            raise jinja2.TemplateNotFound(
+                name, f"template {name!r} not found; searched in: {where}"
+            )
 
         def _load_template(self, name: Any, globals: Any) -> Any:
             if isinstance(name, jinja2.Template):
@@ -289,7 +291,9 @@ def render(
     return Rendered(text.encode("utf-8"), loaded, rec)
 
 
-def _template_frame(exc: BaseException, base: Path, loaded: dict[str, str]) -> tuple[str, int | None]:
+def _template_frame(
+    exc: BaseException, base: Path, loaded: dict[str, str]
+) -> tuple[str, int | None]:
     """The innermost template file and line in ``exc``'s traceback."""
     files = set(loaded.values())
     found: tuple[str, int | None] = ("", None)
