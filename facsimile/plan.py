@@ -157,12 +157,16 @@ def diff_output(build: Build, item: Stale) -> str:
         if o.kind == "extra":
             new = o.source.read_bytes()
             masked_new = []
+        elif o.kind == "genconfig":
+            masked_mod = masked_context(build.context(inst, write=False), state)["module"]
+            new = (json.dumps(masked_mod[o.name], indent=2, sort_keys=True) + "\n").encode()
+            masked_new = new.decode().splitlines(keepends=True)
         else:
             ctx = build.context(inst, write=False)
             search = build.search(inst)
             try:
                 masked = R.render(build.env, o.name, search, masked_context(ctx, state),
-                                  build.root.base)
+                                  build.root.base, this=o.this)
             except FacsimileError as exc:
                 return f"--- {item.path}\n+++ {item.path}\n! cannot render: {exc}\n"
             new = masked.data

@@ -145,6 +145,11 @@ class Project:
             "project": self.data,
             "state": state.generate_values(),
             "targets": inst.targets,
+            "hosts": {
+                h: {"name": h, "target": t,
+                    "region": ((inst.targets[t].get("regions") or inst.regions or [None])[-1])}
+                for h, t in inst.hosts
+            },
         }
         extra = self.extra_context(inst)
         if extra:

@@ -258,7 +258,12 @@ class Rendered:
 
 
 def render(
-    env: Any, name: str, search: tuple[Path, ...], ctx: Mapping[str, Any], base: Path
+    env: Any,
+    name: str,
+    search: tuple[Path, ...],
+    ctx: Mapping[str, Any],
+    base: Path,
+    this: str | None = None,
 ) -> Rendered:
     """Render template ``name`` with a tracked ``ctx``; errors name file, line, name."""
     import jinja2
@@ -266,6 +271,9 @@ def render(
     rec: dict[str, Any] = {}
     loaded: dict[str, str] = {}
     tracked = {k: Tracked(v, k, rec) if isinstance(v, dict) else v for k, v in ctx.items()}
+    if this is not None:
+        value = lookup_path(ctx, this)
+        tracked["this"] = Tracked(value, this, rec) if isinstance(value, dict) else value
     t_search = _search.set(search)
     t_loaded = _loaded.set(loaded)
     try:

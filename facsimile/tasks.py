@@ -37,9 +37,10 @@ class Output:
 
     instance: str
     rel: str  # path inside BUILD/<instance>/
-    kind: str  # "tmpl" or "extra"
-    name: str  # template name (path inside its layer), or extra path
+    kind: str  # "tmpl", "extra" or "genconfig"
+    name: str  # template name (path inside its layer), extra path, or module
     source: Path
+    this: str | None = None  # fan-out: context path bound to ``this`` ("module.app")
 
     @property
     def task(self) -> str:
@@ -115,16 +116,51 @@ class Build:
                 tmpl[out] = Output(inst.name, out, "tmpl", rel, path)
             for rel, path in self.index.files(self.root.extra / layer).items():
                 extra[rel] = Output(inst.name, rel, "extra", rel, path)
-        both = sorted(set(tmpl) & set(extra))
-        if both:
-            a, b = tmpl[both[0]], extra[both[0]]
-            raise BuildError(
-                f"{self.root.rel(a.source)} and {self.root.rel(b.source)} both make "
-                f"BUILD/{inst.name}/{both[0]}: rename or remove one"
-            )
-        result = dict(sorted({**tmpl, **extra}.items()))
+        tmpl = self._fan_out(inst, tmpl)
+        gen = {}
+        for mname, mdata in inst.modules.items():
+            if mdata.get("genconfig"):
+                rel = str(mdata.get("genconfig_path") or f"etc/{mname}.json")
+                gen[rel] = Output(inst.name, rel, "genconfig", mname, self.root.project_file,
+                                  f"module.{mname}")
+        for a_map, b_map in ((tmpl, extra), (tmpl, gen), (extra, gen)):
+            both = sorted(set(a_map) & set(b_map))
+            if both:
+                a, b = a_map[both[0]], b_map[both[0]]
+                raise BuildError(
+                    f"{self.src(a)} and {self.src(b)} both make "
+                    f"BUILD/{inst.name}/{both[0]}: rename or remove one"
+                )
+        result = dict(sorted({**tmpl, **extra, **gen}.items()))
         self._outputs[inst.name] = result
         return result
+
+    def _fan_out(self, inst: D.Instance, tmpl: dict[str, Output]) -> dict[str, Output]:
+        """Templates named with ``{module}`` or ``{host}``: one output per item."""
+        out: dict[str, Output] = {}
+        for rel, o in tmpl.items():
+            if "{" not in rel:
+                out[rel] = o
+                continue
+            if "{module}" in rel:
+                items = [(m, f"module.{m}") for m in inst.modules]
+                key = "{module}"
+            elif "{host}" in rel:
+                items = [(h, f"hosts.{h}") for h, _ in inst.hosts]
+                key = "{host}"
+            else:
+                out[rel] = o
+                continue
+            for name, path in items:
+                new = rel.replace(key, name)
+                out[new] = Output(inst.name, new, o.kind, o.name, o.source, path)
+        return out
+
+    def src(self, o: Output) -> str:
+        """What an output is made from, as the user names it."""
+        if o.kind == "genconfig":
+            return f"genconfig of module {o.name}"
+        return self.root.rel(o.source)
 
     def out_path(self, o: Output) -> Path:
         return self.root.build / o.instance / o.rel
@@ -202,7 +238,7 @@ class Build:
             return ["new" if not out.parent.exists() else "missing from BUILD"]
         reasons: list[str] = []
         inst = self.project.instances[o.instance]
-        src = self.root.rel(o.source)
+        src = self.src(o)
         prev_src = rec.get("s")
         if prev_src != src:
             reasons.append(f"{'extra' if o.kind == 'extra' else 'template'} changed: {src}"
@@ -269,16 +305,25 @@ class Build:
         inst = self.project.instances[instance]
         o = self.outputs(inst)[rel]
         out = self.out_path(o)
-        src_rel = self.root.rel(o.source)
-        mode = os.stat(o.source).st_mode & 0o7777
+        src_rel = self.src(o)
         record: dict[str, Any] = {"s": src_rel}
-        if o.kind == "extra":
+        if o.kind == "genconfig":
+            mode = 0o600  # it holds the module's password
+            ctx = self.context(inst, write=True)
+            data = (json.dumps(ctx["module"][o.name], indent=2, sort_keys=True) + "\n").encode()
+            record["f"] = {}
+            record["v"] = {f"module.{o.name}": R.digest(ctx["module"][o.name])}
+            record["c"] = self.context_digest(inst, write=True)
+        elif o.kind == "extra":
+            mode = os.stat(o.source).st_mode & 0o7777
             data = o.source.read_bytes()
             record["f"] = {src_rel: [*_stat(o.source), R.bytes_digest(data)]}
         else:
+            mode = os.stat(o.source).st_mode & 0o7777
             ctx = self.context(inst, write=True)
             try:
-                r = R.render(self.env, o.name, self.search(inst), ctx, self.root.base)
+                r = R.render(self.env, o.name, self.search(inst), ctx, self.root.base,
+                             this=o.this)
             except TemplateError as exc:
                 raise TemplateError(
                     scrub(exc.message, self.state(inst, write=True)),
