@@ -164,6 +164,22 @@ class Project:
                 out.add(path)
         return out
 
+    def sources(self, inst: D.Instance) -> list[Any]:
+        """Source checkouts the instance uses: the project's, then each module's."""
+        from .checkout import DEFAULT_TMPL, Source
+
+        out = []
+        items = [(self.name, self.defs.project.data, self.defs.project.path)]
+        items += [(m, d, self.defs.modules_file) for m, d in sorted(inst.modules.items())]
+        for name, data, where in items:
+            if data.get("repo") and data.get("version"):
+                repo = str(data["repo"])
+                if "://" not in repo and not repo.startswith(("/", "git@")):
+                    repo = str((self.root.base / repo).resolve())
+                out.append(Source(name, repo, str(data["version"]),
+                                  str(data.get("tmpl") or DEFAULT_TMPL), where))
+        return out
+
     # ------------------------------------------------------------------ tasks
 
     def tasks(self) -> Iterable[Mapping[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from doit.reporter import ExecutedOnlyReporter
 
+from . import checkout as C
 from . import definitions as D
 from . import render as R
 from .errors import BuildError, FacsimileError, TemplateError
@@ -99,10 +100,14 @@ class Build:
 
     # ------------------------------------------------------------ layers
 
+    def tmpl_layers(self, inst: D.Instance) -> list[Path]:
+        """Template layer folders, lowest first: source checkouts' folders, then tmpl/."""
+        folders = [C.ensure(src, self.root.src) / src.tmpl for src in self.project.sources(inst)]
+        return [*folders, *(self.root.tmpl / layer for layer in inst.layers)]
+
     def search(self, inst: D.Instance) -> tuple[Path, ...]:
         """Template search path, highest layer first, then ``_lib``."""
-        tmpl = self.root.tmpl
-        return (*(tmpl / layer for layer in reversed(inst.layers)), tmpl / R.LIB)
+        return (*reversed(self.tmpl_layers(inst)), self.root.tmpl / R.LIB)
 
     def outputs(self, inst: D.Instance) -> dict[str, Output]:
         """Every output of ``inst``: later layers replace earlier ones."""
@@ -110,10 +115,11 @@ class Build:
             return self._outputs[inst.name]
         tmpl: dict[str, Output] = {}
         extra: dict[str, Output] = {}
-        for layer in inst.layers:
-            for rel, path in self.index.files(self.root.tmpl / layer).items():
+        for folder in self.tmpl_layers(inst):
+            for rel, path in self.index.files(folder).items():
                 out = rel[:-3] if rel.endswith(".j2") else rel
                 tmpl[out] = Output(inst.name, out, "tmpl", rel, path)
+        for layer in inst.layers:
             for rel, path in self.index.files(self.root.extra / layer).items():
                 extra[rel] = Output(inst.name, rel, "extra", rel, path)
         tmpl = self._fan_out(inst, tmpl)
@@ -123,6 +129,11 @@ class Build:
                 rel = str(mdata.get("genconfig_path") or f"etc/{mname}.json")
                 gen[rel] = Output(inst.name, rel, "genconfig", mname, self.root.project_file,
                                   f"module.{mname}")
+        version = self.project.data.get("version")
+        if version is not None:
+            rel = f"etc/{self.project.name}.version"
+            gen[rel] = Output(inst.name, rel, "version", self.project.name,
+                              self.root.project_file, "project.version")
         for a_map, b_map in ((tmpl, extra), (tmpl, gen), (extra, gen)):
             both = sorted(set(a_map) & set(b_map))
             if both:
@@ -160,6 +171,8 @@ class Build:
         """What an output is made from, as the user names it."""
         if o.kind == "genconfig":
             return f"genconfig of module {o.name}"
+        if o.kind == "version":
+            return "project version"
         return self.root.rel(o.source)
 
     def out_path(self, o: Output) -> Path:
@@ -314,6 +327,13 @@ class Build:
             record["f"] = {}
             record["v"] = {f"module.{o.name}": R.digest(ctx["module"][o.name])}
             record["c"] = self.context_digest(inst, write=True)
+        elif o.kind == "version":
+            mode = 0o644
+            version = self.context(inst, write=True)["project"]["version"]
+            data = f"{version}\n".encode()
+            record["f"] = {}
+            record["v"] = {"project.version": R.digest(version)}
+            record["c"] = self.context_digest(inst, write=True)
         elif o.kind == "extra":
             mode = os.stat(o.source).st_mode & 0o7777
             data = o.source.read_bytes()
@@ -437,6 +457,17 @@ def _render_action(build: Build, instance: str, rel: str) -> Any:
         return TaskFailed(str(exc))
 
 
+def _checkout_action(build: Build, src: C.Source) -> Any:
+    from doit.exceptions import TaskFailed
+
+    try:
+        C.ensure(src, build.root.src)
+        C.verify(src, build.root.src)
+    except FacsimileError as exc:
+        return TaskFailed(str(exc))
+    return None
+
+
 def _prune_action(build: Build, instance: str | None) -> None:
     build.prune(instance)
 
@@ -458,12 +489,25 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
     project = build.project
     yield {"basename": "build", "name": None, "doc": "build every instance into BUILD/"}
     chosen = project.select(instances)
+    sources: dict[str, C.Source] = {}
     for inst in chosen:
         names = []
+        checkouts = []
+        for src in project.sources(inst):
+            checkouts.append(f"checkout:{src.name}")
+            if src.name not in sources:
+                sources[src.name] = src
+                yield {
+                    "basename": "checkout",
+                    "name": src.name,
+                    "doc": f"check out {src.repo} at {src.version} into SRC/ and verify the tag",
+                    "actions": [(_checkout_action, (build, src))],
+                    "uptodate": [False],
+                }
         for o in build.outputs(inst).values():
             reasons = build.check(o)
             names.append(o.task)
-            yield {
+            task = {
                 "basename": "build",
                 "name": f"{inst.name}/{o.rel}",
                 "actions": [(_render_action, (build, inst.name, o.rel))],
@@ -472,6 +516,9 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                 "clean": True,
                 "verbosity": 1,
             }
+            if checkouts:
+                task["task_dep"] = checkouts
+            yield task
         orphans = build.orphans(inst.name)
         yield {
             "basename": "build",

@@ -133,3 +133,58 @@ def test_bad_class_is_a_clear_error(seed: Path, spec: str, message: str) -> None
     assert proc.returncode == 1
     assert message in proc.stderr and "define/facsimile.json" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _git(cwd: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                   check=True, capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A real git repository with templates at tag v1 and v2."""
+    r = tmp_path / "apprepo"
+    write_tree(r, {"config/facsimile/tmpl/etc/app-src.conf.j2": "v1 {{ instance.name }}\n"})
+    _git(r.parent, "init", "-q", str(r))
+    _git(r, "add", "-A")
+    _git(r, "commit", "-qm", "one")
+    _git(r, "tag", "v1")
+    write_tree(r, {"config/facsimile/tmpl/etc/app-src.conf.j2": "v2 {{ instance.name }}\n"})
+    _git(r, "commit", "-qam", "two")
+    _git(r, "tag", "v2")
+    return r
+
+
+def test_source_checkout_templates_and_version_file(seed: Path, repo: Path) -> None:
+    write_tree(seed, {
+        "define/facsimile.json": {"name": "shop", "version": "3.1"},
+        "define/modules.json": {"app": {"repo": str(repo), "version": "v1"}},
+        "tmpl/_ALL_/etc/own.conf": "own\n",
+    })
+    proc = doit(seed, check=True)
+    assert ".  checkout:app" in proc.stdout
+    assert (seed / "SRC/app-v1/config/facsimile/tmpl").is_dir()
+    assert (seed / "BUILD/dev/etc/app-src.conf").read_text() == "v1 dev\n"
+    assert (seed / "BUILD/dev/etc/shop.version").read_text() == "3.1\n"
+    # a new version: new checkout, the output changes with it
+    write_tree(seed, {"define/modules.json": {"app": {"repo": str(repo), "version": "v2"}}})
+    assert "template changed: SRC/app-v2/" in facs(seed, "plan", "dev").stdout
+    doit(seed, check=True)
+    assert (seed / "BUILD/dev/etc/app-src.conf").read_text() == "v2 dev\n"
+
+
+def test_missing_and_moved_tags_are_clear_errors(seed: Path, repo: Path) -> None:
+    write_tree(seed, {"define/modules.json": {"app": {"repo": str(repo), "version": "v7"}}})
+    proc = doit(seed)
+    assert proc.returncode != 0
+    assert "tag 'v7' not found" in proc.stderr and "define/modules.json" in proc.stderr
+    assert not (seed / "SRC/app-v7").exists()
+    write_tree(seed, {"define/modules.json": {"app": {"repo": str(repo), "version": "v1"}}})
+    doit(seed, check=True)
+    _git(repo, "tag", "-f", "v1", "v2")  # move the tag
+    proc = doit(seed)
+    assert proc.returncode != 0
+    assert "tag 'v1'" in proc.stdout and "moved" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
