@@ -335,7 +335,7 @@ def run_sync(
         project=project.name,
         root=project.root.base,
         build_dir=project.root.build / inst.name,
-        deploy=inst.data.get("deploy", {}),
+        deploy=_deploy(project, inst),
         targets=inst.targets,
         dry_run=dry_run,
         check=check,
@@ -344,6 +344,14 @@ def run_sync(
         always=always,
         out=out,
     )
+
+
+def _deploy(project: Project, inst: D.Instance) -> dict[str, Any]:
+    """``deploy`` with the default owned folders: the project's and each subproject's."""
+    deploy = dict(inst.data.get("deploy", {}))
+    if "delete" not in deploy:
+        deploy["delete"] = ["{project}", *project.subprojects()]
+    return deploy
 
 
 def cmd_sync(args: argparse.Namespace) -> int:

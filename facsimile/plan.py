@@ -158,12 +158,13 @@ def diff_output(build: Build, item: Stale) -> str:
             new = o.source.read_bytes()
             masked_new = []
         elif o.kind == "genconfig":
-            masked_mod = masked_context(build.context(inst, write=False), state)["module"]
+            masked_mod = masked_context(build.context(inst, write=False, sub=o.sub),
+                                        state)["module"]
             new = (json.dumps(masked_mod[o.name], indent=2, sort_keys=True) + "\n").encode()
             masked_new = new.decode().splitlines(keepends=True)
         else:
-            ctx = build.context(inst, write=False)
-            search = build.search(inst)
+            ctx = build.context(inst, write=False, sub=o.sub)
+            search = build.search(inst, o.sub)
             try:
                 masked = R.render(build.env, o.name, search, masked_context(ctx, state),
                                   build.root.base, this=o.this)

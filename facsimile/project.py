@@ -97,7 +97,34 @@ class Project:
         return dict(S.GENERATORS)
 
     def wants(self, inst: D.Instance) -> list[S.Want]:
-        return S.wants_for(inst.modules, inst.data.get("generate", {}))
+        wants = S.wants_for(inst.modules, inst.data.get("generate", {}))
+        for sub, spec in self.subprojects().items():
+            wants += [S.Want("modules", f"{sub}/{m}", "password") for m in sorted(spec["modules"])]
+        return wants
+
+    def subprojects(self) -> dict[str, dict[str, Any]]:
+        """``projects`` of facsimile.json: name -> modules, tmpl and extra folders, data."""
+        cached = self.__dict__.get("_subprojects")
+        if cached is not None:
+            return cached
+        raw = self.defs.project.data.get("projects") or {}
+        if isinstance(raw, list):
+            raw = {name: {} for name in raw}
+        out = {}
+        for name, spec in raw.items():
+            spec = dict(spec or {})
+            where = self.defs.project.path
+            modules = D.normalize_modules(spec.pop("modules", {}), where,
+                                          f"/projects/{name}/modules")
+            base = self.root.base
+            out[name] = {
+                "modules": modules,
+                "tmpl": base / str(spec.pop("tmpl", f"projects/{name}/tmpl")),
+                "extra": base / str(spec.pop("extra", f"projects/{name}/extra")),
+                "data": {**spec, "name": name},
+            }
+        self.__dict__["_subprojects"] = out
+        return out
 
     def family_wants(self, family: str) -> list[S.Want]:
         """What every instance of the family asks for (subinstances share state)."""
@@ -128,21 +155,27 @@ class Project:
         """More names for templates. Override in a project class."""
         return {}
 
-    def context(self, inst: D.Instance, state: S.State) -> dict[str, Any]:
-        """The plain template context: instance, module, project, state, targets."""
+    def context(
+        self, inst: D.Instance, state: S.State, sub: str | None = None
+    ) -> dict[str, Any]:
+        """The plain template context: instance, module, project, state, targets, hosts.
+
+        For a subproject ``sub``, ``module`` and ``project`` are the subproject's.
+        """
         modules = {}
-        for mname, mdata in inst.modules.items():
+        own = self.subprojects()[sub]["modules"] if sub else inst.modules
+        for mname, mdata in own.items():
             m = dict(mdata)
             m["name"] = mname
             m.setdefault("username", mname)
-            pw = state.module_password(mname)
+            pw = state.module_password(f"{sub}/{mname}" if sub else mname)
             if pw is not None:
                 m["password"] = pw
             modules[mname] = m
         ctx = {
             "instance": inst.data,
             "module": modules,
-            "project": self.data,
+            "project": self.subprojects()[sub]["data"] if sub else self.data,
             "state": state.generate_values(),
             "targets": inst.targets,
             "hosts": {
@@ -156,10 +189,14 @@ class Project:
             ctx.update(extra)
         return ctx
 
-    def secret_paths(self, state: S.State, *, every: bool = False) -> set[str]:
+    def secret_paths(
+        self, state: S.State, *, every: bool = False, sub: str | None = None
+    ) -> set[str]:
         """Context paths that hold state values (every one, or only secret kinds)."""
         out = set()
         for path, kind in state.kinds().items():
+            if sub and path.startswith(f"module.{sub}/"):
+                path = "module." + path[len(f"module.{sub}/"):]
             if every or kind.split(":")[0] in S.SECRET_KINDS:
                 out.add(path)
         return out

@@ -42,6 +42,7 @@ class Output:
     name: str  # template name (path inside its layer), extra path, or module
     source: Path
     this: str | None = None  # fan-out: context path bound to ``this`` ("module.app")
+    sub: str | None = None  # subproject whose modules and templates it uses
 
     @property
     def task(self) -> str:
@@ -74,9 +75,10 @@ class Build:
     index: R.LayerIndex = field(init=False)
     _env: Any = field(default=None, init=False)
     _outputs: dict[str, dict[str, Output]] = field(default_factory=dict, init=False)
-    _ctx: dict[tuple[str, bool], dict[str, Any]] = field(default_factory=dict, init=False)
-    _ctx_digest: dict[tuple[str, bool], str] = field(default_factory=dict, init=False)
-    _val_digest: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
+    _ctx: dict[tuple[str, str | None, bool], dict[str, Any]] = field(
+        default_factory=dict, init=False)
+    _ctx_digest: dict[tuple[str, str | None, bool], str] = field(default_factory=dict, init=False)
+    _val_digest: dict[tuple[str, str | None, str], str] = field(default_factory=dict, init=False)
     _stat: dict[str, tuple[int, int] | None] = field(default_factory=dict, init=False)
     _fdigest: dict[str, str] = field(default_factory=dict, init=False)
     _db: dict[str, Any] | None = field(default=None, init=False)
@@ -105,9 +107,14 @@ class Build:
         folders = [C.ensure(src, self.root.src) / src.tmpl for src in self.project.sources(inst)]
         return [*folders, *(self.root.tmpl / layer for layer in inst.layers)]
 
-    def search(self, inst: D.Instance) -> tuple[Path, ...]:
+    def search(self, inst: D.Instance, sub: str | None = None) -> tuple[Path, ...]:
         """Template search path, highest layer first, then ``_lib``."""
-        return (*reversed(self.tmpl_layers(inst)), self.root.tmpl / R.LIB)
+        if sub is not None:
+            folder = self.project.subprojects()[sub]["tmpl"]
+            layers = [folder / layer for layer in inst.layers]
+        else:
+            layers = self.tmpl_layers(inst)
+        return (*reversed(layers), self.root.tmpl / R.LIB)
 
     def outputs(self, inst: D.Instance) -> dict[str, Output]:
         """Every output of ``inst``: later layers replace earlier ones."""
@@ -122,6 +129,14 @@ class Build:
         for layer in inst.layers:
             for rel, path in self.index.files(self.root.extra / layer).items():
                 extra[rel] = Output(inst.name, rel, "extra", rel, path)
+        for sub, spec in self.project.subprojects().items():
+            for layer in inst.layers:
+                for rel, path in self.index.files(spec["tmpl"] / layer).items():
+                    out = f"{sub}/{rel[:-3] if rel.endswith('.j2') else rel}"
+                    tmpl[out] = Output(inst.name, out, "tmpl", rel, path, sub=sub)
+                for rel, path in self.index.files(spec["extra"] / layer).items():
+                    extra[f"{sub}/{rel}"] = Output(inst.name, f"{sub}/{rel}", "extra", rel, path,
+                                                   sub=sub)
         tmpl = self._fan_out(inst, tmpl)
         gen = {}
         for mname, mdata in inst.modules.items():
@@ -164,7 +179,7 @@ class Build:
                 continue
             for name, path in items:
                 new = rel.replace(key, name)
-                out[new] = Output(inst.name, new, o.kind, o.name, o.source, path)
+                out[new] = Output(inst.name, new, o.kind, o.name, o.source, path, o.sub)
         return out
 
     def src(self, o: Output) -> str:
@@ -183,22 +198,22 @@ class Build:
     def state(self, inst: D.Instance, *, write: bool) -> State:
         return self.project.state(inst, write=write)
 
-    def context(self, inst: D.Instance, *, write: bool) -> dict[str, Any]:
-        key = (inst.name, write)
+    def context(self, inst: D.Instance, *, write: bool, sub: str | None = None) -> dict[str, Any]:
+        key = (inst.name, sub, write)
         if key not in self._ctx:
-            self._ctx[key] = self.project.context(inst, self.state(inst, write=write))
+            self._ctx[key] = self.project.context(inst, self.state(inst, write=write), sub=sub)
         return self._ctx[key]
 
-    def context_digest(self, inst: D.Instance, *, write: bool) -> str:
-        key = (inst.name, write)
+    def context_digest(self, inst: D.Instance, *, write: bool, sub: str | None = None) -> str:
+        key = (inst.name, sub, write)
         if key not in self._ctx_digest:
-            self._ctx_digest[key] = R.digest(self.context(inst, write=write))
+            self._ctx_digest[key] = R.digest(self.context(inst, write=write, sub=sub))
         return self._ctx_digest[key]
 
-    def value_digest(self, inst: D.Instance, path: str, *, write: bool = False) -> str:
-        key = (inst.name, path)
+    def value_digest(self, inst: D.Instance, path: str, sub: str | None = None) -> str:
+        key = (inst.name, sub, path)
         if key not in self._val_digest:
-            value = R.lookup_path(self.context(inst, write=write), path)
+            value = R.lookup_path(self.context(inst, write=False, sub=sub), path)
             self._val_digest[key] = R.digest(value)
         return self._val_digest[key]
 
@@ -272,7 +287,7 @@ class Build:
                     return reasons
         names = rec.get("n")
         if names:
-            search = self.search(inst)
+            search = self.search(inst, o.sub)
             for name, rel in names.items():
                 try:
                     now_rel = self.root.rel(self.env_resolve(name, search))
@@ -283,10 +298,11 @@ class Build:
                     if not every:
                         return reasons
         values = rec.get("v")
-        if values and rec.get("c") != self.context_digest(inst, write=False):
-            state_paths = self.project.secret_paths(self.state(inst, write=False), every=True)
+        if values and rec.get("c") != self.context_digest(inst, write=False, sub=o.sub):
+            state_paths = self.project.secret_paths(self.state(inst, write=False), every=True,
+                                                    sub=o.sub)
             for path, dig in values.items():
-                if self.value_digest(inst, path) != dig:
+                if self.value_digest(inst, path, o.sub) != dig:
                     base = path.removesuffix("[keys]")
                     kind = "state" if base in state_paths else "value"
                     what = f"{base} (its keys)" if path.endswith("[keys]") else path
@@ -322,11 +338,11 @@ class Build:
         record: dict[str, Any] = {"s": src_rel}
         if o.kind == "genconfig":
             mode = 0o600  # it holds the module's password
-            ctx = self.context(inst, write=True)
+            ctx = self.context(inst, write=True, sub=o.sub)
             data = (json.dumps(ctx["module"][o.name], indent=2, sort_keys=True) + "\n").encode()
             record["f"] = {}
             record["v"] = {f"module.{o.name}": R.digest(ctx["module"][o.name])}
-            record["c"] = self.context_digest(inst, write=True)
+            record["c"] = self.context_digest(inst, write=True, sub=o.sub)
         elif o.kind == "version":
             mode = 0o644
             version = self.context(inst, write=True)["project"]["version"]
@@ -340,9 +356,9 @@ class Build:
             record["f"] = {src_rel: [*_stat(o.source), R.bytes_digest(data)]}
         else:
             mode = os.stat(o.source).st_mode & 0o7777
-            ctx = self.context(inst, write=True)
+            ctx = self.context(inst, write=True, sub=o.sub)
             try:
-                r = R.render(self.env, o.name, self.search(inst), ctx, self.root.base,
+                r = R.render(self.env, o.name, self.search(inst, o.sub), ctx, self.root.base,
                              this=o.this)
             except TemplateError as exc:
                 raise TemplateError(
@@ -357,7 +373,7 @@ class Build:
             record["f"] = files
             record["n"] = {n: self.root.rel(p) for n, p in r.loaded.items() if n != o.name}
             record["v"] = {p: R.digest(v) for p, v in sorted(r.reads.items())}
-            record["c"] = self.context_digest(inst, write=True)
+            record["c"] = self.context_digest(inst, write=True, sub=o.sub)
         write_if_changed(out, data, mode)
         record["o"] = [*_stat(out), R.bytes_digest(data)]
         return record

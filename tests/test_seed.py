@@ -188,3 +188,28 @@ def test_missing_and_moved_tags_are_clear_errors(seed: Path, repo: Path) -> None
     assert proc.returncode != 0
     assert "tag 'v1'" in proc.stdout and "moved" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_subprojects_build_under_their_folder(seed: Path) -> None:
+    write_tree(seed, {
+        "define/facsimile.json": {"name": "shop", "region": "eu",
+                                  "projects": {"billing": {"modules": [{"name": "api"}],
+                                                           "currency": "CHF"}}},
+        "projects/billing/tmpl/_ALL_/etc/billing.conf.j2": (
+            "{{ project.name }} {{ project.currency }} {{ instance.region }} "
+            "{{ module.api.username }} {{ module.api.password }} {{ module | join(',') }}\n"),
+        "projects/billing/tmpl/prod/etc/prod-only.conf": "prod {{ instance.name }}\n",
+        "tmpl/_ALL_/etc/main.conf": "{{ module | sort | join(',') }}\n",
+    })
+    doit(seed, check=True)
+    state = json.loads((seed / "state/dev/state.json").read_text())
+    pw = state["modules"]["billing/api"]["value"]
+    assert (seed / "BUILD/dev/billing/etc/billing.conf").read_text() == (
+        f"billing CHF eu api {pw} api\n")
+    assert (seed / "BUILD/prod/billing/etc/prod-only.conf").read_text() == "prod prod\n"
+    assert not (seed / "BUILD/dev/billing/etc/prod-only.conf").exists()
+    assert (seed / "BUILD/dev/etc/main.conf").read_text() == "app,worker\n"
+    facs(seed, "state", "rotate", "dev", "billing/api", check=True)
+    proc = facs(seed, "plan", "dev")
+    assert "BUILD/dev/billing/etc/billing.conf: state changed: module.api.password" in proc.stdout
+    assert proc.stdout.count("BUILD/") == 1
