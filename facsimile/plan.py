@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import FacsimileError
@@ -155,7 +156,7 @@ def diff_output(build: Build, item: Stale) -> str:
         state = build.state(inst, write=False)
         secrets = secrets_of(state)
         if o.kind == "extra":
-            new = o.source.read_bytes()
+            new = Path(o.source).read_bytes()
             masked_new = []
         elif o.kind == "genconfig":
             masked_mod = masked_context(build.context(inst, write=False, sub=o.sub),

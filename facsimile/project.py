@@ -20,7 +20,7 @@ from . import definitions as D
 from . import state as S
 from .errors import DefinitionError, FacsimileError
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 
 
 class Project:
@@ -31,10 +31,17 @@ class Project:
     ``_init_<system>`` run on load (``platform.system().lower()``).
     """
 
-    def __init__(self, root: D.Root, defs: D.Definitions, instances: dict[str, D.Instance]):
+    def __init__(
+        self,
+        root: D.Root,
+        defs: D.Definitions,
+        instances: dict[str, D.Instance],
+        digests: dict[str, str] | None = None,
+    ):
         self.root = root
         self.defs = defs
         self.instances = instances
+        self.digests = digests if digests is not None else model_digests(defs, instances)
         self._states: dict[tuple[str, bool], S.State] = {}
 
     # ------------------------------------------------------------------ loading
@@ -46,9 +53,9 @@ class Project:
             root = D.find_root()
         elif not isinstance(root, D.Root):
             root = D.open_root(root)
-        defs, instances = _load_model(root, cache)
+        defs, instances, digests = _load_model(root, cache)
         klass = _project_class(root, defs) if "class" in defs.project.data else cls
-        project = klass(root, defs, instances)
+        project = klass(root, defs, instances, digests)
         project._run_init()
         return project
 
@@ -128,11 +135,16 @@ class Project:
 
     def family_wants(self, family: str) -> list[S.Want]:
         """What every instance of the family asks for (subinstances share state)."""
+        families = self.__dict__.get("_families")
+        if families is None:
+            families = {}
+            for inst in self.instances.values():
+                families.setdefault(inst.family, []).append(inst)
+            self.__dict__["_families"] = families
         seen: dict[tuple[str, str], S.Want] = {}
-        for inst in self.instances.values():
-            if inst.family == family:
-                for w in self.wants(inst):
-                    seen.setdefault((w.section, w.name), w)
+        for inst in families.get(family, []):
+            for w in self.wants(inst):
+                seen.setdefault((w.section, w.name), w)
         return list(seen.values())
 
     def state(self, inst: D.Instance, *, write: bool) -> S.State:
@@ -189,6 +201,23 @@ class Project:
             ctx.update(extra)
         return ctx
 
+    def context_digest(self, inst: D.Instance, state: S.State, sub: str | None = None) -> str:
+        """A digest of everything :meth:`context` puts in, without building it.
+
+        The definitions' part is computed when they are resolved (and cached with
+        them); the state's part from its data; a project class's extra context
+        is digested as it is.
+        """
+        import hashlib
+        import json
+
+        parts = [self.digests[inst.name], self.digests[""], sub or "",
+                 json.dumps(state.data, sort_keys=True, default=str)]
+        extra = self.extra_context(inst)
+        if extra:
+            parts.append(json.dumps(extra, sort_keys=True, default=str))
+        return hashlib.blake2b("\0".join(parts).encode(), digest_size=8).hexdigest()
+
     def secret_paths(
         self, state: S.State, *, every: bool = False, sub: str | None = None
     ) -> set[str]:
@@ -205,6 +234,9 @@ class Project:
         """Source checkouts the instance uses: the project's, then each module's."""
         from .checkout import DEFAULT_TMPL, Source
 
+        cache = self.__dict__.setdefault("_sources", {})
+        if inst.name in cache:
+            return cache[inst.name]
         out = []
         items = [(self.name, self.defs.project.data, self.defs.project.path)]
         items += [(m, d, self.defs.modules_file) for m, d in sorted(inst.modules.items())]
@@ -215,6 +247,7 @@ class Project:
                     repo = str((self.root.base / repo).resolve())
                 out.append(Source(name, repo, str(data["version"]),
                                   str(data.get("tmpl") or DEFAULT_TMPL), where))
+        cache[inst.name] = out
         return out
 
     # ------------------------------------------------------------------ tasks
@@ -235,7 +268,23 @@ def _stat_key(files: list[Path]) -> list[tuple[str, int, int]]:
     return out
 
 
-def _load_model(root: D.Root, use_cache: bool) -> tuple[D.Definitions, dict[str, D.Instance]]:
+def model_digests(defs: D.Definitions, instances: dict[str, D.Instance]) -> dict[str, str]:
+    """Per instance a digest of its resolved data, modules and targets; "" for the project."""
+    import hashlib
+    import json
+
+    def dig(value: Any) -> str:
+        data = json.dumps(value, sort_keys=True, default=str).encode()
+        return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+    out = {name: dig([i.data, i.modules, i.targets]) for name, i in instances.items()}
+    out[""] = dig([defs.project.data, defs.modules])
+    return out
+
+
+def _load_model(
+    root: D.Root, use_cache: bool
+) -> tuple[D.Definitions, dict[str, D.Instance], dict[str, str]]:
     """Definitions and resolved instances, from the cache when their files are unchanged."""
     from . import __version__
 
@@ -250,9 +299,10 @@ def _load_model(root: D.Root, use_cache: bool) -> tuple[D.Definitions, dict[str,
                 return payload
     defs = D.load(root)
     instances = D.resolve_all(defs)
+    digests = model_digests(defs, instances)
     if use_cache:
-        _write_cache(cache_file, (key, (defs, instances)))
-    return defs, instances
+        _write_cache(cache_file, (key, (defs, instances, digests)))
+    return defs, instances, digests
 
 
 def _write_cache(path: Path, payload: Any) -> None:

@@ -28,17 +28,23 @@ def digest(value: Any) -> str:
     """A short stable digest of a JSON-able value (never the value itself)."""
     if value is ABSENT_VALUE:
         return ABSENT
-    data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.blake2b(data.encode(), digest_size=10).hexdigest()
+    kind = type(value)
+    if kind is str:  # the common case, without json
+        data = b"s" + value.encode()
+    elif kind is int or kind is bool or value is None:
+        data = repr(value).encode()
+    else:
+        data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.blake2b(data, digest_size=6).hexdigest()
 
 
 def file_digest(path: Path | str) -> str:
     with open(path, "rb") as fh:
-        return hashlib.blake2b(fh.read(), digest_size=16).hexdigest()
+        return hashlib.blake2b(fh.read(), digest_size=8).hexdigest()
 
 
 def bytes_digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 class _Absent:
@@ -57,17 +63,18 @@ class LayerIndex:
     """Files of every layer folder under ``tmpl/`` and ``extra/``, listed once per run."""
 
     base: Path
-    folders: dict[str, dict[str, Path]] = field(default_factory=dict)
+    folders: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def files(self, folder: Path) -> dict[str, Path]:
-        """``{relpath: path}`` of every file below ``folder`` (cached)."""
+    def files(self, folder: Path | str) -> dict[str, str]:
+        """``{relpath: path}`` of every file below ``folder`` (cached; plain strings,
+        since pathlib costs more than the walk itself at 10k files)."""
         key = str(folder)
         if key not in self.folders:
-            self.folders[key] = dict(_walk(folder))
+            self.folders[key] = dict(_walk(key))
         return self.folders[key]
 
 
-def _walk(folder: Path) -> Iterator[tuple[str, Path]]:
+def _walk(folder: Path | str) -> Iterator[tuple[str, str]]:
     stack = [(str(folder), "")]
     while stack:
         path, rel = stack.pop()
@@ -82,7 +89,7 @@ def _walk(folder: Path) -> Iterator[tuple[str, Path]]:
             if e.is_dir():
                 stack.append((e.path, r + "/"))
             elif e.is_file():
-                yield r, Path(e.path)
+                yield r, e.path
 
 
 # ----------------------------------------------------------------- read tracking
@@ -205,7 +212,7 @@ def make_environment(index: LayerIndex) -> Any:
             self.policies["json.dumps_kwargs"] = {"sort_keys": True}
             self.by_file: dict[str, Any] = {}
 
-        def resolve(self, name: str) -> Path:
+        def resolve(self, name: str) -> str:
             search = _search.get()
             parts = name.replace("\\", "/").split("/")
             if name.startswith("/") or ".." in parts:
@@ -227,7 +234,7 @@ def make_environment(index: LayerIndex) -> Any:
             t = self.by_file.get(key)
             if t is None:
                 try:
-                    source = path.read_text(encoding="utf-8")
+                    source = Path(path).read_text(encoding="utf-8")
                 except UnicodeDecodeError as exc:
                     raise TemplateError("not UTF-8 text", file=_rel(index.base, path)) from exc
                 code = self.compile(source, str(name), key)

@@ -40,7 +40,7 @@ class Output:
     rel: str  # path inside BUILD/<instance>/
     kind: str  # "tmpl", "extra" or "genconfig"
     name: str  # template name (path inside its layer), extra path, or module
-    source: Path
+    source: str  # the file it is made from (absolute)
     this: str | None = None  # fan-out: context path bound to ``this`` ("module.app")
     sub: str | None = None  # subproject whose modules and templates it uses
 
@@ -79,12 +79,17 @@ class Build:
         default_factory=dict, init=False)
     _ctx_digest: dict[tuple[str, str | None, bool], str] = field(default_factory=dict, init=False)
     _val_digest: dict[tuple[str, str | None, str], str] = field(default_factory=dict, init=False)
-    _stat: dict[str, tuple[int, int] | None] = field(default_factory=dict, init=False)
     _fdigest: dict[str, str] = field(default_factory=dict, init=False)
     _db: dict[str, Any] | None = field(default=None, init=False)
+    _search_cache: dict[tuple[str, str | None], tuple[Path, ...]] = field(
+        default_factory=dict, init=False)
+    _resolved: dict[tuple[tuple[Path, ...], str], str] = field(default_factory=dict, init=False)
+    _made: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.index = R.LayerIndex(self.project.root.base)
+        self._prefix = str(self.project.root.base) + os.sep
+        self._build_dir = str(self.project.root.build) + os.sep
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickles as its root: a process rebuilds its own from the model cache."""
@@ -102,19 +107,26 @@ class Build:
 
     # ------------------------------------------------------------ layers
 
-    def tmpl_layers(self, inst: D.Instance) -> list[Path]:
+    def tmpl_layers(self, inst: D.Instance, sub: str | None = None) -> list[Path]:
         """Template layer folders, lowest first: source checkouts' folders, then tmpl/."""
+        if sub is not None:
+            folder = self.project.subprojects()[sub]["tmpl"]
+            return [folder / layer for layer in inst.layers]
         folders = [C.ensure(src, self.root.src) / src.tmpl for src in self.project.sources(inst)]
         return [*folders, *(self.root.tmpl / layer for layer in inst.layers)]
 
     def search(self, inst: D.Instance, sub: str | None = None) -> tuple[Path, ...]:
-        """Template search path, highest layer first, then ``_lib``."""
-        if sub is not None:
-            folder = self.project.subprojects()[sub]["tmpl"]
-            layers = [folder / layer for layer in inst.layers]
-        else:
-            layers = self.tmpl_layers(inst)
-        return (*reversed(layers), self.root.tmpl / R.LIB)
+        """Template search path, highest layer first, then ``_lib`` (cached)."""
+        key = (inst.name, sub)
+        found = self._search_cache.get(key)
+        if found is None:
+            found = (*reversed(self.tmpl_layers(inst, sub)), self.root.tmpl / R.LIB)
+            self._search_cache[key] = found
+        return found
+
+    def rel(self, path: str) -> str:
+        """``path`` relative to the root, by string (hot path)."""
+        return path[len(self._prefix):] if path.startswith(self._prefix) else path
 
     def outputs(self, inst: D.Instance) -> dict[str, Output]:
         """Every output of ``inst``: later layers replace earlier ones."""
@@ -122,7 +134,7 @@ class Build:
             return self._outputs[inst.name]
         tmpl: dict[str, Output] = {}
         extra: dict[str, Output] = {}
-        for folder in self.tmpl_layers(inst):
+        for folder in self.tmpl_layers(inst, None):
             for rel, path in self.index.files(folder).items():
                 out = rel[:-3] if rel.endswith(".j2") else rel
                 tmpl[out] = Output(inst.name, out, "tmpl", rel, path)
@@ -142,13 +154,13 @@ class Build:
         for mname, mdata in inst.modules.items():
             if mdata.get("genconfig"):
                 rel = str(mdata.get("genconfig_path") or f"etc/{mname}.json")
-                gen[rel] = Output(inst.name, rel, "genconfig", mname, self.root.project_file,
-                                  f"module.{mname}")
+                gen[rel] = Output(inst.name, rel, "genconfig", mname,
+                                  str(self.root.project_file), f"module.{mname}")
         version = self.project.data.get("version")
         if version is not None:
             rel = f"etc/{self.project.name}.version"
             gen[rel] = Output(inst.name, rel, "version", self.project.name,
-                              self.root.project_file, "project.version")
+                              str(self.root.project_file), "project.version")
         for a_map, b_map in ((tmpl, extra), (tmpl, gen), (extra, gen)):
             both = sorted(set(a_map) & set(b_map))
             if both:
@@ -188,10 +200,13 @@ class Build:
             return f"genconfig of module {o.name}"
         if o.kind == "version":
             return "project version"
-        return self.root.rel(o.source)
+        return self.rel(o.source)
 
     def out_path(self, o: Output) -> Path:
-        return self.root.build / o.instance / o.rel
+        return Path(self.out_str(o))
+
+    def out_str(self, o: Output) -> str:
+        return f"{self._build_dir}{o.instance}{os.sep}{o.rel}"
 
     # ------------------------------------------------------------ context
 
@@ -207,7 +222,8 @@ class Build:
     def context_digest(self, inst: D.Instance, *, write: bool, sub: str | None = None) -> str:
         key = (inst.name, sub, write)
         if key not in self._ctx_digest:
-            self._ctx_digest[key] = R.digest(self.context(inst, write=write, sub=sub))
+            self._ctx_digest[key] = self.project.context_digest(
+                inst, self.state(inst, write=write), sub)
         return self._ctx_digest[key]
 
     def value_digest(self, inst: D.Instance, path: str, sub: str | None = None) -> str:
@@ -219,16 +235,8 @@ class Build:
 
     # ------------------------------------------------------------ files
 
-    def stat(self, rel: str) -> tuple[int, int] | None:
-        if rel not in self._stat:
-            try:
-                st = os.stat(self.root.base / rel)
-                self._stat[rel] = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                self._stat[rel] = None
-        return self._stat[rel]
-
     def fdigest(self, rel: str) -> str:
+        """Content digest of a file under the root, once per run (templates are few)."""
         if rel not in self._fdigest:
             try:
                 self._fdigest[rel] = R.file_digest(self.root.base / rel)
@@ -240,9 +248,22 @@ class Build:
 
     @property
     def db(self) -> dict[str, Any]:
-        """doit's database as saved by the last run (read-only here)."""
+        """doit's database as saved by the last run (read-only here).
+
+        Inside a doit run, doit has loaded it before creating tasks: use that.
+        """
         if self._db is None:
-            self._db = read_db(self.root.base / DB_FILE)
+            from doit.globals import Globals
+
+            from .doitdb import FacsimileDB
+
+            manager = getattr(Globals, "dep_manager", None)
+            backend = getattr(manager, "backend", None)
+            path = str(self.root.base / DB_FILE)
+            if isinstance(backend, FacsimileDB) and os.path.abspath(backend.name) == path:
+                self._db = backend.data
+            else:
+                self._db = read_db(Path(path))
         return self._db
 
     def record(self, o: Output) -> dict[str, Any] | None:
@@ -257,13 +278,13 @@ class Build:
     def check(self, o: Output, *, every: bool = False) -> list[str]:
         """Why ``o`` is stale (empty when it is up to date); first reason unless ``every``."""
         rec = self.record(o)
-        out = self.out_path(o)
+        out = self.out_str(o)
         if rec is None:
             return ["new"]
         try:
             st = os.stat(out)
         except OSError:
-            return ["new" if not out.parent.exists() else "missing from BUILD"]
+            return ["missing from BUILD"]
         reasons: list[str] = []
         inst = self.project.instances[o.instance]
         src = self.src(o)
@@ -273,16 +294,14 @@ class Build:
                            + (f" (was {prev_src})" if prev_src else ""))
             if not every:
                 return reasons
-        for rel, (mtime, size, dig) in rec.get("f", {}).items():
-            now = self.stat(rel)
-            if now == (mtime, size):
-                continue
-            if now is None or self.fdigest(rel) != dig:
+        for rel, dig in rec.get("f", {}).items():
+            now = self.fdigest(rel)
+            if now != dig:
                 if rel == src:
                     what = "extra changed" if o.kind == "extra" else "template changed"
                 else:
                     what = "include changed"
-                reasons.append(f"{what}: {rel}" + (" (deleted)" if now is None else ""))
+                reasons.append(f"{what}: {rel}" + (" (deleted)" if now == R.ABSENT else ""))
                 if not every:
                     return reasons
         names = rec.get("n")
@@ -290,7 +309,7 @@ class Build:
             search = self.search(inst, o.sub)
             for name, rel in names.items():
                 try:
-                    now_rel = self.root.rel(self.env_resolve(name, search))
+                    now_rel = self.rel(self.env_resolve(name, search))
                 except KeyError:
                     now_rel = R.ABSENT
                 if now_rel != rel:
@@ -316,16 +335,25 @@ class Build:
             reasons.append("output modified in BUILD")
         return reasons
 
-    def env_resolve(self, name: str, search: tuple[Path, ...]) -> Path:
+    def env_resolve(self, name: str, search: tuple[Path, ...]) -> str:
         """Where ``name`` resolves through ``search`` now (no Jinja2 import needed)."""
+        key = (search, name)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolved[key] = self._resolve(name, search)
+        if hit is R.ABSENT:
+            raise KeyError(name)
+        return hit
+
+    def _resolve(self, name: str, search: tuple[Path, ...]) -> str:
         parts = name.split("/")
         if ".." in parts or name.startswith("/"):
-            raise KeyError(name)
+            return R.ABSENT
         for folder in search:
             hit = self.index.files(folder).get(name)
             if hit is not None:
                 return hit
-        raise KeyError(name)
+        return R.ABSENT
 
     # ------------------------------------------------------------ building
 
@@ -352,8 +380,8 @@ class Build:
             record["c"] = self.context_digest(inst, write=True)
         elif o.kind == "extra":
             mode = os.stat(o.source).st_mode & 0o7777
-            data = o.source.read_bytes()
-            record["f"] = {src_rel: [*_stat(o.source), R.bytes_digest(data)]}
+            data = Path(o.source).read_bytes()
+            record["f"] = {src_rel: R.bytes_digest(data)}
         else:
             mode = os.stat(o.source).st_mode & 0o7777
             ctx = self.context(inst, write=True, sub=o.sub)
@@ -368,13 +396,12 @@ class Build:
             data = r.data
             files: dict[str, list[Any]] = {}
             for path in dict.fromkeys(r.loaded.values()):
-                frel = self.root.rel(path)
-                files[frel] = [*_stat(Path(path)), R.file_digest(path)]
+                files[self.rel(path)] = self.fdigest(self.rel(path))
             record["f"] = files
-            record["n"] = {n: self.root.rel(p) for n, p in r.loaded.items() if n != o.name}
+            record["n"] = {n: self.rel(p) for n, p in r.loaded.items() if n != o.name}
             record["v"] = {p: R.digest(v) for p, v in sorted(r.reads.items())}
             record["c"] = self.context_digest(inst, write=True, sub=o.sub)
-        write_if_changed(out, data, mode)
+        write_if_changed(out, data, mode, self._made)
         record["o"] = [*_stat(out), R.bytes_digest(data)]
         return record
 
@@ -406,7 +433,7 @@ def _build_for_root(root: str) -> Build:
     return Build(Project.load(root))
 
 
-def _stat(path: Path) -> list[int]:
+def _stat(path: Path | str) -> list[int]:
     st = os.stat(path)
     return [st.st_mtime_ns, st.st_size]
 
@@ -425,8 +452,11 @@ def read_db(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def write_if_changed(path: Path, data: bytes, mode: int) -> bool:
-    """Atomically write ``data`` unless the file already holds it; keep ``mode``."""
+def write_if_changed(path: Path, data: bytes, mode: int, made: set[str] | None = None) -> bool:
+    """Atomically write ``data`` unless the file already holds it; keep ``mode``.
+
+    ``made``: folders known to exist already (saves a mkdir per file).
+    """
     try:
         st = os.stat(path)
         if st.st_size == len(data) and path.read_bytes() == data:
@@ -437,8 +467,12 @@ def write_if_changed(path: Path, data: bytes, mode: int) -> bool:
         pass
     except IsADirectoryError as exc:
         raise BuildError(f"BUILD path is a folder: {path}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    folder = str(path.parent)
+    if made is None or folder not in made:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made.add(folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), mode)
@@ -500,6 +534,17 @@ def _sync_action(build: Build, instance: str) -> Any:
     return None if code == 0 else TaskFailed(f"sync of {instance} failed (exit {code})")
 
 
+def _presign(*funcs: Any) -> None:
+    """doit calls ``inspect.signature`` on every action it runs; give it the answer."""
+    import inspect
+
+    for f in funcs:
+        f.__signature__ = inspect.signature(f)
+
+
+_presign(stale, _render_action, _prune_action, _checkout_action, _sync_action)
+
+
 def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """Every doit task dict of the project (basenames ``build`` and ``sync``)."""
     project = build.project
@@ -527,7 +572,7 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                 "basename": "build",
                 "name": f"{inst.name}/{o.rel}",
                 "actions": [(_render_action, (build, inst.name, o.rel))],
-                "targets": [str(build.out_path(o))],
+                "targets": [build.out_str(o)],
                 "uptodate": [uptodate(reasons)],
                 "clean": True,
                 "verbosity": 1,
@@ -589,7 +634,7 @@ def guarded_tasks(make: Any) -> Iterator[dict[str, Any]]:
 def doit_config(root: D.Root | None) -> dict[str, Any]:
     """DOIT_CONFIG for a root: JSON backend, our database, quiet reporter."""
     cfg: dict[str, Any] = {
-        "backend": "json",
+        "backend": "facsimile",
         "default_tasks": ["build"],
         "reporter": Reporter,
         "check_file_uptodate": "md5",
