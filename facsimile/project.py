@@ -105,6 +105,7 @@ class Project:
 
     def wants(self, inst: D.Instance) -> list[S.Want]:
         wants = S.wants_for(inst.modules, inst.data.get("generate", {}))
+        wants += [S.Want("daemons", name, "id") for name, _ in daemons(inst.modules)]
         for sub, spec in self.subprojects().items():
             wants += [S.Want("modules", f"{sub}/{m}", "password") for m in sorted(spec["modules"])]
         return wants
@@ -183,6 +184,12 @@ class Project:
             pw = state.module_password(f"{sub}/{mname}" if sub else mname)
             if pw is not None:
                 m["password"] = pw
+            if isinstance(m.get("service"), dict) and not sub:
+                m["service"] = dict(m["service"])
+                m["service"]["instances"] = [
+                    {"instance_name": name, "uiid": _uiid(state, name)}
+                    for name, owner in daemons({mname: mdata})
+                ]
             modules[mname] = m
         ctx = {
             "instance": inst.data,
@@ -196,6 +203,11 @@ class Project:
                 for h, t in inst.hosts
             },
         }
+        if not sub:
+            ctx["daemons"] = {
+                name: {"instance_name": name, "uiid": _uiid(state, name), "module": owner}
+                for name, owner in daemons(inst.modules)
+            }
         extra = self.extra_context(inst)
         if extra:
             ctx.update(extra)
@@ -347,6 +359,35 @@ def _project_class(root: D.Root, defs: D.Definitions) -> type[Project]:
             **where,
         )
     return klass
+
+
+def daemons(modules: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """``(daemon name, module)`` for each daemon instance: ``service.n_instances``
+    copies named ``<module>d.0`` ... (``service.name`` replaces ``<module>d``)."""
+    out = []
+    for mname, mdata in sorted(modules.items()):
+        service = mdata.get("service")
+        if not isinstance(service, Mapping):
+            continue
+        n = service.get("n_instances", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 255:
+            raise DefinitionError(
+                f"module {mname}: service.n_instances must be a whole number from 0 to 255",
+                pointer=f"/modules/{mname}/service/n_instances",
+            )
+        stem = str(service.get("name") or f"{mname}d")
+        out += [(f"{stem}.{i}", mname) for i in range(n)]
+    return out
+
+
+def _uiid(state: S.State, name: str) -> int | None:
+    value = state.value("daemons", name)
+    if value is not None and value >= 256:
+        raise DefinitionError(
+            f"daemon {name}: no uiid below 256 is left in family {state.family} "
+            "(the seed's limit); give the family fewer ids",
+        )
+    return value
 
 
 def mask(value: Any, paths: set[str], prefix: str = "") -> Any:

@@ -186,6 +186,11 @@ class Build:
             elif "{host}" in rel:
                 items = [(h, f"hosts.{h}") for h, _ in inst.hosts]
                 key = "{host}"
+            elif "{daemon}" in rel:
+                from .project import daemons
+
+                items = [(d, f"daemons.{d}") for d, _ in daemons(inst.modules)]
+                key = "{daemon}"
             else:
                 out[rel] = o
                 continue

@@ -213,3 +213,42 @@ def test_subprojects_build_under_their_folder(seed: Path) -> None:
     proc = facs(seed, "plan", "dev")
     assert "BUILD/dev/billing/etc/billing.conf: state changed: module.api.password" in proc.stdout
     assert proc.stdout.count("BUILD/") == 1
+
+
+def test_daemon_instances_keep_their_uiids(seed: Path) -> None:
+    write_tree(seed, {
+        "define/modules.json": {"worker": {"service": {"n_instances": 2}},
+                                "app": {"service": {"n_instances": 1, "name": "shopd"}}},
+        "tmpl/_ALL_/run/{daemon}.service.j2": "{{ this.instance_name }} {{ this.uiid }}\n",
+        "tmpl/_ALL_/daemons.txt": "{% for d in module.worker.service.instances %}"
+                                  "{{ d.instance_name }}={{ d.uiid }} {% endfor %}\n",
+    })
+    doit(seed, check=True)
+    files = set(mtimes(seed / "BUILD/dev/run"))
+    assert files == {"workerd.0.service", "workerd.1.service", "shopd.0.service"}
+
+    def uiids() -> dict[str, int]:
+        out = {}
+        for f in (seed / "BUILD/dev/run").iterdir():
+            name, uiid = f.read_text().split()
+            out[name] = int(uiid)
+        return out
+
+    first = uiids()
+    assert len(set(first.values())) == 3 and all(0 < v < 256 for v in first.values())
+    text = (seed / "BUILD/dev/daemons.txt").read_text()
+    assert f"workerd.0={first['workerd.0']} workerd.1={first['workerd.1']}" in text
+    # growing keeps the first uiids; the new one gets a new, unused uiid
+    write_tree(seed, {"define/modules.json": {
+        "worker": {"service": {"n_instances": 3}},
+        "app": {"service": {"n_instances": 1, "name": "shopd"}}}})
+    doit(seed, check=True)
+    grown = uiids()
+    assert {k: grown[k] for k in first} == first
+    assert grown["workerd.2"] not in first.values()
+    # shrinking keeps the rest, and the removed daemon's file goes away
+    write_tree(seed, {"define/modules.json": {
+        "worker": {"service": {"n_instances": 1}},
+        "app": {"service": {"n_instances": 1, "name": "shopd"}}}})
+    doit(seed, check=True)
+    assert uiids() == {"workerd.0": first["workerd.0"], "shopd.0": first["shopd.0"]}
