@@ -108,6 +108,8 @@ def make_parser() -> argparse.ArgumentParser:
                     "(exit 2) without fixing it")
     sp.add_argument("--target", metavar="T", help="only this target")
     sp.add_argument("--host", metavar="H", help="only this host")
+    sp.add_argument("--repair", action="store_true", help="re-read the destinations and "
+                    "push whatever drifted there too")
     sp.add_argument("--always", action="store_true", help="run deploy.postcmd even when "
                     "nothing changed")
     sp.add_argument("--no-build", action="store_true", help="push BUILD/ as it is, "
@@ -318,6 +320,7 @@ def run_sync(
     *,
     dry_run: bool = False,
     check: bool = False,
+    repair: bool = False,
     target: str | None = None,
     host: str | None = None,
     always: bool = False,
@@ -339,6 +342,7 @@ def run_sync(
         targets=inst.targets,
         dry_run=dry_run,
         check=check,
+        repair=repair,
         target=target,
         host=host,
         always=always,
@@ -361,8 +365,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
         code = run_doit(project, ["run", f"build:{inst.name}"])
         if code != 0:
             return code
+    elif args.dry_run or args.check:
+        from .plan import make_plan
+        from .tasks import Build
+
+        stale = len(make_plan(Build(project), [inst.name]).stale)
+        if stale:
+            _out(f"note: BUILD/{inst.name} is not up to date ({stale} to build or delete); "
+                 "this shows BUILD/ as it is now (facs build, or sync without --dry-run)")
     return run_sync(project, inst.name, dry_run=args.dry_run, check=args.check,
-                    target=args.target, host=args.host, always=args.always)
+                    repair=args.repair, target=args.target, host=args.host,
+                    always=args.always)
 
 
 # ---------------------------------------------------------------------- init

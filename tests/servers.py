@@ -1,0 +1,126 @@
+"""Real servers on 127.0.0.1 for sync tests: OpenSSH's sshd and moto's S3 server.
+
+Started by fixtures, stopped by them. Under CI=true a missing sshd is a
+failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+@dataclass
+class SSHServer:
+    port: int
+    key: Path
+    known_hosts: Path
+    user: str
+
+    def deploy(self, base: str, **extra: object) -> dict:
+        """A ``deploy`` section pushing to ``base`` on this server."""
+        return {
+            "url": f"sftp://{self.user}@127.0.0.1:{self.port}{base}/{{host}}",
+            "ssh": {"key": str(self.key), "known_hosts": str(self.known_hosts)},
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    if not os.path.exists(SSHD):
+        if os.environ.get("CI"):
+            pytest.fail("sshd is not installed (apt-get install openssh-server)")
+        pytest.skip("sshd is not installed (apt-get install openssh-server)")
+    d = tmp_path_factory.mktemp("sshd")
+    for name in ("host", "client"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
+                       check=True)
+    (d / "authorized_keys").write_text((d / "client.pub").read_text())
+    os.chmod(d / "authorized_keys", 0o600)
+    port = free_port()
+    config = d / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
+        "PermitRootLogin yes\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+        "Subsystem sftp internal-sftp\nMaxSessions 30\nMaxStartups 50\n"
+    )
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "w"))
+    try:
+        wait_port(port, proc)
+        host_pub = (d / "host.pub").read_text().split()
+        (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+        user = os.environ.get("USER") or subprocess.run(
+            ["id", "-un"], capture_output=True, text=True).stdout.strip()
+        yield SSHServer(port, d / "client", d / "known_hosts", user)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    bucket: str
+
+    def deploy(self, prefix: str, **extra: object) -> dict:
+        return {
+            "url": f"s3://{self.bucket}/{prefix}/{{host}}",
+            "s3": {"endpoint_url": self.endpoint, "key": "testing", "secret": "testing",
+                   "region": "us-east-1"},
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def s3server() -> Iterator[S3Server]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                              aws_secret_access_key="testing", region_name="us-east-1")
+        client.create_bucket(Bucket="deploy")
+        yield S3Server(endpoint, "deploy")
+    finally:
+        server.stop()

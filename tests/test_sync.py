@@ -1,0 +1,310 @@
+"""Sync against real destinations: a folder, OpenSSH's sshd and moto's S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import DODO, doit, facs, write_tree
+from servers import s3server, sshd  # noqa: F401  (fixtures)
+
+HOSTS = ["h1", "h2"]
+
+
+class Dest:
+    """Where a test's sync goes, and how the test reads it back."""
+
+    def __init__(self, kind: str, tmp: Path, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        if kind == "file":
+            self.base = tmp / "dest"
+            self.deploy = {"url": f"file://{self.base}/{{host}}"}
+        elif kind == "sftp":
+            server = request.getfixturevalue("sshd")
+            self.base = tmp / "sftp-dest"
+            self.deploy = server.deploy(str(self.base))
+            self.server = server
+        else:
+            server = request.getfixturevalue("s3server")
+            self.prefix = f"t{uuid.uuid4().hex[:8]}"
+            self.deploy = server.deploy(self.prefix)
+            self.server = server
+            import boto3
+
+            self.s3 = boto3.client("s3", endpoint_url=server.endpoint,
+                                   aws_access_key_id="testing",
+                                   aws_secret_access_key="testing", region_name="us-east-1")
+
+    def files(self, host: str) -> dict[str, bytes]:
+        if self.kind == "s3":
+            out = {}
+            pre = f"{self.prefix}/{host}/"
+            resp = self.s3.list_objects_v2(Bucket=self.server.bucket, Prefix=pre)
+            for obj in resp.get("Contents", []):
+                body = self.s3.get_object(Bucket=self.server.bucket, Key=obj["Key"])["Body"]
+                out[obj["Key"][len(pre):]] = body.read()
+            return out
+        top = self.base / host
+        return {p.relative_to(top).as_posix(): p.read_bytes()
+                for p in sorted(top.rglob("*")) if p.is_file()}
+
+    def write(self, host: str, rel: str, data: bytes) -> None:
+        if self.kind == "s3":
+            self.s3.put_object(Bucket=self.server.bucket, Key=f"{self.prefix}/{host}/{rel}",
+                               Body=data)
+            return
+        path = self.base / host / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def mtimes(self, host: str) -> dict[str, int]:
+        top = self.base / host
+        return {p.relative_to(top).as_posix(): p.stat().st_mtime_ns
+                for p in top.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(params=["file", "sftp", "s3"])
+def dest(request: pytest.FixtureRequest, tmp_path: Path) -> Dest:
+    return Dest(request.param, tmp_path, request)
+
+
+def make_root(tmp: Path, deploy: dict, **more: object) -> Path:
+    root = tmp / "root"
+    write_tree(root, {
+        "dodo.py": DODO,
+        "define/facsimile.json": {"name": "shop", "port": 8080,
+                                  "deploy": {"exclude": ["*.tmp"], **deploy}},
+        "define/modules.json": {"db": {}},
+        "define/dev.json": {"targets": {"web": {"hosts": HOSTS}}, **more},
+        "tmpl/_ALL_/etc/app.ini": "port = {{ instance.port }}\n",
+        "tmpl/_ALL_/etc/db.ini": "password = {{ module.db.password }}\n",
+        "tmpl/_ALL_/shop/static/index.html": "<h1>{{ project.name }}</h1>\n",
+        "tmpl/_ALL_/shop/old.txt": "old\n",
+        "extra/_ALL_/etc/scratch.tmp": "never pushed\n",
+    })
+    os.chmod(root / "tmpl/_ALL_/etc/db.ini", 0o600)
+    doit(root, check=True)
+    return root
+
+
+def sync(root: Path, *args: str, code: int = 0) -> str:
+    """Run `facs sync dev ARGS`; its output (stdout, then stderr)."""
+    proc = facs(root, "sync", "dev", *args)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_first_sync_puts_all_and_noop_puts_nothing(dest: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, dest.deploy)
+    out = sync(root)
+    assert "3 host" not in out and out.count(": 4 put, 0 deleted") == 2
+    for h in HOSTS:
+        files = dest.files(h)
+        assert files["etc/app.ini"] == b"port = 8080\n"
+        assert set(files) == {"etc/app.ini", "etc/db.ini", "shop/static/index.html",
+                              "shop/old.txt", ".facsimile/manifest.json"}
+        manifest = json.loads(files[".facsimile/manifest.json"])["files"]
+        assert set(manifest) == {"etc/app.ini", "etc/db.ini", "shop/static/index.html",
+                                 "shop/old.txt"}
+    before = dest.mtimes("h1") if dest.kind != "s3" else None
+    out = sync(root)
+    assert out.count(": 0 put, 0 deleted, 4 unchanged") == 2
+    if before is not None:
+        assert dest.mtimes("h1") == before
+
+
+def test_changed_file_of_same_size_is_pushed(dest: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, dest.deploy)
+    sync(root)
+    data = json.loads((root / "define/facsimile.json").read_text())
+    data["port"] = 8081
+    (root / "define/facsimile.json").write_text(json.dumps(data))
+    out = sync(root)
+    assert out.count(": 1 put, 0 deleted") == 2
+    assert dest.files("h2")["etc/app.ini"] == b"port = 8081\n"
+
+
+def test_deletes_only_what_facsimile_owns(dest: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, dest.deploy)
+    sync(root)
+    dest.write("h1", "etc/foreign.conf", b"not ours\n")  # outside owned folders: kept
+    dest.write("h1", "shop/foreign.txt", b"in the project's folder\n")  # owned: deleted
+    dest.write("h1", "shop/keep.tmp", b"excluded: never deleted\n")
+    (root / "tmpl/_ALL_/shop/old.txt").unlink()
+    (root / "tmpl/_ALL_/etc/db.ini").unlink()
+    out = sync(root)
+    files = dest.files("h1")
+    assert "etc/foreign.conf" in files and "shop/keep.tmp" in files
+    assert "shop/foreign.txt" not in files
+    assert "shop/old.txt" not in files and "etc/db.ini" not in files
+    assert "etc/scratch.tmp" not in files  # excluded: never pushed
+    assert "0 put, 3 deleted" in out and "0 put, 2 deleted" in out
+
+
+def test_dry_run_changes_nothing(dest: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, dest.deploy)
+    out = sync(root, "--dry-run")
+    assert "put etc/app.ini (new" in out and "would put 4, delete 0" in out
+    assert dest.files("h1") == {}
+    sync(root)
+    (root / "tmpl/_ALL_/shop/old.txt").unlink()
+    before = dest.files("h1")
+    out = sync(root, "--dry-run")  # shows BUILD/ as it is, and says it is stale
+    assert "BUILD/dev is not up to date (1 to build or delete)" in out
+    doit(root, check=True)
+    out = sync(root, "--dry-run")
+    assert "delete shop/old.txt" in out
+    assert dest.files("h1") == before
+
+
+def test_check_reports_drift_without_fixing(dest: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, dest.deploy)
+    sync(root)
+    assert "drift on 0" in sync(root, "--check")
+    dest.write("h2", "etc/app.ini", b"port = 9999\n")
+    out = sync(root, "--check", code=2)
+    assert "web/h2: drift: etc/app.ini: edited on the host" in out
+    assert dest.files("h2")["etc/app.ini"] == b"port = 9999\n"
+    assert "0 put" in sync(root)  # a plain sync trusts its manifest...
+    sync(root, "--repair")  # ...--repair re-reads the host and fixes it
+    assert dest.files("h2")["etc/app.ini"] == b"port = 8080\n"
+    sync(root, "--check")
+
+
+@pytest.fixture(params=["file", "sftp"])
+def moded(request: pytest.FixtureRequest, tmp_path: Path) -> Dest:
+    """Destinations that have file modes (S3 objects have none)."""
+    return Dest(request.param, tmp_path, request)
+
+
+def test_secret_modes_are_kept(moded: Dest, tmp_path: Path) -> None:
+    dest = moded
+    root = make_root(tmp_path, dest.deploy)
+    sync(root)
+    path = dest.base / "h1" / "etc/db.ini"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((dest.base / "h1/etc/app.ini").stat().st_mode) == 0o644
+
+
+def test_target_files_globs(dest: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, dest.deploy,
+                     **{"targets": {"web": {"hosts": ["h1"], "files": ["shop/**"]},
+                                    "db": {"hosts": ["h2"], "files": ["etc/db.ini"]}}})
+    sync(root)
+    assert set(dest.files("h1")) == {"shop/static/index.html", "shop/old.txt",
+                                     ".facsimile/manifest.json"}
+    assert set(dest.files("h2")) == {"etc/db.ini", ".facsimile/manifest.json"}
+    sync(root, "--host", "h2")
+
+
+@pytest.mark.parametrize("pattern", ["../etc/**", "/etc/passwd"])
+def test_escaping_paths_are_refused(tmp_path: Path, pattern: str) -> None:
+    root = make_root(tmp_path, {"url": f"file://{tmp_path}/d/{{host}}"},
+                     **{"targets": {"web": {"hosts": ["h1"], "files": [pattern]}}})
+    out = sync(root, code=1)
+    assert "would escape the destination" in out
+    assert not (tmp_path / "d").exists()
+
+
+def test_one_failing_host_does_not_stop_the_others(tmp_path: Path) -> None:
+    base = tmp_path / "dest"
+    base.mkdir()
+    (base / "h1").write_text("a file where a folder should be")
+    root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"})
+    out = sync(root, code=1)
+    assert "web/h1: FAILED:" in out
+    assert (base / "h2/etc/app.ini").read_text() == "port = 8080\n"
+    assert "1 host(s) ok, 1 failed" in out
+
+
+def test_postcmd_runs_over_ssh_when_something_changed(tmp_path: Path, sshd) -> None:  # noqa: F811
+    marker = tmp_path / "ran"
+    deploy = sshd.deploy(str(tmp_path / "sftp"),
+                         postcmd=[f"echo reloaded >> {marker}; echo done-$(cat {marker} | wc -l)"])
+    root = make_root(tmp_path, deploy)
+    out = sync(root)
+    assert "h1: done-" in out and "h2: done-" in out
+    assert marker.read_text().count("reloaded") == 2
+    out = sync(root)  # nothing changed: no postcmd
+    assert marker.read_text().count("reloaded") == 2
+    sync(root, "--always")
+    assert marker.read_text().count("reloaded") == 4
+    data = json.loads((root / "define/facsimile.json").read_text())
+    data["deploy"]["postcmd"] = ["echo failing; exit 3"]
+    data["port"] = 1
+    (root / "define/facsimile.json").write_text(json.dumps(data))
+    out = sync(root, code=1)
+    assert "h1: failing" in out
+    assert "web/h1: FAILED: postcmd 'echo failing; exit 3' exited 3" in out
+
+
+def test_unknown_host_key_is_refused(tmp_path: Path, sshd) -> None:  # noqa: F811
+    other = tmp_path / "known_hosts"
+    other.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 "
+                     "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
+    deploy = sshd.deploy(str(tmp_path / "sftp"))
+    deploy["ssh"]["known_hosts"] = str(other)
+    root = make_root(tmp_path, deploy)
+    out = sync(root, code=1)
+    assert "FAILED" in out and "cannot connect" in out
+    assert not (tmp_path / "sftp").exists()
+
+
+KILL = """
+import sys
+from pathlib import Path
+from facsimile.sync import sync_instance
+sys.exit(sync_instance(instance="dev", project="shop", root=Path(sys.argv[1]),
+    build_dir=Path(sys.argv[1]) / "BUILD/dev", deploy={"url": sys.argv[2]},
+    targets={"web": {"hosts": ["h1"]}}, out=lambda s: None))
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "sftp"])
+def test_sync_killed_half_way_then_completed(tmp_path: Path, kind: str,
+                                            request: pytest.FixtureRequest) -> None:
+    build = tmp_path / "BUILD/dev/etc"
+    n = 3000
+    for i in range(n):
+        p = build / f"d{i % 30}" / f"f{i}.conf"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"old {i}\n")
+    d = Dest(kind, tmp_path, request)
+    url = d.deploy["url"]
+    # the sftp case passes its ssh settings through the environment-free url + deploy
+    script = KILL if kind == "file" else KILL.replace(
+        'deploy={"url": sys.argv[2]}', f"deploy={d.deploy!r}")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), url], check=True)
+    for i in range(n):  # a new build: every file changes
+        (build / f"d{i % 30}" / f"f{i}.conf").write_text(f"new {i} {'x' * (i % 7)}\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), url])
+    target = d.base / "h1" / "etc"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill it once some new files have arrived
+        time.sleep(0.02)
+        newer = sum(1 for p in target.glob("d1/*.conf") if p.read_bytes().startswith(b"new"))
+        if newer >= 3 or proc.poll() is not None:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    files = d.files("h1")
+    new = sum(1 for k, v in files.items() if k.endswith(".conf") and v.startswith(b"new"))
+    for i in range(n):  # every file is either old or new, never half-written
+        data = files[f"etc/d{i % 30}/f{i}.conf"]
+        assert data in (f"old {i}\n".encode(), f"new {i} {'x' * (i % 7)}\n".encode())
+    assert 0 < new < n, "the kill did not land half way; raise n"
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), url], check=True)
+    files = d.files("h1")
+    assert all(files[f"etc/d{i % 30}/f{i}.conf"].startswith(b"new") for i in range(n))
+    assert not [k for k in files if k.endswith(".facsimile-tmp")]
+    manifest = json.loads(files[".facsimile/manifest.json"])["files"]
+    assert len(manifest) == n
