@@ -1,1 +1,1 @@
-from facsimile.dodo import *  # noqa: F403
+from facsimile.dodo import *

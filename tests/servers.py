@@ -77,7 +77,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     )
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "w"))
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
         host_pub = (d / "host.pub").read_text().split()
