@@ -258,16 +258,38 @@ def load(root: Root) -> Definitions:
                     file=d.path,
                 )
     defs = Definitions(project, modules, modules_file, schema, instances, abstract)
-    for d in [project, *instances.values(), *abstract.values()]:
+    check_parents(defs, [project, *instances.values(), *abstract.values()])
+    return defs
+
+
+def check_parents(defs: Definitions, which: list[Definition]) -> None:
+    """Every name in ``inherit`` is a definition (not the project itself)."""
+    for d in which:
         for i, parent in enumerate(d.inherit):
             if defs.get(parent) is None or parent == "facsimile":
-                known = sorted(abstract) + sorted(instances)
+                known = sorted(defs.abstract) + sorted(defs.instances)
                 raise DefinitionError(
                     f"unknown parent {parent!r}{_suggest(parent, known)}",
                     file=d.path,
                     pointer=f"/inherit/{i}",
                 )
-    return defs
+
+
+def reload_changed(root: Root, defs: Definitions, changed: list[Path]) -> list[str]:
+    """Re-read ``changed`` instance and abstract definition files into ``defs``.
+
+    Returns their names. The project, modules and schema files are not
+    handled here (a change to them means a full load).
+    """
+    names = []
+    for path in changed:
+        rel = path.relative_to(root.define)
+        name = rel.with_suffix("").as_posix()
+        d = _definition(root, path, name)
+        (defs.instances if len(rel.parts) == 1 else defs.abstract)[name] = d
+        names.append(name)
+    check_parents(defs, [defs.get(n) for n in names])  # type: ignore[misc]
+    return names
 
 
 def _definition(root: Root, path: Path, name: str) -> Definition:

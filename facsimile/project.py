@@ -20,7 +20,7 @@ from . import definitions as D
 from . import state as S
 from .errors import DefinitionError, FacsimileError
 
-CACHE_FORMAT = 4
+CACHE_FORMAT = 5
 
 
 class Project:
@@ -272,11 +272,11 @@ class Project:
 # ---------------------------------------------------------------------- model cache
 
 
-def _stat_key(files: list[Path]) -> list[tuple[str, int, int]]:
+def _stat_key(files: list[Path]) -> list[tuple[int, int]]:
     out = []
     for f in files:
         st = f.stat()
-        out.append((str(f), st.st_mtime_ns, st.st_size))
+        out.append((st.st_mtime_ns, st.st_size))
     return out
 
 
@@ -297,23 +297,48 @@ def model_digests(defs: D.Definitions, instances: dict[str, D.Instance]) -> dict
 def _load_model(
     root: D.Root, use_cache: bool
 ) -> tuple[D.Definitions, dict[str, D.Instance], dict[str, str]]:
-    """Definitions and resolved instances, from the cache when their files are unchanged."""
+    """Definitions and resolved instances, from the cache where their files are unchanged.
+
+    When only instance or abstract definition files changed (not the project,
+    modules or schema, and no file came or went), only the instances whose
+    inheritance chain names a changed file are resolved again.
+    """
     from . import __version__
 
     files = D.definition_files(root)
-    key = (CACHE_FORMAT, __version__, _stat_key(files))
+    stats = {str(f): s for f, s in zip(files, _stat_key(files), strict=True)}
+    key = (CACHE_FORMAT, __version__)
     cache_file = root.cache / "model.pickle"
+    cached = None
     if use_cache:
         with contextlib.suppress(Exception):
             with open(cache_file, "rb") as fh:
-                cached_key, payload = pickle.load(fh)
+                cached_key, cached_stats, payload = pickle.load(fh)
             if cached_key == key:
-                return payload
+                cached = (cached_stats, payload)
+    if cached is not None:
+        old_stats, (defs, instances, digests) = cached
+        if old_stats == stats:
+            return defs, instances, digests
+        changed = [Path(f) for f in stats if old_stats.get(f) != stats[f]]
+        fixed = {str(root.project_file), str(root.define / D.MODULES_FILE),
+                 str(root.define / D.SCHEMA_FILE)}
+        if set(old_stats) == set(stats) and not fixed & {str(c) for c in changed}:
+            names = set(D.reload_changed(root, defs, changed))
+            resolver = D.Resolver(defs)
+            for name, inst in list(instances.items()):
+                if names & set(inst.chain):
+                    instances[name] = resolver.instance(name)
+            for name, inst in instances.items():
+                if names & set(inst.chain):
+                    digests[name] = model_digests(defs, {name: inst})[name]
+            _write_cache(cache_file, (key, stats, (defs, instances, digests)))
+            return defs, instances, digests
     defs = D.load(root)
     instances = D.resolve_all(defs)
     digests = model_digests(defs, instances)
     if use_cache:
-        _write_cache(cache_file, (key, (defs, instances, digests)))
+        _write_cache(cache_file, (key, stats, (defs, instances, digests)))
     return defs, instances, digests
 
 
