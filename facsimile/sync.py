@@ -39,6 +39,7 @@ MANIFEST = ".facsimile/manifest.json"
 TMP_SUFFIX = ".facsimile-tmp"
 DEFAULT_URL = "file://{root}/DEPLOY/{instance}/{host}"
 DEFAULT_JOBS = 8
+TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP round trips
 
 
 # ------------------------------------------------------------------------- globs
@@ -310,6 +311,46 @@ class SSHDestination(Destination):
         return sync(self.fs.loop, make)
 
     def put_many(self, puts: list[Put], progress: Callable[[int], None]) -> None:
+        """Many files: one tar stream into a staging folder, then renames (one ``mv``
+        per folder); few files, or no tar on the host: one SFTP put each."""
+        if len(puts) >= TAR_THRESHOLD and self._put_tar(puts):
+            for p in puts:
+                progress(p.file.size)
+            return
+        self._put_sftp(puts, progress)
+
+    def _put_tar(self, puts: list[Put]) -> bool:
+        import io
+        import secrets
+        import tarfile
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for p in puts:
+                info = tar.gettarinfo(p.file.path, arcname=p.file.rel)
+                info.mode = p.file.mode
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                with open(p.file.path, "rb") as fh:
+                    tar.addfile(info, fh)
+        stage = self.path(f".facsimile/staging.{secrets.token_hex(6)}")
+        old = shlex.quote(self.path(".facsimile")) + "/staging.*"  # left by a killed sync
+        lines = ["set -e", f"rm -rf {old}", f"mkdir -p {shlex.quote(stage)}",
+                 f"tar -C {shlex.quote(stage)} -xpf -"]
+        for d in sorted({posixpath.dirname(p.file.rel) for p in puts}):
+            src = posixpath.join(stage, d) if d else stage
+            dst = self.path(d) if d else self.base
+            lines.append(f"mkdir -p {shlex.quote(dst)} && find {shlex.quote(src)} -maxdepth 1 "
+                         f"-type f -exec mv -f -t {shlex.quote(dst)} {{}} +")
+        lines.append(f"rm -rf {shlex.quote(stage)}")
+        result = self.fs.execute("sh -c " + shlex.quote("\n".join(lines)), check=False,
+                                 input=buf.getvalue(), encoding=None)
+        if result.exit_status != 0:
+            self._run_raw(f"rm -rf {shlex.quote(stage)}")
+            return False
+        return True
+
+    def _put_sftp(self, puts: list[Put], progress: Callable[[int], None]) -> None:
         import asyncio
 
         fs = self.fs

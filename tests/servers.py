@@ -55,13 +55,8 @@ class SSHServer:
         }
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
-    if not os.path.exists(SSHD):
-        if os.environ.get("CI"):
-            pytest.fail("sshd is not installed (apt-get install openssh-server)")
-        pytest.skip("sshd is not installed (apt-get install openssh-server)")
-    d = tmp_path_factory.mktemp("sshd")
+def start_sshd(d: Path) -> tuple[subprocess.Popen, SSHServer]:
+    """Start OpenSSH's sshd on a free port of 127.0.0.1 with keys made in ``d``."""
     for name in ("host", "client"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
                        check=True)
@@ -80,17 +75,36 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, proc)
-        host_pub = (d / "host.pub").read_text().split()
-        (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-        user = os.environ.get("USER") or subprocess.run(
-            ["id", "-un"], capture_output=True, text=True).stdout.strip()
-        yield SSHServer(port, d / "client", d / "known_hosts", user)
+    except BaseException:
+        stop(proc)
+        raise
+    host_pub = (d / "host.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    user = os.environ.get("USER") or subprocess.run(
+        ["id", "-un"], capture_output=True, text=True).stdout.strip()
+    return proc, SSHServer(port, d / "client", d / "known_hosts", user)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    if not os.path.exists(SSHD):
+        if os.environ.get("CI"):
+            pytest.fail("sshd is not installed (apt-get install openssh-server)")
+        pytest.skip("sshd is not installed (apt-get install openssh-server)")
+    proc, server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    try:
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 @dataclass
