@@ -303,6 +303,7 @@ class SSHDestination(Destination):
     """``sftp://`` through sshfs (asyncssh): host keys verified, puts pipelined."""
 
     has_modes = True
+    tar = True  # deploy.ssh.tar: false for hosts without tar and find
 
     def _sync(self, make: Callable[[], Any]) -> Any:
         """Run the coroutine ``make()`` on sshfs's event loop."""
@@ -313,7 +314,7 @@ class SSHDestination(Destination):
     def put_many(self, puts: list[Put], progress: Callable[[int], None]) -> None:
         """Many files: one tar stream into a staging folder, then renames (one ``mv``
         per folder); few files, or no tar on the host: one SFTP put each."""
-        if len(puts) >= TAR_THRESHOLD and self._put_tar(puts):
+        if self.tar and len(puts) >= TAR_THRESHOLD and self._put_tar(puts):
             for p in puts:
                 progress(p.file.size)
             return
@@ -499,7 +500,9 @@ def open_destination(url: str, deploy: Mapping[str, Any], label: str) -> Destina
             fs = SSHFileSystem(parts.hostname, **kwargs)
         except Exception as exc:
             raise SyncError(f"cannot connect: {type(exc).__name__}: {exc}") from exc
-        return SSHDestination(fs, path or ".", label)
+        dest = SSHDestination(fs, path or ".", label)
+        dest.tar = bool(ssh.get("tar", True))
+        return dest
     if scheme == "s3":
         try:
             from s3fs import S3FileSystem
