@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +84,7 @@ class Build:
         default_factory=dict, init=False)
     _resolved: dict[tuple[tuple[Path, ...], str], str] = field(default_factory=dict, init=False)
     _made: set[str] = field(default_factory=set, init=False)
+    _modes: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.index = R.LayerIndex(self.project.root.base)
@@ -240,6 +240,13 @@ class Build:
 
     # ------------------------------------------------------------ files
 
+    def mode(self, path: str) -> int:
+        """Permission bits of a source file, once per run."""
+        m = self._modes.get(path)
+        if m is None:
+            m = self._modes[path] = os.stat(path).st_mode & 0o7777
+        return m
+
     def fdigest(self, rel: str) -> str:
         """Content digest of a file under the root, once per run (templates are few)."""
         if rel not in self._fdigest:
@@ -384,11 +391,11 @@ class Build:
             record["v"] = {"project.version": R.digest(version)}
             record["c"] = self.context_digest(inst, write=True)
         elif o.kind == "extra":
-            mode = os.stat(o.source).st_mode & 0o7777
+            mode = self.mode(o.source)
             data = Path(o.source).read_bytes()
             record["f"] = {src_rel: R.bytes_digest(data)}
         else:
-            mode = os.stat(o.source).st_mode & 0o7777
+            mode = self.mode(o.source)
             ctx = self.context(inst, write=True, sub=o.sub)
             try:
                 r = R.render(self.env, o.name, self.search(inst, o.sub), ctx, self.root.base,
@@ -406,8 +413,7 @@ class Build:
             record["n"] = {n: self.rel(p) for n, p in r.loaded.items() if n != o.name}
             record["v"] = {p: R.digest(v) for p, v in sorted(r.reads.items())}
             record["c"] = self.context_digest(inst, write=True, sub=o.sub)
-        write_if_changed(out, data, mode, self._made)
-        record["o"] = [*_stat(out), R.bytes_digest(data)]
+        record["o"] = [*write_if_changed(out, data, mode, self._made), R.bytes_digest(data)]
         return record
 
     def orphans(self, instance: str | None) -> list[Path]:
@@ -438,11 +444,6 @@ def _build_for_root(root: str) -> Build:
     return Build(Project.load(root))
 
 
-def _stat(path: Path | str) -> list[int]:
-    st = os.stat(path)
-    return [st.st_mtime_ns, st.st_size]
-
-
 def _files_under(folder: Path) -> list[Path]:
     return [folder / rel for rel, _ in R._walk(folder)]
 
@@ -457,37 +458,46 @@ def read_db(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def write_if_changed(path: Path, data: bytes, mode: int, made: set[str] | None = None) -> bool:
+def write_if_changed(
+    path: Path, data: bytes, mode: int, made: set[str] | None = None
+) -> tuple[int, int]:
     """Atomically write ``data`` unless the file already holds it; keep ``mode``.
 
-    ``made``: folders known to exist already (saves a mkdir per file).
+    Returns the file's ``(mtime_ns, size)``. ``made``: folders known to exist
+    already (saves a mkdir per file).
     """
+    target = str(path)
     try:
-        st = os.stat(path)
+        st = os.stat(target)
         if st.st_size == len(data) and path.read_bytes() == data:
             if st.st_mode & 0o7777 != mode:
-                os.chmod(path, mode)
-            return False
+                os.chmod(target, mode)
+            return st.st_mtime_ns, st.st_size
     except FileNotFoundError:
         pass
     except IsADirectoryError as exc:
         raise BuildError(f"BUILD path is a folder: {path}") from exc
-    folder = str(path.parent)
+    folder = os.path.dirname(target)
     if made is None or folder not in made:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         if made is not None:
             made.add(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    tmp = f"{folder}{os.sep}.{os.path.basename(target)}.{os.getpid()}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left by a process of the same pid that was killed
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), mode)
             fh.write(data)
-        os.replace(tmp, path)
+            fh.flush()
+            st = os.fstat(fh.fileno())
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return True
+    return st.st_mtime_ns, st.st_size
 
 
 def scrub(text: str, state: State) -> str:
