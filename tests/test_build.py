@@ -252,7 +252,7 @@ def test_the_example_builds(tmp_path: Path) -> None:
     """The repository's own define/ tmpl/ extra/ build and are a no-op the second time."""
     from conftest import REPO
 
-    for sub in ("define", "tmpl", "extra"):
+    for sub in ("define", "tmpl", "extra", "bench"):
         for p in (REPO / sub).rglob("*"):
             if p.is_file():
                 dest = tmp_path / p.relative_to(REPO)
@@ -262,4 +262,8 @@ def test_the_example_builds(tmp_path: Path) -> None:
     (tmp_path / "dodo.py").write_text(DODO)
     doit(tmp_path, check=True)
     assert (tmp_path / "BUILD/prod.ch1/etc/app/locale.ini").exists()
+    # the app module's templates come from its own repository, at tag v1.0
+    assert "version v1.0" in (tmp_path / "BUILD/dev/etc/app/features.ini").read_text()
+    assert (tmp_path / "BUILD/prod/etc/systemd/system/workerd.1.service").exists()
+    assert (tmp_path / "BUILD/prod/hosts/app2.prod/node.conf").exists()
     assert "0 built" in doit(tmp_path, check=True).stdout

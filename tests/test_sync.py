@@ -325,3 +325,39 @@ def _starts(path: Path, prefix: bytes) -> bool:
         return path.read_bytes().startswith(prefix)
     except OSError:  # renamed away while we looked
         return False
+
+
+def test_s3_sync_killed_half_way_then_completed(tmp_path: Path,
+                                               request: pytest.FixtureRequest) -> None:
+    """S3 puts are atomic per object: a killed sync leaves objects old or new."""
+    d = Dest("s3", tmp_path, request)
+    build = tmp_path / "BUILD/dev/etc"
+    n = 400
+    for i in range(n):
+        p = build / f"f{i:04d}.conf"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"old {i}\n")
+    script = KILL.replace('deploy={"url": sys.argv[2]}', f"deploy={d.deploy!r}")
+    url = d.deploy["url"]
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), url], check=True)
+    for i in range(n):
+        (build / f"f{i:04d}.conf").write_text(f"new {i}\n")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), url])
+    key = f"{d.prefix}/h1/etc/f0001.conf"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        body = d.s3.get_object(Bucket=d.server.bucket, Key=key)["Body"].read()
+        if body.startswith(b"new"):
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    files = {k: v for k, v in d.files("h1").items() if k.startswith("etc/")}
+    new = sum(1 for v in files.values() if v.startswith(b"new"))
+    for i in range(n):
+        assert files[f"etc/f{i:04d}.conf"] in (f"old {i}\n".encode(), f"new {i}\n".encode())
+    assert 0 < new < n, "the kill did not land half way; raise n"
+    subprocess.run([sys.executable, "-c", script, str(tmp_path), url], check=True)
+    files = d.files("h1")
+    assert all(files[f"etc/f{i:04d}.conf"] == f"new {i}\n".encode() for i in range(n))
+    assert len(json.loads(files[".facsimile/manifest.json"])["files"]) == n
