@@ -133,3 +133,12 @@ def test_plan_error_exits_1(built: Path) -> None:
     proc = facs(built, "plan")
     assert proc.returncode == 1
     assert "define/prod.json:1:3" in proc.stderr
+
+
+def test_doit_info_says_why(built: Path) -> None:
+    edit_json(built / "define/prod.json", {"db.host": "elsewhere"})
+    out = doit(built, "info", "build:prod/etc/db.ini", check=True).stdout
+    assert "status     : run" in out
+    assert "value changed: instance.db.host" in out
+    out = doit(built, "info", "build:prod/etc/app.ini", check=True).stdout
+    assert "up-to-date" in out
