@@ -421,31 +421,27 @@ class SSHDestination(Destination):
             quoted = " ".join(shlex.quote(d) for d in sorted(dirs, key=len, reverse=True))
             self._run_raw(f"rmdir {quoted} 2>/dev/null; true")
 
-    def digests(self, rels: list[str]) -> dict[str, str | None]:
-        out: dict[str, str | None] = {r: None for r in rels}
+    def _per_file(self, command: str, rels: list[str]) -> dict[str, str]:
+        """Run ``command FILE...`` on the host over ``rels`` (names through xargs, so
+        no argument list is too long); ``{rel: first word of its output line}``."""
         if not rels:
-            return out
-        paths = " ".join(shlex.quote(self.path(r)) for r in rels)
-        _, text = self._run_raw(f"sha256sum {paths} 2>/dev/null; true")
-        prefix = self.base.rstrip("/") + "/"
-        for line in text.splitlines():
-            digest, _, path = line.partition("  ")
-            if path.startswith(prefix):
-                out[path[len(prefix):]] = digest
+            return {}
+        result = self.fs.execute(
+            f"cd {shlex.quote(self.base)} && xargs -0 {command} 2>/dev/null; true",
+            check=False, input="\0".join(rels))
+        out = {}
+        for line in str(result.stdout or "").splitlines():
+            word, _, rel = line.partition(" ")
+            out[rel.lstrip(" ")] = word
         return out
 
+    def digests(self, rels: list[str]) -> dict[str, str | None]:
+        found = self._per_file("sha256sum --", rels)
+        return {r: found.get(r) for r in rels}
+
     def modes(self, rels: list[str]) -> dict[str, int | None]:
-        out: dict[str, int | None] = {r: None for r in rels}
-        if not rels:
-            return out
-        paths = " ".join(shlex.quote(self.path(r)) for r in rels)
-        _, text = self._run_raw(f"stat -c '%a %n' {paths} 2>/dev/null; true")
-        prefix = self.base.rstrip("/") + "/"
-        for line in text.splitlines():
-            mode, _, path = line.partition(" ")
-            if path.startswith(prefix):
-                out[path[len(prefix):]] = int(mode, 8)
-        return out
+        found = self._per_file("stat -c '%a %n' --", rels)
+        return {r: int(found[r], 8) if r in found else None for r in rels}
 
     def _run_raw(self, command: str) -> tuple[int, str]:
         result = self.fs.execute(command, check=False)
