@@ -50,14 +50,18 @@ def make_plan(build: Build, instances: Iterable[str] | None = None) -> Plan:
         state = build.state(inst, write=False)
         if state.generated and inst.family not in plan.generate:
             plan.generate[inst.family] = [w.path for w in state.generated]
-        for o in build.outputs(inst).values():
+        outputs = list(build.outputs(inst).values())
+        fresh = True
+        for o in outputs:
             reasons = build.check(o, every=True)
+            fresh = fresh and not reasons
             if reasons:
                 plan.stale.append(
                     Stale(o.task, inst.name, f"BUILD/{inst.name}/{o.rel}", reasons, o)
                 )
             else:
                 plan.up_to_date += 1
+        build.note_checked(inst, outputs, fresh)
         for f in build.orphans(inst.name):
             rel = build.root.rel(f)
             plan.stale.append(Stale(f"build:{inst.name}", inst.name, rel, ["orphan"]))
@@ -66,6 +70,7 @@ def make_plan(build: Build, instances: Iterable[str] | None = None) -> Plan:
             rel = build.root.rel(f)
             inst_name = rel.split("/")[1] if rel.count("/") else ""
             plan.stale.append(Stale("build:_removed", inst_name, rel, ["orphan"]))
+    build.save_verified()
     return plan
 
 

@@ -85,6 +85,8 @@ class Build:
     _resolved: dict[tuple[tuple[Path, ...], str], str] = field(default_factory=dict, init=False)
     _made: set[str] = field(default_factory=set, init=False)
     _modes: dict[str, int] = field(default_factory=dict, init=False)
+    _verified: dict[str, str] | None = field(default=None, init=False)
+    _verified_at_load: dict[str, str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.index = R.LayerIndex(self.project.root.base)
@@ -329,7 +331,10 @@ class Build:
                     if not every:
                         return reasons
         values = rec.get("v")
-        if values and rec.get("c") != self.context_digest(inst, write=False, sub=o.sub):
+        current = self.context_digest(inst, write=False, sub=o.sub) if values else ""
+        if values and rec.get("c") != current and (
+            self.verified.get(f"{o.instance}|{o.sub or ''}") != current
+        ):
             state_paths = self.project.secret_paths(self.state(inst, write=False), every=True,
                                                     sub=o.sub)
             for path, dig in values.items():
@@ -366,6 +371,42 @@ class Build:
             if hit is not None:
                 return hit
         return R.ABSENT
+
+    # ------------------------------------------------------------ verified contexts
+
+    @property
+    def verified(self) -> dict[str, str]:
+        """Context digests against which every output of an instance was last found
+        up to date. A value change that no template reads leaves old digests in
+        the records; this spares the following no-ops a per-value check."""
+        if self._verified is None:
+            try:
+                loaded = json.loads((self.root.cache / "verified.json").read_text())
+                self._verified = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._verified = {}
+            self._verified_at_load = dict(self._verified)
+        return self._verified
+
+    def note_checked(self, inst: D.Instance, outputs: list[Output], all_fresh: bool) -> None:
+        """After checking every output of ``inst``: remember or forget its contexts."""
+        for sub in {o.sub for o in outputs}:
+            key = f"{inst.name}|{sub or ''}"
+            if all_fresh:
+                self.verified[key] = self.context_digest(inst, write=False, sub=sub)
+            else:
+                self.verified.pop(key, None)
+
+    def save_verified(self) -> None:
+        """Write the verified contexts when they changed (a cache: failures only cost time)."""
+        if self._verified is None or self._verified == self._verified_at_load:
+            return
+        with contextlib.suppress(OSError):
+            self.root.cache.mkdir(parents=True, exist_ok=True)
+            tmp = self.root.cache / f".verified.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(self._verified, sort_keys=True))
+            os.replace(tmp, self.root.cache / "verified.json")
+        self._verified_at_load = dict(self._verified)
 
     # ------------------------------------------------------------ building
 
@@ -580,8 +621,11 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                     "actions": [(_checkout_action, (build, src))],
                     "uptodate": [False],
                 }
-        for o in build.outputs(inst).values():
+        outputs = list(build.outputs(inst).values())
+        fresh = True
+        for o in outputs:
             reasons = build.check(o)
+            fresh = fresh and not reasons
             names.append(o.task)
             task = {
                 "basename": "build",
@@ -595,6 +639,7 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             if checkouts:
                 task["task_dep"] = checkouts
             yield task
+        build.note_checked(inst, outputs, fresh)
         orphans = build.orphans(inst.name)
         yield {
             "basename": "build",
@@ -622,6 +667,7 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             "actions": [(_prune_action, (build, None))],
             "uptodate": [uptodate([f"orphan: {build.root.rel(f)}" for f in gone])],
         }
+    build.save_verified()
     for extra in project.tasks():
         yield dict(extra)
 

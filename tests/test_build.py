@@ -267,3 +267,22 @@ def test_the_example_builds(tmp_path: Path) -> None:
     assert (tmp_path / "BUILD/prod/etc/systemd/system/workerd.1.service").exists()
     assert (tmp_path / "BUILD/prod/hosts/app2.prod/node.conf").exists()
     assert "0 built" in doit(tmp_path, check=True).stdout
+
+
+def test_reverting_a_value_rebuilds_after_unread_changes(built: Path) -> None:
+    """Contexts remembered as verified never hide a real change (A -> B -> A)."""
+    app = built / "BUILD/dev/etc/app.ini"
+    edit_json(built / "define/facsimile.json", {"unused.x": 3})  # unread: nothing rebuilt
+    assert "0 built" in doit(built, check=True).stdout
+    edit_json(built / "define/dev.json", {"app.port": 8001})
+    doit(built, check=True)
+    assert "port = 8001" in app.read_text()
+    edit_json(built / "define/facsimile.json", {"unused.x": 4})
+    assert "0 built" in doit(built, check=True).stdout
+    edit_json(built / "define/dev.json", {"app.port": 8000})  # back to the first value
+    proc = doit(built, check=True)
+    assert ".  build:dev/etc/app.ini" in proc.stdout
+    assert "port = 8000" in app.read_text()
+    edit_json(built / "define/facsimile.json", {"unused.x": 1})  # the very first context
+    assert "0 built" in doit(built, check=True).stdout
+    assert "port = 8000" in app.read_text()
