@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -703,12 +703,6 @@ def doit_config(root: D.Root | None) -> dict[str, Any]:
     if root is not None:
         cfg["dep_file"] = str(root.base / DB_FILE)
     return cfg
-
-
-def mask_text(text: str, states: Mapping[str, State]) -> str:
-    for st in states.values():
-        text = scrub(text, st)
-    return text
 
 
 class Reporter(ExecutedOnlyReporter):
