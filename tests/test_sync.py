@@ -361,3 +361,15 @@ def test_s3_sync_killed_half_way_then_completed(tmp_path: Path,
     files = d.files("h1")
     assert all(files[f"etc/f{i:04d}.conf"] == f"new {i}\n".encode() for i in range(n))
     assert len(json.loads(files[".facsimile/manifest.json"])["files"]) == n
+
+
+def test_doit_sync_task_builds_then_pushes(tmp_path: Path) -> None:
+    base = tmp_path / "dest"
+    root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"})
+    (root / "tmpl/_ALL_/etc/new.conf").write_text("made just now\n")
+    proc = doit(root, "sync:dev", check=True)
+    assert ".  build:dev/etc/new.conf" in proc.stdout
+    assert (base / "h1/etc/new.conf").read_text() == "made just now\n"
+    assert (base / "h2/etc/new.conf").read_text() == "made just now\n"
+    proc = doit(root, "sync:dev", check=True)
+    assert "0 put, 0 deleted, 5 unchanged" in proc.stdout
