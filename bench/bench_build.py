@@ -27,11 +27,12 @@ from pathlib import Path
 REGIONS = 5
 
 
-def generate(root: Path, n: int, m: int) -> None:
-    """A synthetic facsimile root."""
+def generate(root: Path, n: int, m: int, body: int = 0) -> None:
+    """A synthetic facsimile root; ``body`` more lines per template, from a loop."""
     (root / "define/regions").mkdir(parents=True)
     (root / "define/facsimile.json").write_text(json.dumps(
-        {"name": "bench", "shared": {"a": 1, "b": "x"}, "unread": {"x": 1}}))
+        {"name": "bench", "shared": {"a": 1, "b": "x", "items": [f"i{k}" for k in range(body)]},
+         "unread": {"x": 1}}))
     (root / "define/modules.json").write_text(json.dumps([{"name": "app"}]))
     for r in range(REGIONS):
         (root / f"define/regions/r{r}.json").write_text(json.dumps({"region": {"name": f"r{r}"}}))
@@ -48,6 +49,8 @@ def generate(root: Path, n: int, m: int) -> None:
             f"value = {{{{ instance.t{j}.value }}}}\n"
             "a = {{ instance.shared.a }}\nb = {{ instance.shared.b }}\n"
             "region = {{ instance.region.name }}\n"
+            + ("{% for it in instance.shared['items'] %}item = {{ it }} {{ loop.index }}\n"
+               "{% endfor %}" if body else "")
         )
     (root / "dodo.py").write_text("from facsimile.dodo import *\n")
 
@@ -103,6 +106,8 @@ def main() -> int:
     ap.add_argument("--instances", type=int, default=500)
     ap.add_argument("--templates", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3, help="no-op runs (median)")
+    ap.add_argument("--body", type=int, default=0,
+                    help="lines each template renders from a loop (heavier templates)")
     ap.add_argument("--dir", type=Path, help="work here instead of a temp folder")
     ap.add_argument("--profile", action="store_true", help="profile a no-op (top 30)")
     args = ap.parse_args()
@@ -111,7 +116,7 @@ def main() -> int:
     root = work / "root"
     if root.exists():
         shutil.rmtree(root)
-    generate(root, n, m)
+    generate(root, n, m, args.body)
     base = plain_loop(root, work / "plain", n)
     shutil.rmtree(work / "plain")
     rows: list[tuple[str, float, int, str]] = []
@@ -167,7 +172,8 @@ def main() -> int:
     t, _ = run(root, "doit", "list", "--all", "--status")
     rows.append(("doit list --all --status", t, 0, ""))
 
-    print(f"\nfacsimile build benchmark: {n} instances x {m} templates = {n * m} outputs,"
+    print(f"\nfacsimile build benchmark: {n} instances x {m} templates = {n * m} outputs"
+          f" of {5 + args.body} lines,"
           f" {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"plain Jinja2 loop (render + write all once): {base:.2f} s\n")
     print(f"{'scenario':<28} {'seconds':>8} {'x loop':>7} {'rebuilt':>8}  note")
