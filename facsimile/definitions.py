@@ -598,16 +598,18 @@ class Resolver:
         from jsonmerge.exceptions import JSONMergeError
 
         try:
-            return merger.merge(copy.deepcopy(base), copy.deepcopy(head))
+            return merger.merge(base, head)  # jsonmerge copies what it changes
         except JSONMergeError as exc:
             ref = getattr(exc.value, "ref", None)
             pointer = ref.lstrip("#") if isinstance(ref, str) else None
-            raise DefinitionError(
-                f"cannot merge ({exc.strategy_name or 'merge'}): {exc.message}; "
-                f"strategies from {self.schema_file}",
-                file=file,
-                pointer=pointer or None,
-            ) from exc
+            if exc.message == "Base is not an object":
+                message = ("an object cannot merge into the list or value a parent set here; "
+                           "to replace it, give this key \"mergeStrategy\": \"overwrite\" in "
+                           f"{self.schema_file}")
+            else:
+                message = (f"cannot merge ({exc.strategy_name or 'merge'}): {exc.message}; "
+                           f"strategies from {self.schema_file}")
+            raise DefinitionError(message, file=file, pointer=pointer or None) from exc
 
     def instance(self, name: str) -> Instance:
         order = tuple(resolution_order(self.defs, name))

@@ -188,6 +188,9 @@ def one_line_error(root: Path, *args: str) -> str:
       "define/dev.json": {"v": [{"id": 1}, {"id": 1}]}},
      "define/dev.json"),
     ({"define/prod.ch1.json": {}}, "subinstance 'prod.ch1' has no parent instance"),
+    ({"define/regions/eu.json": {"ntp": ["a"]},
+      "define/dev.json": {"inherit": ["regions/eu"], "ntp": {"server": "b"}}},
+     "define/dev.json at /ntp: an object cannot merge into the list or value a parent set"),
 ])
 def test_bad_input_is_one_line_naming_the_file(tmp_path: Path, tree: dict, expected: str) -> None:
     write_tree(tmp_path, {"define/facsimile.json": {"name": "p"}, **tree})
