@@ -216,13 +216,16 @@ def _explain(project: Project, inst: D.Instance, doc: dict[str, Any], key: str) 
                 over = D.normalize_modules(d.data["modules"], d.path)
                 if mod in over:
                     srcs.append(d.path)
-        if path.endswith(".password") or (path.endswith(".username") and not srcs):
-            _out(f"generated state: {project.root.rel(D.Path(project.root.state))}/"
-                 f"{inst.family}/state.json")
+        state_file = project.root.rel(project.state(inst, write=False).path)
+        if path.endswith(".password"):
+            _out(f"generated state: {state_file}")
+        elif path.endswith(".username") and "username" not in inst.modules.get(mod, {}):
+            _out("default: the module's name")
         if srcs:
             _out(f"module defined in: {', '.join(srcs)}")
     else:
-        _out(f"generated state of family {inst.family}")
+        state_file = project.root.rel(project.state(inst, write=False).path)
+        _out(f"generated state: {state_file} (family {inst.family})")
     return 0
 
 

@@ -227,3 +227,17 @@ def test_init_makes_a_root_that_builds(tmp_path: Path) -> None:
     text = (target / "BUILD/dev/etc/app.conf").read_text()
     assert "port = 8000" in text and "region = local" in text
     assert "already has" in one_line_error(tmp_path, "init", str(target))
+
+
+def test_explain_names_where_module_and_state_values_come_from(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"define/facsimile.json": {"name": "p", "generate": {"k": "token"}},
+                          "define/modules.json": {"app": {"port": 1}},
+                          "define/prod.json": {"modules": {"app": {"port": 2}}}})
+    out = explain(tmp_path, "prod", "module.app.port")
+    assert "module.app.port = 2" in out
+    assert "module defined in: define/modules.json, define/prod.json" in out
+    out = explain(tmp_path, "prod", "module.app.password")
+    assert '"********"' in out and "generated state: state/prod/state.json" in out
+    assert "generated state: state/prod/state.json (family prod)" in explain(
+        tmp_path, "prod", "state.k")
+    assert not (tmp_path / "state").exists()
