@@ -286,3 +286,18 @@ def test_reverting_a_value_rebuilds_after_unread_changes(built: Path) -> None:
     edit_json(built / "define/facsimile.json", {"unused.x": 1})  # the very first context
     assert "0 built" in doit(built, check=True).stdout
     assert "port = 8000" in app.read_text()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a\n{% if %}\n", "tmpl/_ALL_/etc/bad.conf.j2:2: syntax error"),
+    ('{% include "nope.inc" %}\n',
+     "template 'nope.inc' not found; searched in: tmpl/dev, tmpl/_ALL_, tmpl/_lib"),
+    ("{{ module.app.password | int }}{{ 1 / 0 }}\n", "ZeroDivisionError"),
+])
+def test_template_errors_name_the_file_and_line(built: Path, text: str, expected: str) -> None:
+    write_tree(built, {"tmpl/_ALL_/etc/bad.conf.j2": text})
+    proc = doit(built, "build:dev/etc/bad.conf")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert expected in out
+    assert "Traceback" not in out
