@@ -1,12 +1,14 @@
 """doit tasks: one ``build:<instance>/<path>`` per output, exact invalidation.
 
 Each output task saves, in doit's database, digests of what it was made from
-(``values``): the template files loaded with their stat and content digest,
-the names they were loaded by, each context value read (digest only), a digest
-of the whole instance context, and the output's own stat. When tasks are
-created, a plain boolean ``uptodate`` is computed from those records, so doit
-calls no callable per task on a no-op (see PERF-NOTES). :func:`check` is also
-what ``facs plan`` uses, so the two always agree.
+(``values``): the content digest of each template file it loaded, the names
+they were loaded by, a digest of each context value it read (never the value),
+a digest of the whole instance context, and the output's own stat and digest.
+When tasks are created, ``uptodate`` is computed from those records: ``True``
+for an up-to-date output (so doit calls nothing per task on a no-op, see
+PERF-NOTES), and for a stale one a callable that returns False with the
+reasons as its arguments, which ``doit info`` prints. :meth:`Build.check` is
+also what ``facs plan`` uses, so the two always agree.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Output:
 
     instance: str
     rel: str  # path inside BUILD/<instance>/
-    kind: str  # "tmpl", "extra" or "genconfig"
+    kind: str  # "tmpl", "extra", "genconfig" or "version"
     name: str  # template name (path inside its layer), extra path, or module
     source: str  # the file it is made from (absolute)
     this: str | None = None  # fan-out: context path bound to ``this`` ("module.app")
