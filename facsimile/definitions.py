@@ -569,6 +569,8 @@ class Resolver:
             _subschema(defs.schema, ["modules"], additional=True) or {}
         )
         self._memo: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, list[str]]]] = {}
+        self._fast: dict[int, bool] = {}
+        self._mergers: dict[int, Any] = {}
 
     def _layer(self, name: str) -> tuple[dict[str, Any], str]:
         d = self.defs.project if name == "facsimile" else self.defs.get(name)
@@ -598,7 +600,18 @@ class Resolver:
         from jsonmerge.exceptions import JSONMergeError
 
         try:
+            if self._fast.get(id(schema), None) is None:
+                self._fast[id(schema)] = plain_schema(schema)
+            if self._fast[id(schema)]:
+                return fast_merge(base, head, schema, self._mergers)
             return merger.merge(base, head)  # jsonmerge copies what it changes
+        except _Pointer as wrapped:
+            exc = wrapped.exc  # type: ignore[assignment]
+            ref = getattr(getattr(exc, "value", None), "ref", None)
+            pointer = wrapped.pointer + (ref.lstrip("#") if isinstance(ref, str) else "")
+            message = (f"cannot merge ({getattr(exc, 'strategy_name', None) or 'merge'}): "
+                       f"{getattr(exc, 'message', exc)}; strategies from {self.schema_file}")
+            raise DefinitionError(message, file=file, pointer=pointer or None) from exc
         except JSONMergeError as exc:
             ref = getattr(exc.value, "ref", None)
             pointer = ref.lstrip("#") if isinstance(ref, str) else None
@@ -669,6 +682,70 @@ class Resolver:
             spec.setdefault("hosts", [])
             out[tname] = spec
         return out
+
+
+_COMPOSITE = {"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$defs",
+              "definitions"}
+
+
+def plain_schema(schema: Any) -> bool:
+    """True when :func:`fast_merge` gives jsonmerge's result for ``schema``: no
+    references or combinators anywhere (those need jsonmerge's own walk)."""
+    if isinstance(schema, dict):
+        return not (_COMPOSITE & set(schema)) and all(plain_schema(v) for v in schema.values())
+    if isinstance(schema, list):
+        return all(plain_schema(v) for v in schema)
+    return True
+
+
+class _Pointer(Exception):
+    def __init__(self, exc: Exception, pointer: str) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+        self.pointer = pointer
+
+
+def fast_merge(base: Any, head: Any, schema: Any, mergers: dict[int, Any],
+               pointer: str = "") -> Any:
+    """jsonmerge's merge, walked in plain Python where the schema names no strategy.
+
+    Objects merge key by key (an object over a non-object is jsonmerge's
+    "Base is not an object" error); anything else replaces. A schema node with
+    a ``mergeStrategy`` is handed to jsonmerge as it is. ``base`` None means
+    undefined. Neither input is changed; the result may share parts of them.
+    """
+    import jsonmerge
+    from jsonmerge.exceptions import BaseInstanceError, JSONMergeError
+
+    node = schema if isinstance(schema, dict) else {}
+    if "mergeStrategy" in node or "mergeOptions" in node:
+        merger = mergers.get(id(node))
+        if merger is None:
+            merger = mergers[id(node)] = jsonmerge.Merger(node)
+        try:
+            return merger.merge(base, head)
+        except JSONMergeError as exc:  # its pointer is relative to this node
+            raise _Pointer(exc, pointer) from exc
+    if not isinstance(head, dict):
+        return head
+    if base is None:
+        base = {}
+    elif not isinstance(base, dict):
+        from jsonmerge.jsonvalue import JSONValue
+
+        raise BaseInstanceError("Base is not an object", JSONValue(base, f"#{pointer}"),
+                                "objectMerge")
+    out = dict(base)
+    props = node.get("properties", {})
+    patterns = node.get("patternProperties", {})
+    extra = node.get("additionalProperties", {})
+    for key, value in head.items():
+        if key in props:
+            sub = props[key]
+        else:
+            sub = next((v for p, v in patterns.items() if re.search(p, key)), extra)
+        out[key] = fast_merge(base.get(key), value, sub, mergers, f"{pointer}/{key}")
+    return out
 
 
 def drop_nulls(value: Any) -> Any:
