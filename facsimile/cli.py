@@ -54,6 +54,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", metavar="DIR", help="the facsimile root (default: found by "
                    "walking up from the working directory)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"facs {__version__}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
     def cmd(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:

@@ -241,3 +241,9 @@ def test_explain_names_where_module_and_state_values_come_from(tmp_path: Path) -
     assert "generated state: state/prod/state.json (family prod)" in explain(
         tmp_path, "prod", "state.k")
     assert not (tmp_path / "state").exists()
+
+
+def test_version(tmp_path: Path) -> None:
+    from facsimile import __version__
+
+    assert facs(tmp_path, "--version", check=True).stdout.strip() == f"facs {__version__}"
