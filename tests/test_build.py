@@ -301,3 +301,24 @@ def test_template_errors_name_the_file_and_line(built: Path, text: str, expected
     assert proc.returncode != 0
     assert expected in out
     assert "Traceback" not in out
+
+
+def test_extends_and_import_are_dependencies(built: Path) -> None:
+    write_tree(built, {
+        "tmpl/_lib/base.j2": "[{% block body %}{% endblock %}]\n",
+        "tmpl/_lib/m.j2": "{% macro kv(k, v) %}{{ k }}={{ v }}{% endmacro %}",
+        "tmpl/_ALL_/etc/child.conf.j2": '{% extends "base.j2" %}{% block body %}'
+                                        '{% import "m.j2" as m %}{{ m.kv("port", '
+                                        "instance.app.port) }}{% endblock %}",
+    })
+    doit(built, check=True)
+    assert (built / "BUILD/dev/etc/child.conf").read_text() == "[port=8000]\n"
+    for name in ("base.j2", "m.j2"):
+        before = mtimes(built / "BUILD")
+        path = built / "tmpl/_lib" / name
+        path.write_text(path.read_text().replace("[", "<").replace("=", ":"))
+        doit(built, check=True)
+        after = mtimes(built / "BUILD")
+        assert {k for k in after if after[k] != before[k]} == {
+            f"{i}/etc/child.conf" for i in ("dev", "prod", "prod.ch1")}
+    assert (built / "BUILD/dev/etc/child.conf").read_text() == "<port:8000]\n"
