@@ -73,8 +73,10 @@ def test_nothing_stale_exits_0(built: Path) -> None:
          {f"BUILD/{i}/notes.txt": ["orphan"] for i in ("prod", "prod.ch1")}),
         (lambda r: write_tree(r, {"tmpl/_ALL_/etc/new.conf": "n\n"}),
          {f"BUILD/{i}/etc/new.conf": ["new"] for i in ("dev", "prod", "prod.ch1")}),
+        (lambda r: (r / "BUILD/dev/etc/app.ini").write_text("edited by hand\n"),
+         {"BUILD/dev/etc/app.ini": ["output modified in BUILD"]}),
     ],
-    ids=["value", "template", "include", "state", "extra", "orphan", "new"],
+    ids=["value", "template", "include", "state", "extra", "orphan", "new", "hand-edit"],
 )
 def test_each_change_has_its_reason(built: Path, change, expect) -> None:
     change(built)
