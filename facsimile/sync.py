@@ -655,11 +655,13 @@ def jobs_for(
     targets: Mapping[str, Mapping[str, Any]], files: Mapping[str, LocalFile],
     target: str | None, host: str | None,
 ) -> list[Job]:
+    """One job per destination. Targets whose hosts fill ``url`` to the same
+    destination (two targets on one host) share one job with the union of their
+    files, so that neither deletes what the other put there, even when
+    ``--target`` names only one of them."""
     exclude = [glob_regex(p) for p in deploy.get("exclude", [])]
-    jobs = []
+    by_url: dict[str, tuple[list[str], str, dict[str, LocalFile]]] = {}
     for tname, spec in sorted(targets.items()):
-        if target is not None and tname != target:
-            continue
         patterns = list((spec or {}).get("files") or ["**"])
         for p in patterns:
             check_pattern(p, f"targets.{tname}.files pattern")
@@ -667,15 +669,19 @@ def jobs_for(
         chosen = {rel: f for rel, f in files.items()
                   if matches(rel, regexes) and not matches(rel, exclude)}
         for h in (spec or {}).get("hosts", []):
-            if host is not None and h != host:
-                continue
             if not h or "/" in h or h in (".", "..") or h.startswith("-"):
                 raise SyncError(f"host name {h!r} of target {tname} is not allowed")
             url = fill(str(deploy.get("url") or DEFAULT_URL), {
                 "host": h, "instance": instance, "target": tname,
                 "project": project, "root": str(root),
             })
-            jobs.append(Job(tname, h, url, chosen))
+            names, _, union = by_url.setdefault(url, ([], h, {}))
+            names.append(tname)
+            union.update(chosen)
+    jobs = []
+    for url, (names, h, union) in by_url.items():
+        if (target is None or target in names) and (host is None or h == host):
+            jobs.append(Job("+".join(names), h, url, dict(sorted(union.items()))))
     return jobs
 
 

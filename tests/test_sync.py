@@ -373,3 +373,17 @@ def test_doit_sync_task_builds_then_pushes(tmp_path: Path) -> None:
     assert (base / "h2/etc/new.conf").read_text() == "made just now\n"
     proc = doit(root, "sync:dev", check=True)
     assert "0 put, 0 deleted, 5 unchanged" in proc.stdout
+
+
+def test_two_targets_on_one_host_share_the_destination(tmp_path: Path) -> None:
+    base = tmp_path / "dest"
+    root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"},
+                     **{"targets": {"web": {"hosts": ["one"], "files": ["shop/**"]},
+                                    "db": {"hosts": ["one"], "files": ["etc/db.ini"]}}})
+    out = sync(root)
+    assert "db+web/one: 3 put" in out
+    files = {p.relative_to(base / "one").as_posix() for p in base.rglob("*") if p.is_file()}
+    assert {"shop/old.txt", "shop/static/index.html", "etc/db.ini"} <= files
+    out = sync(root, "--target", "db")  # still the union: nothing of web's is deleted
+    assert "0 put, 0 deleted, 3 unchanged" in out
+    assert (base / "one/shop/old.txt").exists()
