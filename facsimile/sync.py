@@ -287,6 +287,19 @@ class S3Destination(Destination):
     def put(self, f: LocalFile) -> None:
         self.fs.put_file(f.path, self.path(f.rel))
 
+    def put_many(self, puts: list[Put], progress: Callable[[int], None]) -> None:
+        """Concurrent puts (s3fs batches them); each object replaces atomically."""
+        if len(puts) < 2:
+            super().put_many(puts, progress)
+            return
+        self.fs.put([p.file.path for p in puts], [self.path(p.file.rel) for p in puts])
+        for p in puts:
+            progress(p.file.size)
+
+    def delete_many(self, rels: list[str]) -> None:
+        if rels:
+            self.fs.rm([self.path(r) for r in rels])
+
     def write_bytes(self, rel: str, data: bytes) -> None:
         self.fs.pipe_file(self.path(rel), data)
 
