@@ -58,9 +58,15 @@ def make_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--version", action="version", version=f"facs {__version__}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
+    # --root and --debug work after the command too (facs sync dev --root X)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
+                        help="the facsimile root (default: found by walking up)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of errors")
 
     def cmd(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:
-        sp = sub.add_parser(name, help=help_, description=help_)
+        sp = sub.add_parser(name, help=help_, description=help_, parents=[common])
         sp.set_defaults(func=func)
         return sp
 
@@ -76,12 +82,13 @@ def make_parser() -> argparse.ArgumentParser:
     sp = cmd("state", lambda a: _usage(sp), "show or rotate generated state")
     ssub = sp.add_subparsers(title="state commands", metavar="ACTION")
     s1 = ssub.add_parser("show", help="generated values of an instance family (masked)",
+                         parents=[common],
                          description="Generated values of an instance's family (made now "
                          "if missing). Secrets are masked unless --reveal.")
     s1.add_argument("instance")
     s1.add_argument("--reveal", action="store_true", help="show secret values unmasked")
     s1.set_defaults(func=cmd_state_show)
-    s2 = ssub.add_parser("rotate", help="give a generated value a new one",
+    s2 = ssub.add_parser("rotate", help="give a generated value a new one", parents=[common],
                          description="Give NAME a new value: a generate entry, or a module "
                          "name (its password). The next build rewrites exactly its users.")
     s2.add_argument("instance")

@@ -28,6 +28,9 @@ def test_root_found_from_a_subfolder_and_by_flag(tmp_path: Path) -> None:
     other = tmp_path.parent / f"{tmp_path.name}-elsewhere"
     other.mkdir()
     assert "  dev" in facs(other, "--root", str(tmp_path), "list", check=True).stdout
+    assert "  dev" in facs(other, "list", "--root", str(tmp_path), check=True).stdout
+    assert "dev" in facs(other, "state", "show", "dev", "--root", str(tmp_path),
+                         check=True).stdout
 
 
 def test_application_repo_with_config_folder(tmp_path: Path) -> None:
