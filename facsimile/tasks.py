@@ -636,7 +636,6 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                 "targets": [build.out_str(o)],
                 "uptodate": [uptodate(reasons)],
                 "clean": True,
-                "verbosity": 1,
             }
             if checkouts:
                 task["task_dep"] = checkouts
