@@ -167,11 +167,23 @@ def _show_doc(project: Project, inst: D.Instance, reveal: bool) -> dict[str, Any
     state = project.state(inst, write=False)
     ctx = project.context(inst, state)
     doc = {"instance": ctx["instance"], "module": ctx["module"], "state": ctx["state"]}
+    # values made in memory only would differ on the next run: never print them
+    pending = {w.path for w in state.generated}
+    doc = _replace(doc, pending, NOT_YET)
     if reveal:
         return doc
-    secrets = project.secret_paths(state)
-    paths = {p.replace("state.", "state.", 1) for p in secrets}
-    return mask(doc, paths)
+    return mask(doc, project.secret_paths(state) - pending)
+
+
+NOT_YET = "<not generated yet>"
+
+
+def _replace(value: Any, paths: set[str], text: str, prefix: str = "") -> Any:
+    """A copy of ``value`` with each dotted path in ``paths`` replaced by ``text``."""
+    if isinstance(value, dict) and paths:
+        return {k: text if f"{prefix}{k}" in paths else _replace(v, paths, text, f"{prefix}{k}.")
+                for k, v in value.items()}
+    return value
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ objects (resolved dicts plus which file set each value).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -263,15 +264,19 @@ def load(root: Root) -> Definitions:
 
 
 def check_parents(defs: Definitions, which: list[Definition]) -> None:
-    """Every name in ``inherit`` is a definition (not the project itself)."""
+    """Every name in ``inherit`` (and a target's) is a definition, not the project."""
     for d in which:
-        for i, parent in enumerate(d.inherit):
+        named = [(f"/inherit/{i}", p) for i, p in enumerate(d.inherit)]
+        for tname, target in (d.data.get("targets") or {}).items():
+            named += [(f"/targets/{tname}/inherit/{i}", p)
+                      for i, p in enumerate((target or {}).get("inherit", []))]
+        for pointer, parent in named:
             if defs.get(parent) is None or parent == "facsimile":
                 known = sorted(defs.abstract) + sorted(defs.instances)
                 raise DefinitionError(
                     f"unknown parent {parent!r}{_suggest(parent, known)}",
                     file=d.path,
-                    pointer=f"/inherit/{i}",
+                    pointer=pointer,
                 )
 
 
@@ -511,6 +516,8 @@ class Instance:
     modules: dict[str, dict[str, Any]]  # project modules overlaid by the instance's
     targets: dict[str, dict[str, Any]]  # resolved targets (their own inherit applied)
     regions: list[str] = field(default_factory=list)
+    #: every definition it was made from: the chain, then its targets' parents
+    uses: list[str] = field(default_factory=list)
 
     @property
     def layers(self) -> list[str]:
@@ -570,12 +577,13 @@ class Resolver:
         )
         self._memo: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, list[str]]]] = {}
         self._fast: dict[int, bool] = {}
+        self._by_id: dict[int, bool] = {}
         self._mergers: dict[int, Any] = {}
 
     def _layer(self, name: str) -> tuple[dict[str, Any], str]:
         d = self.defs.project if name == "facsimile" else self.defs.get(name)
         assert d is not None
-        data = {k: v for k, v in d.data.items() if k != "inherit"}
+        data = {k: v for k, v in d.data.items() if k not in ("inherit", "modules")}
         if name == "facsimile":
             data = {k: v for k, v in data.items() if k not in PROJECT_ONLY_KEYS}
         return data, d.path
@@ -599,6 +607,10 @@ class Resolver:
     def merge(self, base: Any, head: Any, file: str, merger: Any, schema: dict[str, Any]) -> Any:
         from jsonmerge.exceptions import JSONMergeError
 
+        if self._by_id.get(id(schema)) is None:
+            self._by_id[id(schema)] = "arrayMergeById" in json.dumps(schema)
+        if self._by_id[id(schema)]:
+            check_ids(head, schema, file)
         try:
             if self._fast.get(id(schema), None) is None:
                 self._fast[id(schema)] = plain_schema(schema)
@@ -639,12 +651,14 @@ class Resolver:
             if "modules" in d.data:
                 overlay = normalize_modules(d.data["modules"], d.path, "/modules")
                 for mname, mdata in overlay.items():
-                    modules[mname] = self.merge(
-                        modules.get(mname, {}), mdata, d.path, self.module_merger, mschema
-                    )
-        data.pop("modules", None)
+                    with _under(f"/modules/{mname}"):
+                        modules[mname] = self.merge(
+                            modules.get(mname, {}), mdata, d.path, self.module_merger, mschema
+                        )
         modules = {k: drop_nulls(v) for k, v in modules.items()}
-        targets = self._targets(name, data.get("targets") or {})
+        targets = self._targets(name, data.get("targets") or {}, prov)
+        uses = list(dict.fromkeys([*order, *(n for t in targets.values()
+                                             for n in t.pop("_uses", ()))]))
         data["targets"] = targets
         data["name"] = name
         regions = [n.split("/", 1)[1] for n in order if n.startswith("regions/")]
@@ -662,9 +676,12 @@ class Resolver:
             modules=modules,
             targets=targets,
             regions=regions,
+            uses=uses,
         )
 
-    def _targets(self, instance: str, targets: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def _targets(
+        self, instance: str, targets: dict[str, Any], prov: dict[str, list[str]]
+    ) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for tname, spec in targets.items():
             spec = dict(spec or {})
@@ -677,8 +694,12 @@ class Resolver:
                             order.append(n)
                 base, _ = self.merged(tuple(order)) if order else ({}, {})
                 base = {k: v for k, v in base.items() if k not in INSTANCE_KEYS}
-                spec = drop_nulls(self.merge(base, spec, instance, self.merger, {}))
+                # a merge error belongs to the file that set the target last
+                file = (prov.get(f"targets.{tname}") or [f"define/{instance}.json"])[-1]
+                with _under(f"/targets/{tname}"):
+                    spec = drop_nulls(self.merge(base, spec, file, self.merger, {}))
                 spec["regions"] = [n.split("/", 1)[1] for n in order if n.startswith("regions/")]
+                spec["_uses"] = order
             spec.setdefault("hosts", [])
             out[tname] = spec
         return out
@@ -748,6 +769,63 @@ def fast_merge(base: Any, head: Any, schema: Any, mergers: dict[int, Any],
     return out
 
 
+@contextlib.contextmanager
+def _under(prefix: str) -> Iterator[None]:
+    """Put ``prefix`` before the JSON pointer of a merge error raised inside."""
+    try:
+        yield
+    except DefinitionError as exc:
+        exc.pointer = prefix + (exc.pointer or "")
+        raise
+
+
+def check_ids(head: Any, schema: Any, file: str, pointer: str = "") -> None:
+    """An item that ``arrayMergeById`` cannot key is an error naming the file.
+
+    jsonmerge skips such items silently: a list entry would vanish from the result.
+    """
+    node = schema if isinstance(schema, dict) else {}
+    if node.get("mergeStrategy") == "arrayMergeById" and isinstance(head, list):
+        options = node.get("mergeOptions") or {}
+        refs = options.get("idRef", "id")
+        for i, item in enumerate(head):
+            for ref in refs if isinstance(refs, list) else [refs]:
+                if not _has_pointer(item, str(ref)):
+                    raise DefinitionError(
+                        f"item {i} has no id {ref!r} for arrayMergeById (jsonmerge would "
+                        "drop it); give it one, or change the strategy in define/schema.json",
+                        file=file,
+                        pointer=f"{pointer}/{i}",
+                    )
+            check_ids(item, node.get("items", {}), file, f"{pointer}/{i}")
+    elif isinstance(head, dict):
+        props = node.get("properties", {})
+        patterns = node.get("patternProperties", {})
+        extra = node.get("additionalProperties", {})
+        if not (props or patterns or extra):
+            return
+        for key, value in head.items():
+            if key in props:
+                sub = props[key]
+            else:
+                sub = next((v for p, v in patterns.items() if re.search(p, key)), extra)
+            if sub:
+                check_ids(value, sub, file, f"{pointer}/{key}")
+
+
+def _has_pointer(item: Any, ref: str) -> bool:
+    node = item
+    for part in ref.lstrip("/").split("/") if ref.lstrip("/") else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
 def drop_nulls(value: Any) -> Any:
     """``null`` deletes a key (as in Helm): drop it from the merged result."""
     if isinstance(value, dict):
@@ -788,7 +866,9 @@ def record_provenance(
     path: tuple[str, ...] = (),
 ) -> None:
     """Note ``file`` as the setter of every value ``data`` contains."""
-    if isinstance(data, dict) and data:
+    strategy = strategy_at(schema, list(path)) if path else None
+    if isinstance(data, dict) and strategy != "overwrite":
+        # objects merge: ``{}`` adds this file to the key, and changes nothing below it
         for key, value in data.items():
             record_provenance(prov, value, file, schema, (*path, key))
         if path:
@@ -798,9 +878,7 @@ def record_provenance(
                 prov[key] = [*prov[key], file]
         return
     key = ".".join(path)
-    accumulating = strategy_at(schema, list(path)) in (
-        "append", "arrayMergeById", "arrayMergeByIndex"
-    )
+    accumulating = strategy in ("append", "arrayMergeById", "arrayMergeByIndex")
     if accumulating and key in prov:
         prov[key] = [*prov[key], file] if file not in prov[key] else prov[key]
     else:

@@ -20,7 +20,7 @@ from . import definitions as D
 from . import state as S
 from .errors import DefinitionError, FacsimileError
 
-CACHE_FORMAT = 5
+CACHE_FORMAT = 6
 
 
 class Project:
@@ -327,10 +327,10 @@ def _load_model(
             names = set(D.reload_changed(root, defs, changed))
             resolver = D.Resolver(defs)
             for name, inst in list(instances.items()):
-                if names & set(inst.chain):
+                if names & set(inst.uses):
                     instances[name] = resolver.instance(name)
             for name, inst in instances.items():
-                if names & set(inst.chain):
+                if names & set(inst.uses):
                     digests[name] = model_digests(defs, {name: inst})[name]
             _write_cache(cache_file, (key, stats, (defs, instances, digests)))
             return defs, instances, digests

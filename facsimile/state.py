@@ -175,15 +175,16 @@ def write_state(path: Path, data: Mapping[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path, shown: str | None = None) -> Iterator[None]:
     """Hold an exclusive lock for the family whose state is ``path``."""
-    if path.exists() and path.is_dir():
-        raise StateError("state path is a folder, not a file; move it away", file=str(path))
+    shown = shown or str(path)
+    if path.is_dir():
+        raise StateError("state path is a folder, not a file; move it away", file=shown)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise StateError(f"cannot lock state: {exc.strerror}", file=str(path)) from exc
+        raise StateError(f"cannot lock state: {exc.strerror}", file=shown) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -206,7 +207,7 @@ def fill(
         if entry is not None and entry.get("kind") == want.kind and want.path not in rotate:
             continue
         if want.base_kind == "id":
-            value: Any = data["next_id"]
+            value: Any = max(data["next_id"], _max_id(data) + 1)
             data["next_id"] = value + 1
         else:
             gen = generators.get(want.base_kind)
@@ -241,7 +242,7 @@ def load(
     data = read_state(path, shown)  # fast path: nothing to add, no lock
     if not _missing(data, wants):
         return State(family, path, data)
-    with locked(path):
+    with locked(path, shown):
         data = read_state(path, shown)
         made = fill(data, wants, generators)
         if made:
@@ -261,11 +262,20 @@ def rotate(
     """Give new values to ``names`` (``module.app.password``, ``state.x``)."""
     path = state_path(state_dir, family)
     shown = _shown(path, shown_root)
-    with locked(path):
+    with locked(path, shown):
         data = read_state(path, shown)
         made = fill(data, wants, generators, rotate=names)
         _write(path, data, shown)
     return made
+
+
+def _max_id(data: Mapping[str, Any]) -> int:
+    """The largest id any section holds (0 when none)."""
+    ids = [e["value"] for section in data.values() if isinstance(section, dict)
+           for e in section.values()
+           if isinstance(e, dict) and str(e.get("kind")) == "id"
+           and isinstance(e.get("value"), int)]
+    return max(ids, default=0)
 
 
 def _missing(data: Mapping[str, Any], wants: list[Want]) -> bool:

@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shutil
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import facs, write_tree
+from conftest import DODO, facs, write_tree
 
 GEN = {"pw": "password", "pw40": "password:40", "tok": "token", "tok8": "token:8",
        "cluster": "uuid", "node": "id", "node2": "id"}
 
+TREE = {
+    "define/facsimile.json": {"name": "p", "generate": GEN},
+    "define/modules.json": [{"name": "app"}, {"name": "db", "username": "dbuser"}],
+    "define/prod.json": {},
+    "define/prod.ch1.json": {"generate": {"ch1_only": "token:16", "ch1_id": "id"}},
+    "define/dev.json": {},
+}
+
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    write_tree(tmp_path, {
-        "define/facsimile.json": {"name": "p", "generate": GEN},
-        "define/modules.json": [{"name": "app"}, {"name": "db", "username": "dbuser"}],
-        "define/prod.json": {},
-        "define/prod.ch1.json": {"generate": {"ch1_only": "token:16"}},
-        "define/dev.json": {},
-    })
+    write_tree(tmp_path, TREE)
     return tmp_path
 
 
@@ -52,40 +57,65 @@ def test_kinds_have_their_formats(root: Path) -> None:
     assert re.fullmatch(r"[A-Za-z0-9]{40}", v["state.pw40"])
     assert re.fullmatch(r"[0-9a-f]{64}", v["state.tok"])
     assert re.fullmatch(r"[0-9a-f]{16}", v["state.tok8"])
+    assert re.fullmatch(r"[0-9a-f]{32}", v["state.ch1_only"])  # the subinstance's own entry
     assert uuid.UUID(v["state.cluster"]).version == 4
-    ids = {int(v["state.node"]), int(v["state.node2"])}
-    assert len(ids) == 2 and all(0 < i < 256 for i in ids)
-    assert re.fullmatch(r"[A-Za-z0-9]{24}", v["module.app.password"])
+    ids = [int(v[k]) for k in ("state.node", "state.node2", "state.ch1_id")]
+    assert len(set(ids)) == 3 and all(0 < i < 256 for i in ids)
+    for m in ("app", "db"):
+        assert re.fullmatch(r"[A-Za-z0-9]{24}", v[f"module.{m}.password"])
     assert v["module.app.password"] != v["module.db.password"]
+    assert len({v["state.pw"], v["state.pw40"], v["module.app.password"]}) == 3
     f = state_file(root, "prod")
     assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    stored = json.loads(f.read_text())
+    assert stored["generate"]["tok8"] == {"kind": "token:8", "value": v["state.tok8"]}
+    assert stored["modules"]["app"]["value"] == v["module.app.password"]
+    # usernames default to the module's name; the template context has them with the password
+    mods = json.loads(facs(root, "show", "prod", "--json", "--reveal", check=True).stdout)["module"]
+    assert mods["app"]["username"] == "app" and mods["db"]["username"] == "dbuser"
+    assert mods["app"]["password"] == v["module.app.password"]
 
 
 def test_values_are_kept_across_runs_and_rebuilds(root: Path) -> None:
+    write_tree(root, {"dodo.py": DODO, "tmpl/_ALL_/a.txt": "{{ module.app.password }}\n"})
     first = values(root, "prod")
+    before = state_file(root, "prod").read_bytes()
     assert values(root, "prod") == first
-    for sub in ("BUILD", ".facsimile", ".doit.db"):
-        p = root / sub
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    assert values(root, "prod") == first
+    facs(root, "build", check=True)
+    assert (root / "BUILD/prod/a.txt").read_text() == first["module.app.password"] + "\n"
+    assert state_file(root, "prod").read_bytes() == before  # nothing new: not rewritten
+    dev = values(root, "dev")
+    # delete everything but state/, then write the same definitions again
+    for entry in root.iterdir():
+        if entry.name != "state":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    write_tree(root, TREE)
+    assert values(root, "prod") == first and values(root, "dev") == dev
+    assert state_file(root, "prod").read_bytes() == before
 
 
 def test_subinstance_shares_its_family_state(root: Path) -> None:
     sub = values(root, "prod.ch1")
     parent = values(root, "prod")
+    assert sub == parent  # one family, one state, the same values
     assert sub["module.app.password"] == parent["module.app.password"]
-    assert sub["state.node"] == parent["state.node"]
     assert not (root / "state" / "prod.ch1").exists()
-    assert values(root, "dev")["module.app.password"] != parent["module.app.password"]
+    dev = values(root, "dev")
+    assert dev["module.app.password"] != parent["module.app.password"]
+    assert "state.ch1_only" not in dev
 
 
 def test_read_only_commands_never_write_state(root: Path) -> None:
     facs(root, "list", check=True)
     out = facs(root, "show", "prod", check=True).stdout
-    assert "not generated yet" in out
+    assert "# not generated yet (a build makes them): module.app.password" in out
+    # values that do not exist yet are not made up: the same answer on every run
+    docs = [facs(root, "show", "prod", "--json", "--reveal", check=True).stdout
+            for _ in range(2)]
+    assert docs[0] == docs[1]
+    doc = json.loads(docs[0])
+    assert doc["state"]["cluster"] == doc["module"]["app"]["password"] == "<not generated yet>"
+    facs(root, "show", "prod.ch1", "--explain", "state.node", check=True)
     facs(root, "plan", "prod")
     assert not (root / "state").exists()
 
@@ -94,46 +124,107 @@ def test_secrets_are_masked_unless_revealed(root: Path) -> None:
     v = values(root, "prod")
     masked = facs(root, "state", "show", "prod", check=True).stdout
     shown = facs(root, "show", "prod", check=True).stdout
-    for secret in (v["state.pw"], v["state.tok"], v["module.app.password"]):
-        assert secret not in masked and secret not in shown
-    assert "********" in masked and "********" in shown
-    assert v["module.app.password"] in facs(root, "show", "prod", "--reveal").stdout
+    shown_json = facs(root, "show", "prod", "--json", check=True).stdout
+    explained = facs(root, "show", "prod", "--explain", "module.app.password", check=True).stdout
+    secrets = [v[k] for k in ("state.pw", "state.pw40", "state.tok", "state.tok8",
+                              "state.ch1_only", "module.app.password", "module.db.password")]
+    for out in (masked, shown, shown_json, explained):
+        assert "********" in out
+        for secret in secrets:
+            assert secret not in out
+    # uuids and ids are not secret
+    assert v["state.cluster"] in masked and json.loads(shown_json)["state"]["cluster"] == v[
+        "state.cluster"]
+    revealed = facs(root, "show", "prod", "--reveal", check=True).stdout
+    for secret in secrets:
+        assert secret in revealed
 
 
 def test_rotate_changes_exactly_that_value(root: Path) -> None:
     before = values(root, "prod")
-    facs(root, "state", "rotate", "prod", "tok", check=True)
+    stored = json.loads(state_file(root, "prod").read_text())
+    out = facs(root, "state", "rotate", "prod", "tok", check=True).stdout
+    assert "rotated state.tok of family prod" in out
     after = values(root, "prod")
     assert after["state.tok"] != before["state.tok"]
+    assert re.fullmatch(r"[0-9a-f]{64}", after["state.tok"])
     assert {k: v for k, v in after.items() if k != "state.tok"} == {
         k: v for k, v in before.items() if k != "state.tok"}
-    facs(root, "state", "rotate", "prod", "app", check=True)
-    assert values(root, "prod")["module.app.password"] != before["module.app.password"]
+    now = json.loads(state_file(root, "prod").read_text())
+    now["generate"].pop("tok")
+    stored["generate"].pop("tok")
+    assert now == stored
+    assert stat.S_IMODE(state_file(root, "prod").stat().st_mode) == 0o600
+    # a module's password, through a subinstance name (same family)
+    facs(root, "state", "rotate", "prod.ch1", "app", check=True)
+    again = values(root, "prod")
+    assert again["module.app.password"] != before["module.app.password"]
+    assert again["module.db.password"] == before["module.db.password"]
+    assert values(root, "dev")["module.app.password"] != again["module.app.password"]
+    # ids are never reused: a rotated id is a new number, and later ids are new too
     facs(root, "state", "rotate", "prod", "node", check=True)
-    rotated = values(root, "prod")
-    used = {before["state.node"], before["state.node2"]}
-    assert rotated["state.node"] not in used  # ids are never reused
-    proc = facs(root, "state", "rotate", "prod", "nope")
-    assert proc.returncode == 1 and "not a generate entry or module" in proc.stderr
+    used = {int(before[k]) for k in ("state.node", "state.node2", "state.ch1_id")}
+    node = int(values(root, "prod")["state.node"])
+    assert node not in used
+    write_tree(root, {"define/prod.json": {"generate": {"late": "id"}}})
+    late = int(values(root, "prod")["state.late"])
+    assert late not in used | {node}
+    err = facs(root, "state", "rotate", "prod", "nope")
+    assert err.returncode == 1 and "'nope' is not a generate entry or module of prod" in err.stderr
+    assert err.stderr.count("\n") == 1
 
 
-def test_two_processes_at_once_see_the_same_values(tmp_path: Path) -> None:
-    many = {f"k{i}": "token:16" for i in range(60)}
-    write_tree(tmp_path, {"define/facsimile.json": {"name": "p", "generate": many},
-                          "define/prod.json": {}, "define/prod.b.json": {}})
+def test_ids_are_unique_even_after_next_id_was_edited(root: Path) -> None:
+    v = values(root, "prod")
+    f = state_file(root, "prod")
+    data = json.loads(f.read_text())
+    data["next_id"] = 1  # edited by hand, or restored from an older copy
+    f.write_text(json.dumps(data))
+    write_tree(root, {"define/prod.json": {"generate": {"late": "id"}}})
+    given = {int(v[k]) for k in ("state.node", "state.node2", "state.ch1_id")}
+    assert int(values(root, "prod")["state.late"]) not in given
+
+
+def _race(root: Path, hold_lock: bool) -> list[str]:
+    """Start eight `facs state show --reveal` at once (prod and prod.b); their outputs."""
+    facs(root, "list", check=True)  # a warm model cache: the processes start alike
     cmd = [sys.executable, "-m", "facsimile.cli", "state", "show", "--reveal"]
-    procs = [subprocess.Popen([*cmd, name], cwd=tmp_path, stdout=subprocess.PIPE,
+    lock = None
+    if hold_lock:  # the lock state.py documents: every process must wait for it
+        (root / "state/prod").mkdir(parents=True)
+        lock = os.open(root / "state/prod/.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    procs = [subprocess.Popen([*cmd, name], cwd=root, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-             for name in ("prod", "prod.b", "prod", "prod.b")]
+             for name in ("prod", "prod.b") * 4]
+    if lock is not None:
+        time.sleep(1.0)
+        assert all(p.poll() is None for p in procs)
+        assert not state_file(root, "prod").exists()
+        os.close(lock)
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
-    seen = [sorted(line for line in o.splitlines() if not line.startswith("#")) for o, _ in outs]
-    assert all(s == seen[0] for s in seen)
+    return [o for o, _ in outs]
+
+
+@pytest.mark.parametrize("hold_lock", [False, True], ids=["free", "lock held"])
+def test_processes_at_once_see_the_same_values(tmp_path: Path, hold_lock: bool) -> None:
+    many = {f"k{i}": "token:16" for i in range(60)} | {f"i{i}": "id" for i in range(20)}
+    write_tree(tmp_path, {"define/facsimile.json": {"name": "p", "generate": many},
+                          "define/modules.json": [{"name": f"m{i}"} for i in range(20)],
+                          "define/prod.json": {}, "define/prod.b.json": {}})
+    outs = _race(tmp_path, hold_lock)
+    seen = [sorted(line for line in o.splitlines() if not line.startswith("#")) for o in outs]
+    assert len(seen[0]) == 100 and all(s == seen[0] for s in seen)
     stored = json.loads(state_file(tmp_path, "prod").read_text())
-    assert len(stored["generate"]) == 60
-    assert sorted(f"state.{k}  {e['kind']}  {e['value']}"
-                  for k, e in stored["generate"].items()) == [
-        s for s in seen[0] if s.startswith("state.")]
+    assert len(stored["generate"]) == 80 and len(stored["modules"]) == 20
+    lines = sorted([f"state.{k}  {e['kind']}  {e['value']}" for k, e in stored["generate"].items()]
+                   + [f"module.{k}.password  password  {e['value']}"
+                      for k, e in stored["modules"].items()])
+    assert lines == seen[0]
+    ids = [e["value"] for e in stored["generate"].values() if e["kind"] == "id"]
+    assert sorted(ids) == list(range(1, 21))
+    assert sorted(p.name for p in (tmp_path / "state/prod").iterdir()) == [".lock", "state.json"]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not json", "folder"])
@@ -149,19 +240,19 @@ def test_bad_state_is_an_error_and_left_alone(root: Path, damage: str) -> None:
         f.mkdir()
         (f / "keep").write_text("x")
     before = None if damage == "folder" else f.read_bytes()
-    proc = facs(root, "state", "show", "prod")
-    assert proc.returncode == 1
-    assert "state/prod/state.json" in proc.stderr and "Traceback" not in proc.stderr
-    assert proc.stderr.count("\n") == 1
-    if before is None:
-        assert f.is_dir() and (f / "keep").read_text() == "x"
-    else:
-        assert f.read_bytes() == before
-    # a build refuses too, without touching it
-    write_tree(root, {"dodo.py": "from facsimile.dodo import *\n",
-                      "tmpl/_ALL_/a.txt": "{{ module.app.password }}\n"})
-    proc = facs(root, "build", "prod")
-    assert proc.returncode != 0
+    write_tree(root, {"dodo.py": DODO, "tmpl/_ALL_/a.txt": "{{ module.app.password }}\n"})
+    for args in (["state", "show", "prod"], ["state", "show", "prod.ch1"],
+                 ["state", "rotate", "prod", "tok"], ["build", "prod"]):
+        proc = facs(root, *args)
+        assert proc.returncode != 0, args
+        if args[0] == "state":
+            assert proc.stderr.startswith("facs: error: state/prod/state.json"), proc.stderr
+            assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+        else:
+            assert "state/prod/state.json" in proc.stderr + proc.stdout
+        if before is None:
+            assert f.is_dir() and (f / "keep").read_text() == "x"
+        else:
+            assert f.read_bytes() == before
     assert not (root / "BUILD/prod/a.txt").exists()
-    if before is not None:
-        assert f.read_bytes() == before
+    assert sorted(p.name for p in f.parent.iterdir()) == sorted([".lock", "state.json"])
