@@ -108,6 +108,8 @@ class Project:
         wants += [S.Want("daemons", name, "id") for name, _ in daemons(inst.modules)]
         for sub, spec in self.subprojects().items():
             wants += [S.Want("modules", f"{sub}/{m}", "password") for m in sorted(spec["modules"])]
+            wants += [S.Want("daemons", f"{sub}/{name}", "id")
+                      for name, _ in daemons(spec["modules"])]
         return wants
 
     def subprojects(self) -> dict[str, dict[str, Any]]:
@@ -184,10 +186,10 @@ class Project:
             pw = state.module_password(f"{sub}/{mname}" if sub else mname)
             if pw is not None:
                 m["password"] = pw
-            if isinstance(m.get("service"), dict) and not sub:
+            if isinstance(m.get("service"), dict):
                 m["service"] = dict(m["service"])
                 m["service"]["instances"] = [
-                    {"instance_name": name, "uiid": _uiid(state, name)}
+                    {"instance_name": name, "uiid": _uiid(state, name, sub)}
                     for name, owner in daemons({mname: mdata})
                 ]
             modules[mname] = m
@@ -203,11 +205,10 @@ class Project:
                 for h, t in inst.hosts
             },
         }
-        if not sub:
-            ctx["daemons"] = {
-                name: {"instance_name": name, "uiid": _uiid(state, name), "module": owner}
-                for name, owner in daemons(inst.modules)
-            }
+        ctx["daemons"] = {
+            name: {"instance_name": name, "uiid": _uiid(state, name, sub), "module": owner}
+            for name, owner in daemons(own)
+        }
         extra = self.extra_context(inst)
         if extra:
             ctx.update(extra)
@@ -405,8 +406,9 @@ def daemons(modules: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
     return out
 
 
-def _uiid(state: S.State, name: str) -> int | None:
-    value = state.value("daemons", name)
+def _uiid(state: S.State, name: str, sub: str | None = None) -> int | None:
+    """The daemon's uiid; a subproject's daemons are kept as ``<sub>/<name>``."""
+    value = state.value("daemons", f"{sub}/{name}" if sub else name)
     if value is not None and value >= 256:
         raise DefinitionError(
             f"daemon {name}: no uiid below 256 is left in family {state.family} "

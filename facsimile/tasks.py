@@ -31,6 +31,7 @@ from .project import Project
 from .state import MASK, State
 
 DB_FILE = ".doit.db"
+FAN_OUT = ("{module}", "{host}", "{daemon}")  # placeholders of fan-out template paths
 
 
 @dataclass(frozen=True)
@@ -178,26 +179,27 @@ class Build:
         return result
 
     def _fan_out(self, inst: D.Instance, tmpl: dict[str, Output]) -> dict[str, Output]:
-        """Templates named with ``{module}`` or ``{host}``: one output per item."""
+        """Templates named with ``{module}``, ``{host}`` or ``{daemon}``: one output per
+        item (a subproject's template fans out over its own modules and daemons)."""
+        from .project import daemons
+
         out: dict[str, Output] = {}
         for rel, o in tmpl.items():
-            if "{" not in rel:
+            keys = [k for k in FAN_OUT if k in rel] if "{" in rel else []
+            if not keys:
                 out[rel] = o
                 continue
-            if "{module}" in rel:
-                items = [(m, f"module.{m}") for m in inst.modules]
-                key = "{module}"
-            elif "{host}" in rel:
+            if len(keys) > 1:
+                raise BuildError(f"{self.src(o)}: a template path may fan out over one of "
+                                 f"{', '.join(FAN_OUT)}, not {' and '.join(keys)}")
+            key = keys[0]
+            modules = self.project.subprojects()[o.sub]["modules"] if o.sub else inst.modules
+            if key == "{module}":
+                items = [(m, f"module.{m}") for m in modules]
+            elif key == "{host}":
                 items = [(h, f"hosts.{h}") for h, _ in inst.hosts]
-                key = "{host}"
-            elif "{daemon}" in rel:
-                from .project import daemons
-
-                items = [(d, f"daemons.{d}") for d, _ in daemons(inst.modules)]
-                key = "{daemon}"
             else:
-                out[rel] = o
-                continue
+                items = [(d, f"daemons.{d}") for d, _ in daemons(modules)]
             for name, path in items:
                 new = rel.replace(key, name)
                 out[new] = Output(inst.name, new, o.kind, o.name, o.source, path, o.sub)

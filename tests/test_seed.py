@@ -252,3 +252,31 @@ def test_daemon_instances_keep_their_uiids(seed: Path) -> None:
         "app": {"service": {"n_instances": 1, "name": "shopd"}}}})
     doit(seed, check=True)
     assert uiids() == {"workerd.0": first["workerd.0"], "shopd.0": first["shopd.0"]}
+
+
+def test_subproject_fans_out_over_its_own_modules_and_daemons(seed: Path) -> None:
+    write_tree(seed, {
+        "define/facsimile.json": {"name": "shop", "projects": {"billing": {"modules": [
+            {"name": "api", "service": {"n_instances": 2}}, {"name": "ledger"}]}}},
+        "define/modules.json": {"app": {"service": {"n_instances": 1}}},
+        "projects/billing/tmpl/_ALL_/etc/{module}.conf": "{{ this.name }}\n",
+        "projects/billing/tmpl/_ALL_/run/{daemon}.service": "{{ this.uiid }}\n",
+        "tmpl/_ALL_/run/{daemon}.service": "{{ this.uiid }}\n",
+    })
+    doit(seed, check=True)
+    built = set(mtimes(seed / "BUILD/dev"))
+    assert {"billing/etc/api.conf", "billing/etc/ledger.conf"} <= built
+    assert not {"billing/etc/app.conf", "billing/etc/worker.conf"} & built
+    assert {p for p in built if p.startswith("billing/run/")} == {
+        "billing/run/apid.0.service", "billing/run/apid.1.service"}
+    assert {p for p in built if p.startswith("run/")} == {"run/appd.0.service"}
+    uiids = [int((seed / "BUILD/dev" / p).read_text()) for p in built if "/run/" in f"/{p}"]
+    assert len(set(uiids)) == 3 and all(0 < u < 256 for u in uiids)
+
+
+def test_two_fan_out_placeholders_in_one_path_are_an_error(seed: Path) -> None:
+    write_tree(seed, {"tmpl/_ALL_/etc/{host}-{module}.conf": "x\n"})
+    proc = doit(seed)
+    assert proc.returncode != 0
+    assert "tmpl/_ALL_/etc/{host}-{module}.conf" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
