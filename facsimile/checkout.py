@@ -7,6 +7,7 @@ temporary folder and renamed into place, so a failed clone leaves nothing.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -40,7 +41,7 @@ def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
     try:
         return subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-            env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/local/bin:/usr/bin:/bin"},
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},  # keep the user's git settings
         )
     except FileNotFoundError as exc:
         raise CheckoutError("git is not installed; it is needed for source checkouts") from exc

@@ -567,12 +567,13 @@ def _render_action(build: Build, instance: str, rel: str) -> Any:
         return TaskFailed(str(exc))
 
 
-def _checkout_action(build: Build, src: C.Source) -> Any:
+def _checkout_action(build: Build, srcs: list[C.Source]) -> Any:
     from doit.exceptions import TaskFailed
 
     try:
-        C.ensure(src, build.root.src)
-        C.verify(src, build.root.src)
+        for src in srcs:
+            C.ensure(src, build.root.src)
+            C.verify(src, build.root.src)
     except FacsimileError as exc:
         return TaskFailed(str(exc))
     return None
@@ -609,22 +610,29 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
     """Every doit task dict of the project (basenames ``build`` and ``sync``)."""
     project = build.project
     yield {"basename": "build", "name": None, "doc": "build every instance into BUILD/"}
+    yield {"basename": "sync", "name": None, "doc": "build, then push every instance"}
     chosen = project.select(instances)
-    sources: dict[str, C.Source] = {}
+    # checkout:<name> verifies every version of <name> that an instance uses
+    sources: dict[str, list[C.Source]] = {}
+    for inst in chosen:
+        for src in project.sources(inst):
+            if src not in sources.setdefault(src.name, []):
+                sources[src.name].append(src)
+    if sources:
+        yield {"basename": "checkout", "name": None,
+               "doc": "clone source checkouts into SRC/ and verify their tags"}
+    for name, srcs in sources.items():
+        yield {
+            "basename": "checkout",
+            "name": name,
+            "doc": f"check out {name} at {', '.join(s.version for s in srcs)} into SRC/ "
+                   "and verify the tags have not moved",
+            "actions": [(_checkout_action, (build, srcs))],
+            "uptodate": [False],
+        }
     for inst in chosen:
         names = []
-        checkouts = []
-        for src in project.sources(inst):
-            checkouts.append(f"checkout:{src.name}")
-            if src.name not in sources:
-                sources[src.name] = src
-                yield {
-                    "basename": "checkout",
-                    "name": src.name,
-                    "doc": f"check out {src.repo} at {src.version} into SRC/ and verify the tag",
-                    "actions": [(_checkout_action, (build, src))],
-                    "uptodate": [False],
-                }
+        checkouts = [f"checkout:{src.name}" for src in project.sources(inst)]
         outputs = list(build.outputs(inst).values())
         fresh = True
         for o in outputs:

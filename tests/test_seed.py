@@ -280,3 +280,36 @@ def test_two_fan_out_placeholders_in_one_path_are_an_error(seed: Path) -> None:
     assert proc.returncode != 0
     assert "tmpl/_ALL_/etc/{host}-{module}.conf" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_every_version_in_use_is_verified(seed: Path, repo: Path) -> None:
+    write_tree(seed, {
+        "define/modules.json": {"app": {"repo": str(repo), "version": "v2"}},
+        "define/prod.json": {"modules": {"app": {"version": "v1"}},
+                             "targets": {"web": {"hosts": ["p1"]}}},
+    })
+    doit(seed, check=True)
+    assert (seed / "BUILD/dev/etc/app-src.conf").read_text() == "v2 dev\n"
+    assert (seed / "BUILD/prod/etc/app-src.conf").read_text() == "v1 prod\n"
+    _git(repo, "tag", "-f", "v1", "v2")  # prod's tag moves, dev's does not
+    proc = doit(seed)
+    assert proc.returncode != 0
+    assert "tag 'v1'" in proc.stdout and "moved" in proc.stdout
+
+
+def test_checkout_uses_the_users_git_settings(seed: Path, repo: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    # a URL that resolves only through the user's ~/.gitconfig (as with insteadOf mirrors)
+    (home / ".gitconfig").write_text(
+        f'[url "{repo}"]\n\tinsteadOf = https://git.invalid/app.git\n')
+    write_tree(seed, {"define/modules.json": {
+        "app": {"repo": "https://git.invalid/app.git", "version": "v1"}}})
+    proc = subprocess.run([sys.executable, "-m", "doit"], cwd=seed, capture_output=True,
+                          text=True, env={**os.environ, "HOME": str(home)}, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (seed / "BUILD/dev/etc/app-src.conf").read_text() == "v1 dev\n"
