@@ -74,7 +74,16 @@ class LayerIndex:
         return self.folders[key]
 
 
+# Never outputs: version-control folders, editors' swap and backup files, caches.
+SKIP_DIRS = frozenset((".git", ".hg", ".svn", "__pycache__"))
+SKIP_PREFIX = (".#",)
+SKIP_SUFFIX = ("~", ".swp", ".swo", ".pyc")
+SKIP_NAMES = frozenset((".DS_Store",))
+
+
 def _walk(folder: Path | str) -> Iterator[tuple[str, str]]:
+    """``(relpath, path)`` of every file below ``folder``, dot-files included
+    (``.htaccess``, ``.env.j2``), editors' leftovers and VCS folders not."""
     stack = [(str(folder), "")]
     while stack:
         path, rel = stack.pop()
@@ -83,11 +92,14 @@ def _walk(folder: Path | str) -> Iterator[tuple[str, str]]:
         except (FileNotFoundError, NotADirectoryError):
             continue
         for e in entries:
-            if e.name.startswith(".") or e.name.endswith(("~", ".swp", ".pyc")):
+            name = e.name
+            if (name.endswith(SKIP_SUFFIX) or name.startswith(SKIP_PREFIX)
+                    or name in SKIP_NAMES):
                 continue
-            r = f"{rel}{e.name}"
+            r = f"{rel}{name}"
             if e.is_dir():
-                stack.append((e.path, r + "/"))
+                if name not in SKIP_DIRS:
+                    stack.append((e.path, r + "/"))
             elif e.is_file():
                 yield r, e.path
 

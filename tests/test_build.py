@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,13 @@ def changed(before: dict[str, int], after: dict[str, int]) -> set[str]:
     return {k for k in after if before.get(k) != after[k]} | (set(before) - set(after))
 
 
+def ran(proc: subprocess.CompletedProcess) -> set[str]:
+    """Output tasks doit ran (``.  build:<instance>/<path>`` lines): a rebuild that
+    wrote the same bytes keeps the mtime, so this is what shows over-rebuilding."""
+    return {line[3:].strip().removeprefix("build:") for line in proc.stdout.splitlines()
+            if line.startswith(".  build:") and "/" in line}
+
+
 def bump(path: Path) -> None:
     """Make sure a following write gets a new mtime even on coarse clocks."""
     st = path.stat()
@@ -95,9 +103,10 @@ def test_changed_value_rebuilds_exactly_its_readers(built: Path) -> None:
     bump(built / "BUILD/prod.ch1/etc/db.ini")
     before = mtimes(built / "BUILD")
     edit_json(built / "define/prod.json", {"db.host": "db2.prod"})
-    doit(built, check=True)
+    proc = doit(built, check=True)
     # prod reads it; prod.ch1 overrides db.host, so its output does not change
     assert changed(before, mtimes(built / "BUILD")) == {"prod/etc/db.ini"}
+    assert ran(proc) == {"prod/etc/db.ini"}
     assert (built / "BUILD/prod/etc/db.ini").read_text().startswith("host = db2.prod\n")
 
 
@@ -114,10 +123,10 @@ def test_changed_include_rebuilds_its_includers(built: Path) -> None:
         bump(f)
     before = mtimes(built / "BUILD")
     (built / "tmpl/_lib/header.inc").write_text("## {{ instance.name }}\n")
-    doit(built, check=True)
-    assert changed(before, mtimes(built / "BUILD")) == {
-        "dev/etc/app.ini", "prod/etc/app.ini", "prod.ch1/etc/app.ini"
-    }
+    proc = doit(built, check=True)
+    includers = {"dev/etc/app.ini", "prod/etc/app.ini", "prod.ch1/etc/app.ini"}
+    assert changed(before, mtimes(built / "BUILD")) == includers
+    assert ran(proc) == includers
 
 
 def test_rotated_state_rebuilds_exactly_its_users(built: Path) -> None:
@@ -126,9 +135,11 @@ def test_rotated_state_rebuilds_exactly_its_users(built: Path) -> None:
     before = mtimes(built / "BUILD")
     old = (built / "BUILD/prod/etc/db.ini").read_text()
     facs(built, "state", "rotate", "prod", "db_user", check=True)
-    doit(built, check=True)
+    proc = doit(built, check=True)
     # prod and prod.ch1 share the family's state; dev is another family
-    assert changed(before, mtimes(built / "BUILD")) == {"prod/etc/db.ini", "prod.ch1/etc/db.ini"}
+    users = {"prod/etc/db.ini", "prod.ch1/etc/db.ini"}
+    assert changed(before, mtimes(built / "BUILD")) == users
+    assert ran(proc) == users
     assert (built / "BUILD/prod/etc/db.ini").read_text() != old
 
 
@@ -322,3 +333,21 @@ def test_extends_and_import_are_dependencies(built: Path) -> None:
         assert {k for k in after if after[k] != before[k]} == {
             f"{i}/etc/child.conf" for i in ("dev", "prod", "prod.ch1")}
     assert (built / "BUILD/dev/etc/child.conf").read_text() == "<port:8000]\n"
+
+
+def test_dot_files_are_outputs_and_editor_leftovers_are_not(built: Path) -> None:
+    write_tree(built, {
+        "extra/_ALL_/shop/.htaccess": "Deny from all\n",
+        "tmpl/_ALL_/.env.j2": "PORT={{ instance.app.port }}\n",
+        "tmpl/_ALL_/etc/.app.ini.j2.swp": "swap",
+        "tmpl/_ALL_/etc/app.ini.j2~": "backup",
+        "tmpl/_ALL_/.git/config": "[core]\n",
+    })
+    proc = doit(built, check=True)
+    assert (built / "BUILD/dev/shop/.htaccess").read_text() == "Deny from all\n"
+    assert (built / "BUILD/dev/.env").read_text() == "PORT=8000\n"
+    assert ran(proc) == {f"{i}/{p}" for i in ("dev", "prod", "prod.ch1")
+                         for p in ("shop/.htaccess", ".env")}
+    leftovers = [p for p in mtimes(built / "BUILD") if p.endswith(("~", ".swp"))
+                 or "/.git/" in p]
+    assert leftovers == []
