@@ -88,6 +88,19 @@ def secrets_of(state: State) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+class MaskedInt(int):
+    """A generated number that prints as the mask but still adds and compares,
+    so that ``{{ state.node_id + 1000 }}`` renders in a diff."""
+
+    def __str__(self) -> str:
+        return MASK
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+
 def masked_context(ctx: dict[str, Any], state: State) -> dict[str, Any]:
     """The context with every state value replaced by the mask."""
     import copy
@@ -100,7 +113,9 @@ def masked_context(ctx: dict[str, Any], state: State) -> dict[str, Any]:
         for k in keys[:-1]:
             node = node.get(k, {})
         if isinstance(node, dict) and keys[-1] in node:
-            node[keys[-1]] = MASK
+            value = node[keys[-1]]
+            is_int = isinstance(value, int) and not isinstance(value, bool)
+            node[keys[-1]] = MaskedInt(value) if is_int else MASK
     return masked
 
 
@@ -191,6 +206,8 @@ def diff_output(build: Build, item: Stale) -> str:
     )
     text = "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n"
                    for ln in lines)
+    if not text:  # e.g. a rotated password: the only change is behind the mask
+        text = f"  (no difference in {item.path} once generated values are masked)\n"
     return text
 
 

@@ -95,7 +95,7 @@ class Project:
         names = list(names or [])
         if not names:
             return [self.instances[n] for n in sorted(self.instances)]
-        return [self.instance(n) for n in names]
+        return [self.instance(n) for n in dict.fromkeys(names)]  # each once, in order
 
     # ------------------------------------------------------------------ state
 

@@ -424,9 +424,12 @@ class Build:
         if o.kind == "genconfig":
             mode = 0o600  # it holds the module's password
             ctx = self.context(inst, write=True, sub=o.sub)
-            data = (json.dumps(ctx["module"][o.name], indent=2, sort_keys=True) + "\n").encode()
+            mod = ctx["module"][o.name]
+            data = (json.dumps(mod, indent=2, sort_keys=True) + "\n").encode()
             record["f"] = {}
-            record["v"] = {f"module.{o.name}": R.digest(ctx["module"][o.name])}
+            # one digest per key, so that a plan names the key that changed
+            record["v"] = {f"module.{o.name}.{k}": R.digest(v) for k, v in sorted(mod.items())}
+            record["v"][f"module.{o.name}[keys]"] = R.digest(sorted(mod))
             record["c"] = self.context_digest(inst, write=True, sub=o.sub)
         elif o.kind == "version":
             mode = 0o644
@@ -494,13 +497,23 @@ def _files_under(folder: Path) -> list[Path]:
 
 
 def read_db(path: Path) -> dict[str, Any]:
-    """doit's JSON database, or nothing when it is absent or not ours to read."""
+    """doit's JSON database (nothing when there is none yet).
+
+    One that cannot be read is an error, as it is for doit itself: a plan that
+    called every output "new" would disagree with the build.
+    """
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return {}
-    return data if isinstance(data, dict) else {}
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"doit's database cannot be read ({exc}); delete it to rebuild "
+                         "everything, or restore it", file=path.name) from exc
+    if not isinstance(data, dict):
+        raise BuildError("doit's database is not a JSON object; delete it to rebuild "
+                         "everything", file=path.name)
+    return data
 
 
 def write_if_changed(

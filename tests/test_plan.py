@@ -66,6 +66,8 @@ def test_nothing_stale_exits_0(built: Path) -> None:
           for i in ("dev", "prod", "prod.ch1")}),
         (lambda r: facs(r, "state", "rotate", "dev", "secret_key", check=True),
          {"BUILD/dev/etc/secret.conf": ["state changed: state.secret_key"]}),
+        (lambda r: facs(r, "state", "rotate", "dev", "db_user", check=True),
+         {"BUILD/dev/etc/db.ini": ["state changed: module.db_user.password"]}),
         (lambda r: (r / "extra/prod/notes.txt").write_text("changed\n"),
          {f"BUILD/{i}/notes.txt": ["extra changed: extra/prod/notes.txt"]
           for i in ("prod", "prod.ch1")}),
@@ -76,7 +78,8 @@ def test_nothing_stale_exits_0(built: Path) -> None:
         (lambda r: (r / "BUILD/dev/etc/app.ini").write_text("edited by hand\n"),
          {"BUILD/dev/etc/app.ini": ["output modified in BUILD"]}),
     ],
-    ids=["value", "template", "include", "state", "extra", "orphan", "new", "hand-edit"],
+    ids=["value", "template", "include", "state", "module-password", "extra", "orphan", "new",
+         "hand-edit"],
 )
 def test_each_change_has_its_reason(built: Path, change, expect) -> None:
     change(built)
@@ -146,3 +149,49 @@ def test_doit_info_says_why(built: Path) -> None:
     assert "value changed: instance.db.host" in out
     out = doit(built, "info", "build:prod/etc/app.ini", check=True).stdout
     assert "up-to-date" in out
+
+
+def test_diff_writes_nothing_and_notes_a_masked_only_change(built: Path) -> None:
+    facs(built, "state", "rotate", "dev", "secret_key", check=True)
+    before = disk(built)
+    proc = facs(built, "plan", "--diff", "dev")
+    assert proc.returncode == 2
+    assert disk(built) == before
+    assert "BUILD/dev/etc/secret.conf: state changed: state.secret_key" in proc.stdout
+    assert "(no difference in BUILD/dev/etc/secret.conf once generated values are masked)" \
+        in proc.stdout
+
+
+def test_diff_renders_arithmetic_on_a_masked_id(built: Path) -> None:
+    write_tree(built, {"tmpl/_ALL_/etc/port.conf": "port = {{ state.node + 9000 }}\n"
+                                                    "node = {{ state.node }}\n"})
+    proc = facs(built, "plan", "--diff", "dev")
+    assert "cannot render" not in proc.stdout
+    node = json.loads((built / "state/dev/state.json").read_text())["generate"]["node"]["value"]
+    assert f"+port = {9000 + node}" in proc.stdout
+    assert "+node = ********" in proc.stdout
+
+
+def test_genconfig_names_the_rotated_password(built: Path) -> None:
+    write_tree(built, {"define/modules.json": [{"name": "app"},
+                                               {"name": "db_user", "genconfig": True}]})
+    doit(built, check=True)
+    facs(built, "state", "rotate", "dev", "db_user", check=True)
+    code, stale = plan(built, "dev")
+    assert code == 2
+    assert stale["BUILD/dev/etc/db_user.json"] == ["state changed: module.db_user.password"]
+
+
+def test_an_instance_named_twice_is_planned_once(built: Path) -> None:
+    edit_json(built / "define/dev.json", {"app.port": 1})
+    once = facs(built, "plan", "dev").stdout
+    twice = facs(built, "plan", "dev", "dev").stdout
+    assert once == twice and once.count("BUILD/dev/etc/app.ini") == 1
+
+
+def test_unreadable_doit_database_is_an_error(built: Path) -> None:
+    (built / ".doit.db").write_text('{"trunc')
+    proc = facs(built, "plan")
+    assert proc.returncode == 1
+    assert ".doit.db" in proc.stderr and "Traceback" not in proc.stderr
+    assert doit(built).returncode != 0  # doit refuses it too: the two agree
