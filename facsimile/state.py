@@ -18,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import secrets
 import string
 import tempfile
@@ -135,25 +136,60 @@ def read_state(path: Path, shown: str | None = None) -> dict[str, Any]:
             line=exc.lineno,
             column=exc.colno,
         ) from exc
-    if (
-        not isinstance(data, dict)
-        or not isinstance(data.get("modules", {}), dict)
-        or not isinstance(data.get("generate", {}), dict)
-        or not isinstance(data.get("next_id", 1), int)
-    ):
-        raise StateError("state has an unexpected shape; it was left as it is", file=shown)
-    for section in ("modules", "generate"):
-        for name, entry in data.get(section, {}).items():
-            if not isinstance(entry, dict) or "value" not in entry or "kind" not in entry:
-                raise StateError(
-                    "state entry has no kind or value; it was left as it is",
-                    file=shown,
-                    pointer=f"/{section}/{name}",
-                )
+    check_state(data, shown)
     data.setdefault("modules", {})
     data.setdefault("generate", {})
     data.setdefault("next_id", 1)
     return data
+
+
+#: a stored kind: ``password``, ``password:40``, ``token``, ``token:32``, ``uuid``, ``id``
+_KIND_RE = re.compile(r"^(?:(password|token)(?::[0-9]+)?|(uuid|id))$")
+SECTIONS = ("modules", "generate", "daemons")
+LEFT = "; it was left as it is"
+
+
+def check_state(data: Any, shown: str) -> None:
+    """The parsed state file's shape: a damaged entry is an error, never a new value."""
+    if not isinstance(data, dict) or any(
+        not isinstance(data.get(section, {}), dict) for section in SECTIONS
+    ):
+        raise StateError("state has an unexpected shape" + LEFT, file=shown)
+    fmt = data.get("format", FORMAT)
+    if fmt != FORMAT or isinstance(fmt, bool):
+        raise StateError(f"state format {json.dumps(fmt)} is not one this facsimile reads "
+                         f"({FORMAT})" + LEFT, file=shown, pointer="/format")
+    next_id = data.get("next_id", 1)
+    if not isinstance(next_id, int) or isinstance(next_id, bool):
+        raise StateError("next_id must be a whole number" + LEFT, file=shown,
+                         pointer="/next_id")
+    for section in SECTIONS:
+        for name, entry in data.get(section, {}).items():
+            where = f"/{section}/{_escape(name)}"
+            if not isinstance(entry, dict) or "value" not in entry or "kind" not in entry:
+                raise StateError("state entry has no kind or value" + LEFT, file=shown,
+                                 pointer=where)
+            kind, value = entry["kind"], entry["value"]
+            match = _KIND_RE.match(kind) if isinstance(kind, str) else None
+            if match is None:
+                raise StateError(
+                    f"state entry has kind {json.dumps(kind)}, not one of 'password[:N]', "
+                    "'token[:N]', 'uuid', 'id'" + LEFT, file=shown, pointer=f"{where}/kind")
+            want: type = int if kind == "id" else str
+            if not isinstance(value, want) or isinstance(value, bool):
+                raise StateError(
+                    f"state entry's value is {_typename(value)}, not the "
+                    f"{'whole number' if want is int else 'string'} its kind {kind!r} "
+                    "holds" + LEFT, file=shown, pointer=f"{where}/value")
+
+
+def _typename(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def write_state(path: Path, data: Mapping[str, Any]) -> None:

@@ -256,3 +256,59 @@ def test_bad_state_is_an_error_and_left_alone(root: Path, damage: str) -> None:
             assert f.read_bytes() == before
     assert not (root / "BUILD/prod/a.txt").exists()
     assert sorted(p.name for p in f.parent.iterdir()) == sorted([".lock", "state.json"])
+
+
+DAMAGED = [
+    (("modules", "app"), {"kind": 5, "value": "KEEPME12345"},
+     "state/prod/state.json at /modules/app/kind: state entry has kind 5, not one of"),
+    (("modules", "app"), {"kind": "pasword", "value": "KEEPME12345"},
+     "state/prod/state.json at /modules/app/kind: state entry has kind \"pasword\""),
+    (("modules", "app"), {"kind": "password", "value": None},
+     "state/prod/state.json at /modules/app/value: state entry's value is null, not the "
+     "string its kind 'password' holds"),
+    (("generate", "tok"), {"kind": "token", "value": {"v": "KEEPME12345"}},
+     "state/prod/state.json at /generate/tok/value: state entry's value is an object"),
+    (("generate", "cluster"), {"kind": "uuid", "value": 7},
+     "state/prod/state.json at /generate/cluster/value: state entry's value is a number"),
+    (("generate", "node"), {"kind": "id", "value": "3"},
+     "state/prod/state.json at /generate/node/value: state entry's value is a string, not "
+     "the whole number its kind 'id' holds"),
+    (("generate", "node"), {"kind": "id", "value": True},
+     "state/prod/state.json at /generate/node/value: state entry's value is a boolean"),
+    (("format",), 99,
+     "state/prod/state.json at /format: state format 99 is not one this facsimile reads (1)"),
+    (("format",), "1", "state/prod/state.json at /format: state format \"1\" is not one"),
+    (("daemons",), [], "state/prod/state.json: state has an unexpected shape"),
+]
+
+
+@pytest.mark.parametrize(("where", "entry", "expected"), DAMAGED,
+                         ids=[e[2].split(": ", 1)[0].split(" at ")[-1] + f"-{i}"
+                              for i, e in enumerate(DAMAGED)])
+def test_damaged_entry_is_an_error_and_left_alone(root: Path, where: tuple[str, ...],
+                                                  entry: object, expected: str) -> None:
+    values(root, "prod")
+    f = state_file(root, "prod")
+    data = json.loads(f.read_text())
+    node = data
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = entry
+    f.write_text(json.dumps(data, indent=2) + "\n")
+    os.utime(f, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    before = (f.read_bytes(), f.stat().st_mtime_ns)
+    write_tree(root, {"dodo.py": DODO, "tmpl/_ALL_/a.txt": "{{ module.app.password }}\n"})
+    for args in (["state", "show", "prod"], ["state", "show", "prod.ch1", "--reveal"],
+                 ["state", "rotate", "prod", "tok"], ["show", "prod"], ["build", "prod"]):
+        proc = facs(root, *args)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        if args[0] != "build":
+            assert proc.stderr.startswith(f"facs: error: {expected}"), proc.stderr
+            assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+            assert "it was left as it is" in proc.stderr
+            assert "KEEPME" not in proc.stdout + proc.stderr
+        else:
+            assert expected in proc.stdout + proc.stderr
+        assert (f.read_bytes(), f.stat().st_mtime_ns) == before, args
+    assert not (root / "BUILD/prod/a.txt").exists()
+    assert sorted(p.name for p in f.parent.iterdir()) == [".lock", "state.json"]
