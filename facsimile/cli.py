@@ -41,6 +41,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facs: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`facs plan --diff | head -1`): not an error, stop quietly.
+        # stdout now points at devnull so the interpreter's final flush cannot fail
+        # again; exit 141 (128 + SIGPIPE), what a shell shows for a command that a
+        # broken pipe ended, so `set -o pipefail` still sees the output was cut short.
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -190,7 +201,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     project = _project(args)
     inst = project.instance(args.instance)
     doc = _show_doc(project, inst, args.reveal)
-    if args.explain:
+    if args.explain is not None:
+        if "" in args.explain.split("."):
+            raise DefinitionError(f"--explain {args.explain!r} is not a key: give names "
+                                  "joined by single dots, like app.db.host")
         return _explain(project, inst, doc, args.explain)
     if args.json:
         _out(json.dumps(doc, indent=2, sort_keys=True))

@@ -33,15 +33,23 @@ FILES: dict[str, str] = {
 def init(folder: Path) -> list[Path]:
     """Write the example into ``folder``; refuse to overwrite anything."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FacsimileError(f"{folder} exists and is not a folder: nothing written")
     existing = [rel for rel in FILES if (folder / rel).exists()]
     if existing:
         raise FacsimileError(f"{folder} already has {', '.join(existing)}: nothing written")
     made = []
     for rel, text in FILES.items():
         path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text.replace("{name}", folder.resolve().name))
-        if rel.endswith("app.conf.j2"):
-            path.chmod(0o600)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text.replace("{name}", folder.resolve().name))
+            if rel.endswith("app.conf.j2"):
+                path.chmod(0o600)
+        except OSError as exc:
+            done = f" (written before: {len(made)} files)" if made else ": nothing written"
+            raise FacsimileError(
+                f"cannot create {exc.filename or path}: {exc.strerror or exc}{done}"
+            ) from exc
         made.append(path)
     return made

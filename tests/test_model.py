@@ -437,6 +437,44 @@ def test_init_makes_a_root_that_builds(tmp_path: Path) -> None:
     assert "already has" in one_line_error(tmp_path, "init", str(target))
 
 
+@pytest.mark.parametrize("key", ["", ".", "a..b", ".a", "a.", "instance."])
+def test_explain_needs_a_key(tmp_path: Path, key: str) -> None:
+    write_tree(tmp_path, {"define/facsimile.json": {"name": "p", "a": {"b": 1}},
+                          "define/dev.json": {}})
+    err = one_line_error(tmp_path, "show", "dev", "--explain", key)
+    assert f"--explain {key!r} is not a key" in err
+
+
+def test_init_refuses_a_file(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("mine\n")
+    err = one_line_error(tmp_path, "init", str(tmp_path / "taken"))
+    assert f"{tmp_path / 'taken'} exists and is not a folder: nothing written" in err
+    err = one_line_error(tmp_path, "init", str(tmp_path / "taken" / "sub"))
+    assert "cannot create" in err and "nothing written" in err
+    assert (tmp_path / "taken").read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+@pytest.mark.parametrize("args", [("show", "dev", "--json"), ("show", "dev"),
+                                  ("plan", "--diff"), ("list",)])
+def test_a_closed_pipe_ends_quietly(tmp_path: Path, args: tuple[str, ...]) -> None:
+    # `facs plan --diff | head -1`: the reader is gone before facs writes
+    import os
+    import subprocess
+    import sys
+
+    write_tree(tmp_path, {"define/facsimile.json": {"name": "p", "big": ["x" * 70] * 2000},
+                          "define/dev.json": {}, "tmpl/_ALL_/a.txt": "{{ instance.big }}\n"})
+    env = {k: v for k, v in os.environ.items() if k != "DOIT_CONFIG"}
+    proc = subprocess.Popen([sys.executable, "-m", "facsimile.cli", *args], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as `head` does once it has its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, err
+    assert err == ""
+
+
 def test_explain_names_where_module_and_state_values_come_from(tmp_path: Path) -> None:
     write_tree(tmp_path, {"define/facsimile.json": {"name": "p", "generate": {"k": "token"}},
                           "define/modules.json": {"app": {"port": 1}},
