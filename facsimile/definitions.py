@@ -34,6 +34,11 @@ TARGET_KEYS = ("hosts", "files", "inherit")
 GENERATE_KINDS = ("password", "token", "uuid", "id")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9][A-Za-z0-9_\-]*)*$")
+#: module and subproject names: they name output files and folders (``{module}``,
+#: ``BUILD/<instance>/<subproject>/``) and are one key of dotted paths
+#: (``module.<name>.password``), so no dots, slashes or leading '-', '.' or '_'
+_MODULE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+SUBPROJECT_KEYS = ("modules", "tmpl", "extra")
 
 
 # --------------------------------------------------------------------------- root
@@ -319,13 +324,16 @@ def normalize_modules(raw: Any, file: str, pointer: str = "") -> dict[str, dict[
                     file=file,
                     pointer=f"{pointer}/{i}",
                 )
+            check_module_name(item["name"], "module", file, f"{pointer}/{i}/name")
             if item["name"] in out:
                 raise DefinitionError(
                     f"module {item['name']!r} is defined twice", file=file, pointer=f"{pointer}/{i}"
                 )
+            check_module(item, file, f"{pointer}/{i}")
             out[item["name"]] = {k: v for k, v in item.items() if k != "name"}
     elif isinstance(raw, dict):
         for name, item in raw.items():
+            check_module_name(name, "module", file, f"{pointer}/{_escape(name)}")
             if item is None:
                 item = {}
             if not isinstance(item, dict):
@@ -334,6 +342,7 @@ def normalize_modules(raw: Any, file: str, pointer: str = "") -> dict[str, dict[
                     file=file,
                     pointer=f"{pointer}/{name}",
                 )
+            check_module(item, file, f"{pointer}/{name}")
             out[name] = {k: v for k, v in item.items() if k != "name"}
     else:
         raise DefinitionError(
@@ -342,6 +351,53 @@ def normalize_modules(raw: Any, file: str, pointer: str = "") -> dict[str, dict[
             pointer=pointer or "/",
         )
     return out
+
+
+def check_module_name(name: Any, what: str, file: str, pointer: str) -> None:
+    """A module or subproject name is one safe path segment (it names outputs)."""
+    if not isinstance(name, str) or not _MODULE_RE.match(name):
+        raise DefinitionError(
+            f"{what} name {name!r} is not allowed: use letters, digits, '-' and '_', "
+            "starting with a letter or digit (it names output files and folders)",
+            file=file,
+            pointer=pointer,
+        )
+
+
+def check_module(item: Mapping[str, Any], file: str, pointer: str) -> None:
+    """Keys of a module that name output files stay inside ``BUILD/<instance>/``."""
+    if item.get("genconfig_path") is not None:
+        check_relative_path(item["genconfig_path"], "genconfig_path", file,
+                            f"{pointer}/genconfig_path")
+    service = item.get("service")
+    if isinstance(service, dict) and service.get("name") is not None:
+        stem = service["name"]
+        if not isinstance(stem, str) or not _NAME_RE.match(stem):
+            raise DefinitionError(
+                f"service.name {stem!r} is not allowed: use letters, digits, '-', '_' and "
+                "inner dots (it names output files)",
+                file=file,
+                pointer=f"{pointer}/service/name",
+            )
+
+
+def check_relative_path(value: Any, what: str, file: str, pointer: str) -> None:
+    """A non-empty relative path with no '..', '.' or empty segment."""
+    _expect(value, str, f"{what} must be a relative path", file, pointer)
+    parts = value.split("/")
+    if not value or value.startswith("/") or any(p in ("", ".", "..") for p in parts) \
+            or "\0" in value:
+        raise DefinitionError(
+            f"{what} {value!r} must be a relative path like 'etc/app.json': not empty, "
+            "not absolute, no '..', '.' or empty segments",
+            file=file,
+            pointer=pointer,
+        )
+
+
+def _escape(key: str) -> str:
+    """``key`` as one JSON pointer segment."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 # ------------------------------------------------------------------------ checking
@@ -437,8 +493,36 @@ def check_definition(data: dict[str, Any], file: str, *, is_project: bool = Fals
         if "class" in data:
             _expect(data["class"], str, "class must be 'module.path:ClassName'", file, "/class")
         if "projects" in data:
-            _expect(data["projects"], (dict, list), "projects must be an object or a list",
-                    file, "/projects")
+            check_projects(data["projects"], file, "/projects")
+
+
+def check_projects(projects: Any, file: str, pointer: str) -> None:
+    """``projects``: a list of subproject names, or name -> ``{modules, tmpl, extra, ...}``."""
+    _expect(projects, (dict, list), "projects must be an object or a list", file, pointer)
+    if isinstance(projects, list):
+        for i, name in enumerate(projects):
+            p = f"{pointer}/{i}"
+            _expect(name, str, "projects as a list must be a list of subproject names",
+                    file, p)
+            check_module_name(name, "subproject", file, p)
+            if name in projects[:i]:
+                raise DefinitionError(f"subproject {name!r} is named twice", file=file,
+                                      pointer=p)
+        return
+    for name, spec in projects.items():
+        p = f"{pointer}/{_escape(name)}"
+        check_module_name(name, "subproject", file, p)
+        if spec is None:
+            continue
+        _expect(spec, dict, f"subproject {name!r} must be an object", file, p)
+        for key in spec:
+            _typo(key, SUBPROJECT_KEYS, file, f"{p}/{_escape(key)}")
+        if "modules" in spec:
+            normalize_modules(spec["modules"], file, f"{p}/modules")
+        for key in ("tmpl", "extra"):
+            if key in spec:
+                check_relative_path(spec[key], f"the subproject's {key} folder", file,
+                                    f"{p}/{key}")
 
 
 def check_targets(targets: Any, file: str, pointer: str) -> None:

@@ -383,11 +383,108 @@ VID = {"define/schema.json": {"properties": {"v": {
      "define/dev.json at /modules/app/port: an object cannot merge into the list"),
     ({"define/modules.json": [{"port": 1}]},
      'define/modules.json at /0: each module in a list must be an object with a "name"'),
+    # projects: an object per subproject, with a subproject's keys
+    ({"define/facsimile.json": {"name": "r1", "projects": {"b": 3}}},
+     "define/facsimile.json at /projects/b: subproject 'b' must be an object, not a number"),
+    ({"define/facsimile.json": {"name": "r1", "projects": {"b": {"modules": 3}}}},
+     "define/facsimile.json at /projects/b/modules: modules must be a list of objects or an "
+     "object, not a number"),
+    ({"define/facsimile.json": {"name": "r1", "projects": {"b": {"moduels": []}}}},
+     "define/facsimile.json at /projects/b/moduels: unknown key 'moduels', did you mean "
+     "'modules'?"),
+    ({"define/facsimile.json": {"name": "r1", "projects": {"b": {"tmpl": 3}}}},
+     "define/facsimile.json at /projects/b/tmpl: the subproject's tmpl folder must be a "
+     "relative path, not a number"),
+    ({"define/facsimile.json": {"name": "r1", "projects": ["a", 3]}},
+     "define/facsimile.json at /projects/1: projects as a list must be a list of subproject "
+     "names, not a number"),
+    ({"define/facsimile.json": {"name": "r1", "projects": ["a", "a"]}},
+     "define/facsimile.json at /projects/1: subproject 'a' is named twice"),
 ])
 def test_bad_input_is_one_line_naming_the_file(tmp_path: Path, tree: dict, expected: str) -> None:
     write_tree(tmp_path, {"define/facsimile.json": {"name": "p"}, **tree})
     err = one_line_error(tmp_path, "show", "dev")
     assert expected in err
+
+
+UNSAFE = [
+    # module names and paths would write outside BUILD/<instance>/
+    ({"define/modules.json": [{"name": "app"}, {"name": "../../evil"}]},
+     "define/modules.json at /1/name: module name '../../evil' is not allowed"),
+    ({"define/modules.json": {"app": {}, "../../evil": {}}},
+     "define/modules.json at /..~1..~1evil: module name '../../evil' is not allowed"),
+    ({"define/modules.json": {"a.b": {}}},
+     "define/modules.json at /a.b: module name 'a.b' is not allowed"),
+    ({"define/modules.json": [{"name": ""}]},
+     "define/modules.json at /0/name: module name '' is not allowed"),
+    ({"define/dev.json": {"modules": [{"name": "../evil"}]}},
+     "define/dev.json at /modules/0/name: module name '../evil' is not allowed"),
+    ({"define/modules.json": [{"name": "app", "genconfig": True,
+                               "genconfig_path": "../../escaped.json"}]},
+     "define/modules.json at /0/genconfig_path: genconfig_path '../../escaped.json' must be a "
+     "relative path"),
+    ({"define/modules.json": [{"name": "app", "genconfig": True, "genconfig_path": "/tmp/x"}]},
+     "define/modules.json at /0/genconfig_path: genconfig_path '/tmp/x' must be a relative"),
+    ({"define/modules.json": [{"name": "app", "genconfig": True, "genconfig_path": ""}]},
+     "define/modules.json at /0/genconfig_path: genconfig_path '' must be a relative path"),
+    ({"define/modules.json": [{"name": "app", "genconfig": True}],
+      "define/dev.json": {"modules": {"app": {"genconfig_path": "etc/../../../x.json"}}}},
+     "define/dev.json at /modules/app/genconfig_path: genconfig_path 'etc/../../../x.json'"),
+    ({"define/modules.json": [{"name": "app", "service": {"name": "../../d"}}]},
+     "define/modules.json at /0/service/name: service.name '../../d' is not allowed"),
+    # subprojects build into BUILD/<instance>/<subproject>/
+    ({"define/facsimile.json": {"name": "p", "projects": {"../../evil": {}}}},
+     "define/facsimile.json at /projects/..~1..~1evil: subproject name '../../evil' is not "
+     "allowed"),
+    ({"define/facsimile.json": {"name": "p", "projects": [".."]}},
+     "define/facsimile.json at /projects/0: subproject name '..' is not allowed"),
+    ({"define/facsimile.json": {"name": "p", "projects": {"b": {"modules": [
+        {"name": "../../evil"}]}}}},
+     "define/facsimile.json at /projects/b/modules/0/name: module name '../../evil'"),
+    ({"define/facsimile.json": {"name": "p", "projects": {"b": {"tmpl": "../outside"}}}},
+     "define/facsimile.json at /projects/b/tmpl: the subproject's tmpl folder '../outside' "
+     "must be a relative path"),
+    ({"define/facsimile.json": {"name": "p", "projects": {"b": {"extra": "/etc"}}}},
+     "define/facsimile.json at /projects/b/extra: the subproject's extra folder '/etc' must "
+     "be a relative path"),
+]
+
+
+@pytest.mark.parametrize(("tree", "expected"), UNSAFE)
+def test_names_and_paths_cannot_leave_build(tmp_path: Path, tree: dict, expected: str) -> None:
+    from conftest import DODO, doit
+
+    root = tmp_path / "r"
+    write_tree(root, {"define/facsimile.json": {"name": "p"}, "define/dev.json": {},
+                      "dodo.py": DODO, "tmpl/_ALL_/{module}.conf": "{{ this.name }}\n",
+                      "projects/b/tmpl/_ALL_/b.conf": "b\n", **tree})
+    assert expected in one_line_error(root, "show", "dev")
+    # the build refuses too, and nothing is written outside BUILD/dev/
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert doit(root).returncode != 0
+    after = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    made = [p for p in after if p not in before]
+    assert all(root / "BUILD" / "dev" in p.parents or root / ".facsimile" in p.parents
+               or p.name.startswith(".doit.db") for p in made), made
+
+
+def test_safe_names_and_paths_still_build(tmp_path: Path) -> None:
+    from conftest import DODO, doit
+
+    write_tree(tmp_path, {
+        "define/facsimile.json": {"name": "p", "projects": {"bill-ing": {
+            "modules": [{"name": "api_1"}], "tmpl": "sub/tmpl"}}},
+        "define/modules.json": [{"name": "app-2", "genconfig": True,
+                                 "genconfig_path": "etc/conf.d/app.json"}],
+        "define/dev.json": {}, "dodo.py": DODO,
+        "tmpl/_ALL_/{module}.conf": "{{ this.name }}\n",
+        "sub/tmpl/_ALL_/b.conf": "{{ module.api_1.username }}\n",
+    })
+    doit(tmp_path, check=True)
+    build = tmp_path / "BUILD/dev"
+    assert (build / "app-2.conf").read_text() == "app-2\n"
+    assert json.loads((build / "etc/conf.d/app.json").read_text())["username"] == "app-2"
+    assert (build / "bill-ing/b.conf").read_text() == "api_1\n"
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
