@@ -215,6 +215,7 @@ def load(root: Root) -> Definitions:
         if not isinstance(schema, dict):
             raise DefinitionError("a schema must be a JSON object", file=root.rel(schema_path))
         _check_local_refs(schema, root.rel(schema_path))
+        schema = check_schema(schema, root.rel(schema_path))
 
     modules_path = root.define / MODULES_FILE
     if modules_path.is_file():
@@ -584,6 +585,117 @@ def _check_local_refs(schema: Any, file: str, pointer: str = "") -> None:
             _check_local_refs(v, file, f"{pointer}/{i}")
 
 
+#: jsonmerge's strategies (``jsonmerge.Merger.STRATEGIES``' names)
+MERGE_STRATEGIES = ("append", "arrayMergeById", "arrayMergeByIndex", "discard", "objectMerge",
+                    "overwrite", "version")
+#: keywords whose value is one subschema
+_SUB_ONE = ("additionalProperties", "additionalItems", "contains", "propertyNames", "not",
+            "if", "then", "else", "unevaluatedProperties", "unevaluatedItems")
+#: keywords whose value is an object of subschemas
+_SUB_MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+#: keywords whose value is a list of subschemas
+_SUB_LIST = ("allOf", "anyOf", "oneOf", "prefixItems")
+
+
+def check_schema(schema: dict[str, Any], file: str) -> dict[str, Any]:
+    """Check the structure of ``define/schema.json``; return it ready for jsonmerge.
+
+    Every subschema is an object or a boolean, every pattern compiles, every
+    ``$ref`` resolves in the file, every ``mergeStrategy`` is one of
+    jsonmerge's. jsonmerge reads schemas as draft 4, where a boolean is not a
+    schema: the copy returned has ``{}`` in their place (for merging, ``true``
+    and ``false`` both mean "no strategy").
+    """
+
+    from urllib.parse import unquote
+
+    seen: set[int] = set()
+
+    def fail(message: str, pointer: str) -> DefinitionError:
+        return DefinitionError(message, file=file, pointer=pointer or None)
+
+    def sub(node: Any, pointer: str) -> Any:
+        if isinstance(node, bool):
+            return {}
+        if not isinstance(node, dict):
+            raise fail(f"a subschema must be an object or a boolean, not {_typename(node)}",
+                       pointer)
+        out = dict(node)
+        for key, value in node.items():
+            p = f"{pointer}/{_escape(key)}"
+            if key in _SUB_ONE:
+                out[key] = sub(value, p)
+            elif key in _SUB_MAP:
+                if not isinstance(value, dict):
+                    raise fail(f"{key} must be an object of name: subschema, not "
+                               f"{_typename(value)}", p)
+                if key == "patternProperties":
+                    for pattern in value:
+                        try:
+                            re.compile(pattern)
+                        except re.error as exc:
+                            raise fail(f"pattern {pattern!r} does not compile: {exc}",
+                                       f"{p}/{_escape(pattern)}") from exc
+                out[key] = {k: sub(v, f"{p}/{_escape(k)}") for k, v in value.items()}
+            elif key in _SUB_LIST or (key == "items" and isinstance(value, list)):
+                if not isinstance(value, list):
+                    raise fail(f"{key} must be a list of subschemas, not {_typename(value)}", p)
+                out[key] = [sub(v, f"{p}/{i}") for i, v in enumerate(value)]
+            elif key == "items":
+                out[key] = sub(value, p)
+            elif key == "dependencies":
+                if not isinstance(value, dict):
+                    raise fail(f"dependencies must be an object, not {_typename(value)}", p)
+                out[key] = {k: v if isinstance(v, list) else sub(v, f"{p}/{_escape(k)}")
+                            for k, v in value.items()}
+            elif key == "$ref":
+                if not isinstance(value, str):
+                    raise fail(f"$ref must be a string, not {_typename(value)}", p)
+                target = _resolve(schema, value)
+                if target is _NOWHERE:
+                    raise fail(f"$ref {value!r} points to nothing in this schema "
+                               "(a local ref is '#/path/to/a/subschema')", p)
+                if not isinstance(target, (dict, bool)):
+                    raise fail(f"$ref {value!r} points to {_typename(target)}, not a "
+                               "subschema", p)
+                if value.strip("#/") and id(target) not in seen:
+                    seen.add(id(target))  # a target anywhere is a subschema too
+                    sub(target, "/" + unquote(value[1:].lstrip("/")))
+            elif key == "mergeStrategy":
+                if value not in MERGE_STRATEGIES:
+                    raise fail(
+                        f"unknown merge strategy {value!r}"
+                        + (_suggest(value, MERGE_STRATEGIES) if isinstance(value, str) else "")
+                        + f" (jsonmerge's: {', '.join(MERGE_STRATEGIES)})", p)
+            elif key == "mergeOptions":
+                _expect(value, dict, "mergeOptions must be an object", file, p)
+        return out
+
+    return sub(schema, "")
+
+
+_NOWHERE = object()
+
+
+def _resolve(schema: Any, ref: str) -> Any:
+    """What the local ``ref`` (``#/a/b``) names in ``schema``; ``_NOWHERE`` if nothing."""
+    from urllib.parse import unquote
+
+    if not ref.startswith("#"):
+        return _NOWHERE
+    fragment = ref[1:].lstrip("/")  # as jsonschema's RefResolver.resolve_fragment
+    node = schema
+    for part in unquote(fragment).split("/") if fragment else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _NOWHERE
+    return node
+
+
 # --------------------------------------------------------------------- resolving
 
 
@@ -719,6 +831,14 @@ class Resolver:
                 message = (f"cannot merge ({exc.strategy_name or 'merge'}): {exc.message}; "
                            f"strategies from {self.schema_file}")
             raise DefinitionError(message, file=file, pointer=pointer or None) from exc
+        except Exception as exc:
+            if not _is_ref_error(exc):
+                raise
+            detail = str(exc.args[0] if exc.args else exc).splitlines()[0]
+            hint = (" (a $ref inside the modules' subschema resolves within that subschema)"
+                    if merger is self.module_merger else "")
+            raise DefinitionError(f"cannot merge: a $ref in {self.schema_file} does not "
+                                  f"resolve: {detail}{hint}", file=file) from exc
 
     def instance(self, name: str) -> Instance:
         order = tuple(resolution_order(self.defs, name))
@@ -787,6 +907,18 @@ class Resolver:
             spec.setdefault("hosts", [])
             out[tname] = spec
         return out
+
+
+def _is_ref_error(exc: BaseException) -> bool:
+    """jsonschema's ``RefResolutionError`` (private in jsonschema 4.18+) or referencing's."""
+    import jsonschema.exceptions
+
+    kinds = [getattr(jsonschema.exceptions, "_RefResolutionError", None)]
+    with contextlib.suppress(ImportError):
+        from referencing.exceptions import Unresolvable
+
+        kinds.append(Unresolvable)
+    return isinstance(exc, tuple(k for k in kinds if isinstance(k, type)))
 
 
 _COMPOSITE = {"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$defs",

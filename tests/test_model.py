@@ -369,8 +369,8 @@ VID = {"define/schema.json": {"properties": {"v": {
      "define/dev.json at /v/1: item 1 has no id 'name' for arrayMergeById"),
     ({"define/schema.json": {"properties": {"v": {"mergeStrategy": "apend"}}},
       "define/dev.json": {"v": [1]}},
-     "define/dev.json at /v: cannot merge (merge): Unknown strategy 'apend'; "
-     "strategies from define/schema.json"),
+     "define/schema.json at /properties/v/mergeStrategy: unknown merge strategy 'apend', "
+     "did you mean 'append'?"),
     ({"define/prod.ch1.json": {}}, "define/prod.ch1.json: subinstance 'prod.ch1' has no parent"),
     ({"define/regions/eu.json": {"ntp": ["a"]},
       "define/dev.json": {"inherit": ["regions/eu"], "ntp": {"server": "b"}}},
@@ -383,6 +383,37 @@ VID = {"define/schema.json": {"properties": {"v": {
      "define/dev.json at /modules/app/port: an object cannot merge into the list"),
     ({"define/modules.json": [{"port": 1}]},
      'define/modules.json at /0: each module in a list must be an object with a "name"'),
+    # a malformed schema.json: one line naming it and the JSON pointer
+    ({"define/schema.json": {"properties": 3}},
+     "define/schema.json at /properties: properties must be an object of name: subschema, "
+     "not a number"),
+    ({"define/schema.json": {"additionalProperties": 3}},
+     "define/schema.json at /additionalProperties: a subschema must be an object or a "
+     "boolean, not a number"),
+    ({"define/schema.json": {"properties": {"modules": 3}}},
+     "define/schema.json at /properties/modules: a subschema must be an object or a boolean"),
+    ({"define/schema.json": {"properties": {"app": 3}}},
+     "define/schema.json at /properties/app: a subschema must be an object or a boolean"),
+    ({"define/schema.json": {"items": [{}, "x"]}},
+     "define/schema.json at /items/1: a subschema must be an object or a boolean"),
+    ({"define/schema.json": {"patternProperties": {"[": {}}}},
+     "define/schema.json at /patternProperties/[: pattern '[' does not compile"),
+    ({"define/schema.json": {"properties": {"app": {"$ref": "#/nope"}}}},
+     "define/schema.json at /properties/app/$ref: $ref '#/nope' points to nothing"),
+    ({"define/schema.json": {"properties": {"a": {"$ref": "#/definitions/d"}},
+                             "definitions": {"d": {"properties": {"x": 1}}}}},
+     "define/schema.json at /definitions/d/properties/x: a subschema must be an object"),
+    ({"define/schema.json": {"properties": {"a": {"mergeStrategy": "append",
+                                                  "mergeOptions": 1}}}},
+     "define/schema.json at /properties/a/mergeOptions: mergeOptions must be an object"),
+    # a $ref below "modules" resolves within that subschema (jsonmerge): caught when merging
+    ({"define/schema.json": {"properties": {"modules": {"additionalProperties": {
+        "properties": {"port": {"$ref": "#/definitions/p"}}}}},
+        "definitions": {"p": {"mergeStrategy": "append"}}},
+      "define/modules.json": {"app": {"port": [1]}},
+      "define/dev.json": {"modules": {"app": {"port": [2]}}}},
+     "define/dev.json at /modules/app: cannot merge: a $ref in define/schema.json does not "
+     "resolve: Unresolvable JSON pointer: 'definitions/p'"),
     # projects: an object per subproject, with a subproject's keys
     ({"define/facsimile.json": {"name": "r1", "projects": {"b": 3}}},
      "define/facsimile.json at /projects/b: subproject 'b' must be an object, not a number"),
@@ -405,6 +436,23 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path: Path, tree: dict, expec
     write_tree(tmp_path, {"define/facsimile.json": {"name": "p"}, **tree})
     err = one_line_error(tmp_path, "show", "dev")
     assert expected in err
+
+
+def test_boolean_subschemas_are_schemas(tmp_path: Path) -> None:
+    # JSON Schema allows true/false as subschemas; jsonmerge (draft 4) does not: a $ref
+    # sends the merge through jsonmerge, which used to fail on them with a traceback
+    write_tree(tmp_path, {
+        "define/schema.json": {"properties": {"a": True, "b": False,
+                                              "v": {"$ref": "#/definitions/app"}},
+                               "patternProperties": {"^x": True},
+                               "definitions": {"app": {"mergeStrategy": "append"}}},
+        "define/facsimile.json": {"name": "p", "a": {"x": 1}, "b": {"x": 1}, "v": [1],
+                                  "xy": {"x": 1}},
+        "define/dev.json": {"a": {"y": 2}, "b": {"y": 2}, "v": [2], "xy": {"y": 2}},
+    })
+    inst = show(tmp_path, "dev")["instance"]
+    assert inst["v"] == [1, 2]
+    assert inst["a"] == inst["b"] == inst["xy"] == {"x": 1, "y": 2}
 
 
 UNSAFE = [
