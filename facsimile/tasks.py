@@ -522,7 +522,9 @@ def write_if_changed(
     """Atomically write ``data`` unless the file already holds it; keep ``mode``.
 
     Returns the file's ``(mtime_ns, size)``. ``made``: folders known to exist
-    already (saves a mkdir per file).
+    already (saves a mkdir per file). The temporary file, next to its place,
+    is created with ``mode`` less the umask (so a secret is never readable by
+    others, not even half-written), given the whole ``mode``, and renamed over it.
     """
     target = str(path)
     try:
@@ -541,15 +543,22 @@ def write_if_changed(
         if made is not None:
             made.add(folder)
     tmp = f"{folder}{os.sep}.{os.path.basename(target)}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)  # left by a process of the same pid that was killed
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            st = os.fstat(fh.fileno())
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:  # left by a killed process of the same pid
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            st = os.fstat(fd)
+            if st.st_mode & 0o7777 != mode:  # the umask took bits that the mode asks for
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -643,14 +652,19 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             "actions": [(_checkout_action, (build, srcs))],
             "uptodate": [False],
         }
+    lean = running_groups_only(project)
     for inst in chosen:
         names = []
         checkouts = [f"checkout:{src.name}" for src in project.sources(inst)]
         outputs = list(build.outputs(inst).values())
         fresh = True
+        omitted = 0
         for o in outputs:
             reasons = build.check(o)
             fresh = fresh and not reasons
+            if lean and not reasons:
+                omitted += 1  # doit would only skip it: spare it the task
+                continue
             names.append(o.task)
             task = {
                 "basename": "build",
@@ -670,8 +684,9 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             "name": inst.name,
             "doc": f"build instance {inst.name}",
             "actions": [(_prune_action, (build, inst.name))],
-            "task_dep": names,
+            "task_dep": [*checkouts, *names],
             "uptodate": [uptodate([f"orphan: {build.root.rel(f)}" for f in orphans])],
+            "meta": {"up_to_date": omitted},
         }
         yield {
             "basename": "sync",
@@ -694,6 +709,40 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
     build.save_verified()
     for extra in project.tasks():
         yield dict(extra)
+
+
+def running_groups_only(project: Project) -> bool:
+    """Whether doit is about to *run* group tasks only (``doit``, ``doit build:prod``,
+    ``doit sync:dev``, ``facs build``): then up-to-date outputs need no task at all.
+
+    Every other command (``list``, ``info``, ``forget``, ``clean``, ``strace``,
+    ``run -a``, a run naming one output) gets every task. doit tells a task
+    creator nothing about the command, so this looks at the caller's frame of
+    ``DoitCmdBase.execute(params, args)`` (doit 0.36-0.37).
+    """
+    import sys
+
+    from doit.cmd_base import DoitCmdBase
+    from doit.cmd_run import Run
+    from doit.cmd_strace import Strace
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        cmd = frame.f_locals.get("self")
+        if frame.f_code.co_name == "execute" and isinstance(cmd, DoitCmdBase):
+            break
+        frame = frame.f_back
+    else:
+        return False
+    params, args = frame.f_locals.get("params"), frame.f_locals.get("args")
+    if not isinstance(cmd, Run) or isinstance(cmd, Strace) or params is None:
+        return False
+    if params.get("always") or not isinstance(args, list):
+        return False
+    groups = {"build", "sync", "checkout", *(f"{b}:{i}" for b in ("build", "sync")
+                                             for i in project.instances)}
+    return all(isinstance(a, str) and (a in groups or a.startswith("checkout:"))
+               for a in args)
 
 
 def guarded_tasks(make: Any) -> Iterator[dict[str, Any]]:
@@ -741,10 +790,17 @@ class Reporter(ExecutedOnlyReporter):
     def add_success(self, task: Any) -> None:
         if task.actions and task.name.startswith("build:") and task.targets:
             self.counts["built"] += 1
+        self._omitted(task)
 
     def skip_uptodate(self, task: Any) -> None:
         if task.targets:
             self.counts["up to date"] += 1
+        self._omitted(task)
+
+    def _omitted(self, task: Any) -> None:
+        """Up-to-date outputs that got no task (see :func:`running_groups_only`)."""
+        if task.meta:
+            self.counts["up to date"] += task.meta.get("up_to_date", 0)
 
     def complete_run(self) -> None:
         super().complete_run()

@@ -259,6 +259,29 @@ def test_doit_clean_and_forget_work(built: Path) -> None:
     assert (built / "BUILD/dev/etc/app.ini").exists()
 
 
+def test_runs_skip_up_to_date_outputs_and_other_commands_see_every_task(built: Path) -> None:
+    outputs = set(mtimes(built / "BUILD"))  # 5 per instance, 3 instances
+    # a run of group tasks hands doit only what is stale, and still counts the rest
+    assert "facsimile: 0 built, 15 up to date" in doit(built, check=True).stdout
+    report = json.loads(doit(built, "--reporter", "json", check=True).stdout)
+    assert not [t["name"] for t in report["tasks"] if "/" in t["name"]]
+    assert "facsimile: 0 built, 5 up to date" in doit(built, "build:prod", check=True).stdout
+    edit_json(built / "define/dev.json", {"app.port": 8001})
+    proc = doit(built, "build:dev", check=True)
+    assert ran(proc) == {"dev/etc/app.ini"} and "1 built, 4 up to date" in proc.stdout
+    # one up-to-date output by name: it exists as a task, and is up to date
+    proc = doit(built, "build:dev/etc/db.ini", check=True)
+    assert "0 built, 1 up to date" in proc.stdout
+    # --always-execute runs every output task
+    assert ran(doit(built, "-a", "build:dev", check=True)) == {
+        p for p in outputs if p.startswith("dev/")}
+    # list, info, forget, clean see every output task
+    listed = {line.split()[0].removeprefix("build:") for line in
+              doit(built, "list", "--all", check=True).stdout.splitlines()}
+    assert outputs <= listed
+    assert "up-to-date" in doit(built, "info", "build:prod/etc/db.ini", check=True).stdout
+
+
 def test_the_example_builds(tmp_path: Path) -> None:
     """The repository's own define/ tmpl/ extra/ build and are a no-op the second time."""
     from conftest import REPO
