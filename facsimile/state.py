@@ -146,6 +146,7 @@ def read_state(path: Path, shown: str | None = None) -> dict[str, Any]:
 #: a stored kind: ``password``, ``password:40``, ``token``, ``token:32``, ``uuid``, ``id``
 _KIND_RE = re.compile(r"^(?:(password|token)(?::[0-9]+)?|(uuid|id))$")
 SECTIONS = ("modules", "generate", "daemons")
+KEEP_PREVIOUS = 3  # replaced values kept per entry, for masking only
 LEFT = "; it was left as it is"
 
 
@@ -181,6 +182,10 @@ def check_state(data: Any, shown: str) -> None:
                     f"state entry's value is {_typename(value)}, not the "
                     f"{'whole number' if want is int else 'string'} its kind {kind!r} "
                     "holds" + LEFT, file=shown, pointer=f"{where}/value")
+            previous = entry.get("previous", [])
+            if not isinstance(previous, list) or not all(isinstance(v, str) for v in previous):
+                raise StateError("state entry's previous values must be a list of strings"
+                                 + LEFT, file=shown, pointer=f"{where}/previous")
 
 
 def _typename(value: Any) -> str:
@@ -250,7 +255,12 @@ def fill(
             if gen is None:
                 raise StateError(f"no generator for kind {want.kind!r}", pointer=want.path)
             value = gen(want.arg)
-        section[want.name] = {"kind": want.kind, "value": value}
+        new = {"kind": want.kind, "value": value}
+        if entry is not None and isinstance(entry.get("value"), str):
+            # the values it replaces, newest first: a plan --diff masks them in the
+            # outputs that still hold them
+            new["previous"] = [entry["value"], *entry.get("previous", [])][:KEEP_PREVIOUS]
+        section[want.name] = new
         made.append(want)
     return made
 

@@ -571,9 +571,9 @@ def scrub(text: str, state: State) -> str:
     """Replace every state value in ``text`` with the mask."""
     for section in ("modules", "generate"):
         for entry in state.data.get(section, {}).values():
-            value = entry.get("value")
-            if isinstance(value, str) and len(value) >= 4:
-                text = text.replace(value, MASK)
+            for value in (entry.get("value"), *entry.get("previous", ())):
+                if isinstance(value, str) and len(value) >= 4:
+                    text = text.replace(value, MASK)
     return text
 
 

@@ -195,3 +195,23 @@ def test_unreadable_doit_database_is_an_error(built: Path) -> None:
     assert proc.returncode == 1
     assert ".doit.db" in proc.stderr and "Traceback" not in proc.stderr
     assert doit(built).returncode != 0  # doit refuses it too: the two agree
+
+
+def test_diff_masks_a_rotated_away_secret_on_a_changed_line(built: Path) -> None:
+    old_pw = json.loads((built / "state/prod/state.json").read_text())[
+        "modules"]["db_user"]["value"]
+    facs(built, "state", "rotate", "prod", "db_user", check=True)
+    state = json.loads((built / "state/prod/state.json").read_text())
+    assert state["modules"]["db_user"]["previous"] == [old_pw]
+    # the old file holds the old value on a line the new template no longer makes:
+    # only the kept previous value can mask it
+    write_tree(built, {"tmpl/_ALL_/etc/db.ini.j2": (
+        "host = {{ instance.db.host }}\nuser = {{ module.db_user.username }}\n"
+        "secret = {{ module.db_user.password | upper }}\n")})
+    (built / "BUILD/prod/etc/db.ini").write_text(f"secret = {old_pw.upper()}\n"
+                                                 f"pw = {old_pw}\n")
+    proc = facs(built, "plan", "--diff", "prod")
+    assert proc.returncode == 2
+    assert old_pw not in proc.stdout and old_pw.upper() not in proc.stdout
+    assert state["modules"]["db_user"]["value"] not in proc.stdout
+    assert "-pw = ********" in proc.stdout
