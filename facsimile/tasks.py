@@ -605,6 +605,19 @@ def _prune_action(build: Build, instance: str | None) -> None:
     build.prune(instance)
 
 
+def _clean_action(path: str, build_dir: str) -> None:
+    """``doit clean``: remove the output and the folders it leaves empty in BUILD/."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    parent = os.path.dirname(path)
+    while parent.startswith(build_dir + os.sep) and parent != build_dir:
+        try:
+            os.rmdir(parent)  # only when empty
+        except OSError:
+            break
+        parent = os.path.dirname(parent)
+
+
 def _sync_action(build: Build, instance: str) -> Any:
     from doit.exceptions import TaskFailed
 
@@ -625,7 +638,7 @@ def _presign(*funcs: Any) -> None:
         f.__signature__ = inspect.signature(f)
 
 
-_presign(stale, _render_action, _prune_action, _checkout_action, _sync_action)
+_presign(stale, _render_action, _prune_action, _clean_action, _checkout_action, _sync_action)
 
 
 def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -672,7 +685,7 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                 "actions": [(_render_action, (build, inst.name, o.rel))],
                 "targets": [build.out_str(o)],
                 "uptodate": [uptodate(reasons)],
-                "clean": True,
+                "clean": [(_clean_action, (build.out_str(o), str(build.root.build)))],
             }
             if checkouts:
                 task["task_dep"] = checkouts

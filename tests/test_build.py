@@ -257,6 +257,9 @@ def test_doit_clean_and_forget_work(built: Path) -> None:
     assert not (built / "BUILD/dev/etc/app.ini").exists()
     doit(built, check=True)
     assert (built / "BUILD/dev/etc/app.ini").exists()
+    # cleaning everything leaves no file, and no empty folder, in BUILD/
+    doit(built, "clean", check=True)
+    assert not [p for p in (built / "BUILD").rglob("*")]
 
 
 def test_runs_skip_up_to_date_outputs_and_other_commands_see_every_task(built: Path) -> None:
