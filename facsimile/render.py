@@ -223,9 +223,17 @@ def make_environment(index: LayerIndex) -> Any:
             self.policies["json.dumps_function"] = _tojson_dumps
             self.policies["json.dumps_kwargs"] = {"sort_keys": True}
             self.by_file: dict[str, Any] = {}
+            self.resolved: dict[tuple[tuple[Path, ...], str], str] = {}  # the index is fixed
 
         def resolve(self, name: str) -> str:
             search = _search.get()
+            key = (search, name)
+            hit = self.resolved.get(key)
+            if hit is None:
+                hit = self.resolved[key] = self._resolve(name, search)
+            return hit
+
+        def _resolve(self, name: str, search: tuple[Path, ...]) -> str:
             parts = name.replace("\\", "/").split("/")
             if name.startswith("/") or ".." in parts:
                 raise jinja2.TemplateNotFound(name, f"{name!r} escapes the template folders")

@@ -213,9 +213,6 @@ class Build:
             return "project version"
         return self.rel(o.source)
 
-    def out_path(self, o: Output) -> Path:
-        return Path(self.out_str(o))
-
     def out_str(self, o: Output) -> str:
         return f"{self._build_dir}{o.instance}{os.sep}{o.rel}"
 
@@ -418,7 +415,7 @@ class Build:
         """Make one output (a doit action); returns the record saved as doit values."""
         inst = self.project.instances[instance]
         o = self.outputs(inst)[rel]
-        out = self.out_path(o)
+        out = self.out_str(o)
         src_rel = self.src(o)
         record: dict[str, Any] = {"s": src_rel}
         if o.kind == "genconfig":
@@ -517,7 +514,7 @@ def read_db(path: Path) -> dict[str, Any]:
 
 
 def write_if_changed(
-    path: Path, data: bytes, mode: int, made: set[str] | None = None
+    path: Path | str, data: bytes, mode: int, made: set[str] | None = None
 ) -> tuple[int, int]:
     """Atomically write ``data`` unless the file already holds it; keep ``mode``.
 
@@ -529,7 +526,7 @@ def write_if_changed(
     target = str(path)
     try:
         st = os.stat(target)
-        if st.st_size == len(data) and path.read_bytes() == data:
+        if st.st_size == len(data) and _read(target) == data:
             if st.st_mode & 0o7777 != mode:
                 os.chmod(target, mode)
             return st.st_mtime_ns, st.st_size
@@ -565,6 +562,11 @@ def write_if_changed(
             os.unlink(tmp)
         raise
     return st.st_mtime_ns, st.st_size
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def scrub(text: str, state: State) -> str:
