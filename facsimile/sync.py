@@ -583,22 +583,28 @@ def plan_host(
     host: str,
     url: str,
     actual: Mapping[str, str | None] | None = None,
+    actual_modes: Mapping[str, int | None] | None = None,
 ) -> HostPlan:
     """Puts and deletes for one destination; nothing is changed here.
 
-    ``actual``: digests read from the destination (check mode) instead of the
-    manifest's.
+    ``actual``, ``actual_modes``: digests and modes read from the destination
+    (check and repair) instead of the manifest's.
     """
     manifest = read_manifest(dest)
     plan = HostPlan(target, host, url, manifest=manifest, files=dict(files))
     for rel, f in sorted(files.items()):
         seen = manifest.get(rel)
-        have = actual.get(rel) if actual is not None else (seen or {}).get("digest")
-        if seen is None and (actual is None or have is None):
-            plan.puts.append(Put(f, "new"))
+        if actual is not None:
+            have = actual.get(rel)
+            mode = (actual_modes or {}).get(rel)
+        else:
+            have = (seen or {}).get("digest")
+            mode = (seen or {}).get("mode")
+        if have is None:
+            plan.puts.append(Put(f, "missing" if actual is not None and seen else "new"))
         elif have != f.digest:
-            plan.puts.append(Put(f, "changed" if have else "missing"))
-        elif dest.has_modes and seen is not None and seen.get("mode") != f.mode:
+            plan.puts.append(Put(f, "changed"))
+        elif dest.has_modes and (actual is None or mode is not None) and mode != f.mode:
             plan.puts.append(Put(f, "mode"))
         else:
             plan.unchanged += 1
@@ -774,19 +780,19 @@ def _one_host(
         manifest = read_manifest(dest)
         rels = sorted(set(job.files) | set(manifest))
         actual = dest.digests(rels)
-        plan = plan_host(dest, job.files, owned, exclude, job.target, job.host, job.url, actual)
+        modes = dest.modes(rels) if dest.has_modes else {}
+        plan = plan_host(dest, job.files, owned, exclude, job.target, job.host, job.url,
+                         actual, modes)
         drift = []
         for rel in sorted(manifest):
             if actual.get(rel) is None:
                 drift.append(f"{rel}: removed on the host")
             elif actual[rel] != manifest[rel].get("digest"):
                 drift.append(f"{rel}: edited on the host")
-        if dest.has_modes:
-            modes = dest.modes(sorted(manifest))
-            for rel, mode in modes.items():
-                want = manifest[rel].get("mode")
-                if mode is not None and want is not None and mode != want:
-                    drift.append(f"{rel}: mode {mode:o} on the host, {want:o} synced")
+        for rel in sorted(manifest):
+            mode, want = modes.get(rel), manifest[rel].get("mode")
+            if mode is not None and want is not None and mode != want:
+                drift.append(f"{rel}: mode {mode:o} on the host, {want:o} synced")
         if check:
             for line in drift:
                 out(f"  {label}: drift: {line}")

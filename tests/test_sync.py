@@ -65,7 +65,37 @@ class Dest:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
-    def mtimes(self, host: str) -> dict[str, int]:
+    def read(self, host: str, rel: str) -> bytes | None:
+        if self.kind == "s3":
+            try:
+                obj = self.s3.get_object(Bucket=self.server.bucket,
+                                         Key=f"{self.prefix}/{host}/{rel}")
+            except self.s3.exceptions.NoSuchKey:
+                return None
+            return obj["Body"].read()
+        path = self.base / host / rel
+        return path.read_bytes() if path.is_file() else None
+
+    def remove(self, host: str, rel: str) -> None:
+        if self.kind == "s3":
+            self.s3.delete_object(Bucket=self.server.bucket, Key=f"{self.prefix}/{host}/{rel}")
+            return
+        (self.base / host / rel).unlink()
+
+    def everything(self) -> list[str]:
+        """Every file or object at this destination, whatever the host."""
+        if self.kind == "s3":
+            resp = self.s3.list_objects_v2(Bucket=self.server.bucket, Prefix=f"{self.prefix}/")
+            return [o["Key"] for o in resp.get("Contents", [])]
+        return [str(p) for p in self.base.rglob("*") if p.is_file()] if self.base.exists() else []
+
+    def mtimes(self, host: str) -> dict[str, object]:
+        """What shows that a file was written again: mtime, or an object's
+        LastModified and ETag."""
+        if self.kind == "s3":
+            resp = self.s3.list_objects_v2(Bucket=self.server.bucket,
+                                           Prefix=f"{self.prefix}/{host}/")
+            return {o["Key"]: (o["LastModified"], o["ETag"]) for o in resp.get("Contents", [])}
         top = self.base / host
         return {p.relative_to(top).as_posix(): p.stat().st_mtime_ns
                 for p in top.rglob("*") if p.is_file()}
@@ -387,3 +417,21 @@ def test_two_targets_on_one_host_share_the_destination(tmp_path: Path) -> None:
     out = sync(root, "--target", "db")  # still the union: nothing of web's is deleted
     assert "0 put, 0 deleted, 3 unchanged" in out
     assert (base / "one/shop/old.txt").exists()
+
+
+# ------------------------------------------------------------- drift and repair
+
+
+def test_repair_fixes_a_mode_changed_on_the_host(moded: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, moded.deploy)
+    sync(root)
+    secret = moded.base / "h1/etc/db.ini"
+    os.chmod(secret, 0o644)
+    out = sync(root, "--check", code=2)
+    assert "web/h1: drift: etc/db.ini: mode 644 on the host, 600 synced" in out
+    assert "web/h1: 1 drifted, 1 to sync" in out
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o644
+    out = sync(root, "--repair")
+    assert "web/h1: 1 put" in out and "web/h2: 0 put" in out
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert "drift on 0" in sync(root, "--check")
