@@ -151,6 +151,22 @@ class HostResult:
 # ------------------------------------------------------------------ destinations
 
 
+def tmp_name(final: str) -> str:
+    """The temporary name next to ``final`` that a put writes, then renames."""
+    return posixpath.join(posixpath.dirname(final),
+                          f".{posixpath.basename(final)}{TMP_SUFFIX}")
+
+
+def is_tmp_name(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TMP_SUFFIX) and len(name) > len(TMP_SUFFIX) + 1
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class Destination:
     """One destination folder on an fsspec filesystem."""
 
@@ -204,9 +220,11 @@ class Destination:
         if self.atomic_put:
             self.fs.put_file(f.path, final)
             return
-        tmp = posixpath.join(parent, f".{posixpath.basename(final)}{TMP_SUFFIX}")
-        self.fs.put_file(f.path, tmp)
+        tmp = tmp_name(final)
+        # the empty file gets its final mode before any content goes in
+        self.fs.pipe_file(tmp, b"")
         self.chmod(tmp, f.mode)
+        self.fs.put_file(f.path, tmp)
         self.fs.mv(tmp, final)
 
     def chmod(self, path: str, mode: int) -> None:
@@ -228,9 +246,10 @@ class Destination:
         if self.atomic_put:
             self.fs.pipe_file(final, data)
             return
-        tmp = posixpath.join(parent, f".{posixpath.basename(final)}{TMP_SUFFIX}")
-        self.fs.pipe_file(tmp, data)
+        tmp = tmp_name(final)
+        self.fs.pipe_file(tmp, b"")
         self.chmod(tmp, 0o600)
+        self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, final)
 
     def digests(self, rels: list[str]) -> dict[str, str | None]:
@@ -255,6 +274,38 @@ class LocalDestination(Destination):
     """``file://``: fsspec's local filesystem; renames are atomic, modes kept."""
 
     has_modes = True
+
+    def _write(self, rel: str, mode: int, write: Callable[[int], None]) -> None:
+        """Create the temporary file with ``mode`` (no one else may read it at any
+        moment, nor after a kill), let ``write`` fill it, rename it in."""
+        final = self.path(rel)
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        tmp = tmp_name(final)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # left by a killed sync, maybe with another mode
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     mode & 0o777)
+        try:
+            os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
+            write(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, final)
+
+    def put(self, f: LocalFile) -> None:
+        def write(fd: int) -> None:
+            with open(f.path, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    _write_all(fd, chunk)
+
+        self._write(f.rel, f.mode, write)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        self._write(rel, 0o600, lambda fd: _write_all(fd, data))
 
     def chmod(self, path: str, mode: int) -> None:
         os.chmod(path, mode)
@@ -339,8 +390,11 @@ class SSHDestination(Destination):
         payload = _tar_bytes(puts)
         stage = self.path(f".facsimile/staging.{secrets.token_hex(6)}")
         old = shlex.quote(self.path(".facsimile")) + "/staging.*"  # left by a killed sync
-        lines = ["set -e", f"rm -rf {old}", f"mkdir -p {shlex.quote(stage)}",
-                 f"tar -C {shlex.quote(stage)} --no-same-owner -xpf -"]
+        # the staging folder is the user's alone, and tar makes each file under umask
+        # 077 before it sets the file's own mode: a secret is never readable by others
+        lines = ["set -e", f"rm -rf {old}", f"mkdir -p {shlex.quote(self.path('.facsimile'))}",
+                 f"mkdir -m 700 {shlex.quote(stage)}",
+                 f"(umask 077 && tar -C {shlex.quote(stage)} --no-same-owner -xpf -)"]
         for d in sorted({posixpath.dirname(p.file.rel) for p in puts}):
             src = posixpath.join(stage, d) if d else stage
             dst = self.path(d) if d else self.base
@@ -365,13 +419,8 @@ class SSHDestination(Destination):
                 await fs._makedirs(d, exist_ok=True)
 
         async def one(f: LocalFile) -> None:
-            final = self.path(f.rel)
-            tmp = posixpath.join(posixpath.dirname(final),
-                                 f".{posixpath.basename(final)}{TMP_SUFFIX}")
-            async with fs._pool.get() as channel:
-                await channel.put(f.path, tmp)
-                await channel.chmod(tmp, f.mode)
-                await channel.posix_rename(tmp, final)
+            with open(f.path, "rb") as src:
+                await self._write_async(f.rel, f.mode, src.read)
             progress(f.size)
 
         async def run() -> None:
@@ -385,6 +434,32 @@ class SSHDestination(Destination):
             await asyncio.gather(*(guarded(p.file) for p in puts))
 
         self._sync(run)
+
+    async def _write_async(self, rel: str, mode: int, read: Callable[[int], bytes]) -> None:
+        """Open the temporary file with ``mode`` and set it (umask, or a file left by
+        a killed sync) before any content goes in; then write, rename it in."""
+        from asyncssh import SFTPAttrs
+
+        final = self.path(rel)
+        tmp = tmp_name(final)
+        async with self.fs._pool.get() as channel:
+            fh = await channel.open(tmp, "wb", SFTPAttrs(permissions=mode & 0o777))
+            try:
+                await fh.chmod(mode)
+                while chunk := read(1 << 22):
+                    await fh.write(chunk)
+            finally:
+                await fh.close()
+            await channel.posix_rename(tmp, final)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        import io
+
+        async def go() -> None:
+            await self.fs._makedirs(posixpath.dirname(self.path(rel)), exist_ok=True)
+            await self._write_async(rel, 0o600, io.BytesIO(data).read)
+
+        self._sync(go)
 
     def chmod(self, path: str, mode: int) -> None:
         async def go() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -435,3 +436,46 @@ def test_repair_fixes_a_mode_changed_on_the_host(moded: Dest, tmp_path: Path) ->
     assert "web/h1: 1 put" in out and "web/h2: 0 put" in out
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert "drift on 0" in sync(root, "--check")
+
+
+# ------------------------------------------------------------------------ modes
+
+
+BIG = """
+import os, sys
+from pathlib import Path
+from facsimile.sync import sync_instance
+sys.exit(sync_instance(instance="dev", project="shop", root=Path(sys.argv[1]),
+    build_dir=Path(sys.argv[1]) / "BUILD/dev", deploy=DEPLOY,
+    targets={"web": {"hosts": ["h1"]}}, out=lambda s: None))
+"""
+
+
+def test_a_secret_is_never_readable_by_others_while_written(
+        moded: Dest, tmp_path: Path) -> None:
+    """The temporary file of a 0600 output is 0600 from its creation, also when the
+    sync is killed while writing it."""
+    dest = moded
+    secret = tmp_path / "BUILD/dev/etc/big.secret"
+    secret.parent.mkdir(parents=True)
+    (secret.parent / "app.ini").write_text("port = 1\n")
+    with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as fh:
+        for _ in range(64):
+            fh.write(b"password = hunter2\n" * 55_000)  # ~1 MB each
+    script = BIG.replace("DEPLOY", repr(dest.deploy))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
+    tmp = dest.base / "h1/etc/.big.secret.facsimile-tmp"
+    seen = None
+    deadline = time.monotonic() + 60
+    while seen is None and time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(FileNotFoundError):
+            seen = stat.S_IMODE(os.stat(tmp).st_mode)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert seen is not None, "never saw the temporary file: make the secret bigger"
+    assert seen == 0o600, f"temporary file was {seen:o} right after it was made"
+    left = [p for p in (dest.base / "h1").rglob("*") if p.is_file()]
+    assert tmp in left, "the kill did not land while the secret was written"
+    for p in left:  # nothing readable by others, half-written or whole
+        if "app.ini" not in p.name:  # 0644 by design
+            assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, p
