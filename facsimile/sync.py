@@ -13,7 +13,12 @@ every put and delete it describes has completed. A sync killed half way leaves
 the previous manifest, so every file it had already put still differs from
 that manifest and is put again (idempotently) by the next sync; every delete
 is attempted again. Each file is at any moment either its old or its new
-content, since it only changes by a rename (or an atomic S3 put).
+content, since it only changes by a rename (or an atomic S3 put). A file the
+killed sync put that the next build no longer has is still found: before its
+first put, a sync records the old manifest and its planned puts in
+``.facsimile/pending.json`` and removes that record after the manifest.
+A temporary file gets its final mode before any content, so a 0600 secret is
+never readable by others on the way.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from urllib.parse import unquote, urlsplit
 from .errors import SyncError
 
 MANIFEST = ".facsimile/manifest.json"
+PENDING = ".facsimile/pending.json"  # what a sync under way may have put: see apply_host
 TMP_SUFFIX = ".facsimile-tmp"
 DEFAULT_URL = "file://{root}/DEPLOY/{instance}/{host}"
 DEFAULT_JOBS = 8
@@ -132,6 +138,8 @@ class HostPlan:
     unchanged: int = 0
     manifest: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, LocalFile] = field(default_factory=dict)
+    #: what a killed sync may have put (its pending record): facsimile's own too
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def changes(self) -> bool:
@@ -252,6 +260,25 @@ class Destination:
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, final)
 
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.rm_file(self.path(rel))
+
+    def tmp_files(self, folders: Iterable[str]) -> list[str]:
+        """Temporary files (``.NAME.facsimile-tmp``) directly in ``folders``, which a
+        killed sync may have left behind."""
+        out = []
+        for folder in sorted(set(folders)):
+            try:
+                names = self.fs.ls(self.path(folder) if folder else self.base, detail=False)
+            except (FileNotFoundError, OSError):
+                continue
+            for name in names:
+                base = posixpath.basename(str(name).rstrip("/"))
+                if is_tmp_name(base):
+                    out.append(posixpath.join(folder, base) if folder else base)
+        return out
+
     def digests(self, rels: list[str]) -> dict[str, str | None]:
         """The sha256 of each file at the destination (None where missing)."""
         out: dict[str, str | None] = {}
@@ -329,6 +356,17 @@ class LocalDestination(Destination):
                 out[rel] = None
         return out
 
+    def tmp_files(self, folders: Iterable[str]) -> list[str]:
+        out = []
+        for folder in sorted(set(folders)):
+            try:
+                with os.scandir(self.path(folder) if folder else self.base) as it:
+                    out += [posixpath.join(folder, e.name) if folder else e.name
+                            for e in it if is_tmp_name(e.name) and e.is_file()]
+            except OSError:
+                continue
+        return out
+
 
 class S3Destination(Destination):
     """``s3://``: an object put is atomic; there are no modes or folders."""
@@ -353,6 +391,9 @@ class S3Destination(Destination):
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         self.fs.pipe_file(self.path(rel), data)
+
+    def tmp_files(self, folders: Iterable[str]) -> list[str]:
+        return []  # objects are put whole, never through a temporary name
 
     def read(self, rel: str) -> bytes | None:
         self.fs.invalidate_cache()
@@ -530,6 +571,21 @@ class SSHDestination(Destination):
         text = str(result.stdout or "") + str(result.stderr or "")
         return int(result.exit_status or 0), text
 
+    def tmp_files(self, folders: Iterable[str]) -> list[str]:
+        folders = sorted({f or "." for f in folders})
+        if not folders:
+            return []
+        result = self.fs.execute(
+            f"cd {shlex.quote(self.base)} && xargs -0 sh -c 'exec find \"$@\" -maxdepth 1 "
+            f"-type f -name \".*{TMP_SUFFIX}\"' sh 2>/dev/null; true",
+            check=False, input="\0".join(folders))
+        out = []
+        for line in str(result.stdout or "").splitlines():
+            rel = line[2:] if line.startswith("./") else line
+            if is_tmp_name(posixpath.basename(rel)):
+                out.append(rel)
+        return out
+
 
 def _tar_bytes(puts: list[Put]) -> bytes:
     """An uncompressed tar of the files to put: the system's tar when there is one
@@ -635,8 +691,8 @@ def open_destination(url: str, deploy: Mapping[str, Any], label: str) -> Destina
 # ------------------------------------------------------------------------ planning
 
 
-def read_manifest(dest: Destination) -> dict[str, dict[str, Any]]:
-    data = dest.read(MANIFEST)
+def _read_files(dest: Destination, rel: str) -> dict[str, dict[str, Any]]:
+    data = dest.read(rel)
     if data is None:
         return {}
     try:
@@ -645,8 +701,23 @@ def read_manifest(dest: Destination) -> dict[str, dict[str, Any]]:
         assert isinstance(files, dict)
         return files
     except (ValueError, KeyError, AssertionError, TypeError):
-        raise SyncError(f"{dest.label}: {MANIFEST} is not a facsimile manifest; "
+        raise SyncError(f"{dest.label}: {rel} is not a facsimile manifest; "
                         "move it away to start afresh") from None
+
+
+def read_manifest(dest: Destination) -> dict[str, dict[str, Any]]:
+    return _read_files(dest, MANIFEST)
+
+
+def read_pending(dest: Destination) -> dict[str, dict[str, Any]]:
+    """The record a sync writes before its first put and removes after its
+    manifest: present only when a sync was killed (or failed) half way."""
+    return _read_files(dest, PENDING)
+
+
+def _doc(files: Mapping[str, dict[str, Any]]) -> bytes:
+    doc = {"format": 1, "written_by": "facsimile", "files": dict(sorted(files.items()))}
+    return (json.dumps(doc, indent=1) + "\n").encode()
 
 
 def plan_host(
@@ -666,7 +737,8 @@ def plan_host(
     (check and repair) instead of the manifest's.
     """
     manifest = read_manifest(dest)
-    plan = HostPlan(target, host, url, manifest=manifest, files=dict(files))
+    pending = read_pending(dest)
+    plan = HostPlan(target, host, url, manifest=manifest, files=dict(files), pending=pending)
     for rel, f in sorted(files.items()):
         seen = manifest.get(rel)
         if actual is not None:
@@ -683,7 +755,8 @@ def plan_host(
             plan.puts.append(Put(f, "mode"))
         else:
             plan.unchanged += 1
-    gone = {rel for rel in manifest if rel not in files}
+    # files an earlier sync put, even one killed before its manifest
+    gone = {rel for rel in (*manifest, *pending) if rel not in files}
     for folder in owned:
         gone |= {rel for rel in dest.find(folder)
                  if rel not in files and not rel.startswith(".facsimile/")}
@@ -692,7 +765,14 @@ def plan_host(
 
 
 def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None]) -> int:
-    """Carry the plan out; the manifest last. Returns bytes sent."""
+    """Carry the plan out; the manifest last. Returns bytes sent.
+
+    Before the first put, ``.facsimile/pending.json`` records the old manifest,
+    any earlier pending record and every planned put: should this sync be killed
+    before its manifest, the next one still knows each file it may have put
+    (and deletes it if the build no longer has it). Temporary files a killed
+    sync left in the folders written to are removed.
+    """
     sent = 0
     total = sum(p.file.size for p in plan.puts)
     last = time.monotonic()
@@ -706,14 +786,26 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None]) ->
             last = now
 
     if plan.puts:
+        record = {**plan.pending, **plan.manifest}
+        record.update({p.file.rel: {"digest": p.file.digest, "mode": p.file.mode}
+                       for p in plan.puts})
+        dest.write_bytes(PENDING, _doc(record))
+    folders = {posixpath.dirname(rel)
+               for rel in (*(p.file.rel for p in plan.puts), *plan.pending)}
+    if folders:
+        leftovers = [rel for rel in dest.tmp_files(folders) if rel not in plan.files]
+        if leftovers:
+            dest.delete_many(leftovers)
+    if plan.puts:
         dest.put_many(plan.puts, progress)
     if plan.deletes:
         dest.delete_many(plan.deletes)
     # every selected file is now in place: that is what facsimile owns here
     manifest = {rel: {"digest": f.digest, "mode": f.mode} for rel, f in plan.files.items()}
     if plan.changes or manifest != plan.manifest:
-        doc = {"format": 1, "written_by": "facsimile", "files": dict(sorted(manifest.items()))}
-        dest.write_bytes(MANIFEST, (json.dumps(doc, indent=1) + "\n").encode())
+        dest.write_bytes(MANIFEST, _doc(manifest))
+    if plan.puts or plan.pending:
+        dest.remove(PENDING)
     return sent
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -454,7 +455,7 @@ sys.exit(sync_instance(instance="dev", project="shop", root=Path(sys.argv[1]),
 def test_a_secret_is_never_readable_by_others_while_written(
         moded: Dest, tmp_path: Path) -> None:
     """The temporary file of a 0600 output is 0600 from its creation, also when the
-    sync is killed while writing it."""
+    sync is killed while writing it; the next sync removes what was left."""
     dest = moded
     secret = tmp_path / "BUILD/dev/etc/big.secret"
     secret.parent.mkdir(parents=True)
@@ -479,3 +480,54 @@ def test_a_secret_is_never_readable_by_others_while_written(
     for p in left:  # nothing readable by others, half-written or whole
         if "app.ini" not in p.name:  # 0644 by design
             assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, p
+    secret.unlink()  # the next build has it no more: the next sync cleans up
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    assert out.returncode == 0
+    names = sorted(p.relative_to(dest.base / "h1").as_posix()
+                   for p in (dest.base / "h1").rglob("*") if p.is_file())
+    assert names == [".facsimile/manifest.json", "etc/app.ini"]
+
+
+# ------------------------------------------------------------ a killed sync
+
+
+@pytest.mark.parametrize("kind", ["file", "sftp", "s3"])
+def test_files_of_a_killed_sync_are_not_left_behind(
+        tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    """Killed after putting new files but before its manifest: the next sync, whose
+    build no longer has them, still deletes them (they are outside owned folders)."""
+    d = Dest(kind, tmp_path, request)
+    deploy = dict(d.deploy)
+    if kind == "sftp":
+        deploy["ssh"] = {**deploy["ssh"], "tar": False}
+    script = BIG.replace("DEPLOY", repr(deploy))
+    build = tmp_path / "BUILD/dev/etc"
+    build.mkdir(parents=True)
+    (build / "app.ini").write_text("port = 1\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    n = {"file": 3000, "sftp": 1000, "s3": 400}[kind]
+    for i in range(n):
+        p = build / f"new/d{i % 20}/f{i}.conf"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"new {i}\n")
+
+    def arrived() -> bool:
+        if kind == "s3":
+            resp = d.s3.list_objects_v2(Bucket=d.server.bucket, MaxKeys=1,
+                                        Prefix=f"{d.prefix}/h1/etc/new/")
+            return resp.get("KeyCount", 0) > 0
+        return any((d.base / "h1/etc/new").glob("d*/f*.conf"))
+
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not arrived():
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    manifest = json.loads(d.read("h1", ".facsimile/manifest.json") or b"{}")["files"]
+    assert set(manifest) == {"etc/app.ini"}, "the kill came too late: raise n"
+    put = [k for k in d.files("h1") if k.startswith("etc/new/")]
+    assert put, "the kill came before any put"
+    shutil.rmtree(build / "new")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    assert sorted(d.files("h1")) == [".facsimile/manifest.json", "etc/app.ini"]
