@@ -618,7 +618,7 @@ def _tar_bytes(puts: list[Put]) -> bytes:
 
 
 def _known_hosts(ssh: Mapping[str, Any]) -> str:
-    path = ssh.get("known_hosts") or os.path.expanduser("~/.ssh/known_hosts")
+    path = os.path.expanduser(str(ssh.get("known_hosts") or "~/.ssh/known_hosts"))
     if not os.path.isfile(path):
         raise SyncError(
             f"no known_hosts file at {path}: facsimile verifies host keys; add the host "

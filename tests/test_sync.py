@@ -531,3 +531,35 @@ def test_files_of_a_killed_sync_are_not_left_behind(
     shutil.rmtree(build / "new")
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
     assert sorted(d.files("h1")) == [".facsimile/manifest.json", "etc/app.ini"]
+
+
+# ---------------------------------------------------------------- ssh options
+
+
+def test_tilde_in_known_hosts_and_key(tmp_path: Path, sshd, monkeypatch) -> None:  # noqa: F811
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh/known_hosts").write_text(sshd.known_hosts.read_text())
+    (home / ".ssh/deploy").write_bytes(sshd.key.read_bytes())
+    os.chmod(home / ".ssh/deploy", 0o600)
+    monkeypatch.setenv("HOME", str(home))
+    deploy = sshd.deploy(str(tmp_path / "sftp"))
+    deploy["ssh"] = {"key": "~/.ssh/deploy", "known_hosts": "~/.ssh/known_hosts"}
+    root = make_root(tmp_path, deploy)
+    out = sync(root)
+    assert out.count(": 4 put") == 2
+    assert (tmp_path / "sftp/h1/etc/app.ini").read_text() == "port = 8080\n"
+
+
+def test_missing_known_hosts_is_a_clear_error(tmp_path: Path, sshd, monkeypatch) -> None:  # noqa: F811
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    deploy = sshd.deploy(str(tmp_path / "sftp"))
+    deploy["ssh"]["known_hosts"] = "~/.ssh/nowhere"
+    root = make_root(tmp_path, deploy)
+    out = sync(root, code=1)
+    assert (f"web/h1: FAILED: no known_hosts file at {home}/.ssh/nowhere: facsimile "
+            "verifies host keys") in out
+    assert "0 host(s) ok, 2 failed" in out
+    assert not (tmp_path / "sftp").exists()
