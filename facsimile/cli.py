@@ -369,9 +369,7 @@ def run_sync(
     from .sync import sync_instance
 
     inst = project.instance(instance)
-    if target is not None and target not in inst.targets:
-        raise DefinitionError(f"instance {inst.name} has no target {target!r} "
-                              f"(targets: {', '.join(inst.targets) or 'none'})")
+    _check_sync_args(inst, target, host)
     return sync_instance(
         instance=inst.name,
         project=project.name,
@@ -389,6 +387,25 @@ def run_sync(
     )
 
 
+def _check_sync_args(inst: D.Instance, target: str | None, host: str | None) -> None:
+    """``--target`` names one the instance has; every host name is one (a '/',
+    '..', '?' or '#' in it would mix up destinations)."""
+    from .sync import host_problem
+
+    if target is not None and target not in inst.targets:
+        raise DefinitionError(f"instance {inst.name} has no target {target!r} "
+                              f"(targets: {', '.join(inst.targets) or 'none'})")
+    for tname, spec in inst.targets.items():
+        for i, h in enumerate((spec or {}).get("hosts", [])):
+            problem = host_problem(h)
+            if problem:
+                files = (inst.provenance.get(f"targets.{tname}.hosts")
+                         or inst.provenance.get(f"targets.{tname}") or inst.files[-1:])
+                raise DefinitionError(f"instance {inst.name}, target {tname}: {problem}",
+                                      file=files[-1] if files else None,
+                                      pointer=f"/targets/{tname}/hosts/{i}")
+
+
 def _deploy(project: Project, inst: D.Instance) -> dict[str, Any]:
     """``deploy`` with the default owned folders: the project's and each subproject's."""
     deploy = dict(inst.data.get("deploy", {}))
@@ -400,6 +417,7 @@ def _deploy(project: Project, inst: D.Instance) -> dict[str, Any]:
 def cmd_sync(args: argparse.Namespace) -> int:
     project = _project(args)
     inst = project.instance(args.instance)
+    _check_sync_args(inst, args.target, args.host)  # before a build it would make useless
     if not (args.no_build or args.dry_run or args.check):
         code = run_doit(project, ["run", f"build:{inst.name}"])
         if code != 0:

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .errors import SyncError
 
@@ -84,6 +84,29 @@ def check_pattern(pattern: str, what: str) -> None:
     if pattern.startswith("/") or ".." in parts:
         raise SyncError(f"{what} {pattern!r} would escape the destination: "
                         "use a relative pattern without '..'")
+
+
+HOST_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\]")
+HOST_RULE = ("letters, digits, and '.', '-', '_' between them (no '..'), "
+             "or an IPv6 address in brackets")
+
+
+def host_problem(host: Any) -> str | None:
+    """Why ``host`` cannot be a host name (it is filled into URLs and folder
+    names, so ``/``, ``..``, ``?``, ``#`` or spaces would mix up destinations)."""
+    if not isinstance(host, str) or not HOST_RE.fullmatch(host) or ".." in host:
+        return f"host name {host!r} is not allowed: use {HOST_RULE}"
+    return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit for output: a password in it is masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
 
 
 # ------------------------------------------------------------------------- model
@@ -633,10 +656,22 @@ def open_destination(url: str, deploy: Mapping[str, Any], label: str) -> Destina
     scheme = parts.scheme or "file"
     extra = dict(deploy.get("storage_options") or {})
     path = unquote(parts.path)
+    shown = shown_url(url)
+    if "?" in url or "#" in url:
+        raise SyncError(f"destination {shown!r} has a '?' or '#': a URL query or fragment "
+                        "is not a place (write them as %3F and %23 in a path)")
     if ".." in path.split("/"):
-        raise SyncError(f"destination {url!r} has '..' in its path")
+        raise SyncError(f"destination {shown!r} has '..' in its path")
     if scheme == "file":
         from fsspec.implementations.local import LocalFileSystem
+
+        if parts.netloc not in ("", "localhost"):
+            raise SyncError(f"destination {shown!r} names the host {parts.netloc!r}: a file "
+                            "URL takes an absolute path, file:///path (three slashes) or "
+                            "file://{root}/path")
+        if not path.startswith("/"):
+            raise SyncError(f"destination {shown!r} is not an absolute path: write "
+                            "file:///path or file://{root}/path")
 
         return LocalDestination(LocalFileSystem(**extra), path, label)
     if scheme in ("sftp", "ssh"):
@@ -684,7 +719,7 @@ def open_destination(url: str, deploy: Mapping[str, Any], label: str) -> Destina
             kwargs["client_kwargs"] = client
         kwargs.update(extra)
         return S3Destination(S3FileSystem(**kwargs), f"{parts.netloc}{path}", label)
-    raise SyncError(f"unsupported destination scheme {scheme!r} in {url!r} "
+    raise SyncError(f"unsupported destination scheme {scheme!r} in {shown!r} "
                     "(file://, sftp://, s3://)")
 
 
@@ -855,11 +890,12 @@ def jobs_for(
         chosen = {rel: f for rel, f in files.items()
                   if matches(rel, regexes) and not matches(rel, exclude)}
         for h in (spec or {}).get("hosts", []):
-            if not h or "/" in h or h in (".", "..") or h.startswith("-"):
-                raise SyncError(f"host name {h!r} of target {tname} is not allowed")
+            problem = host_problem(h)
+            if problem:
+                raise SyncError(f"instance {instance}, target {tname}: {problem}")
             url = fill(str(deploy.get("url") or DEFAULT_URL), {
                 "host": h, "instance": instance, "target": tname,
-                "project": project, "root": str(root),
+                "project": project, "root": quote(str(root), safe="/"),
             })
             names, _, union = by_url.setdefault(url, ([], h, {}))
             names.append(tname)
@@ -974,7 +1010,7 @@ def _one_host(
         for rel in plan.deletes:
             out(f"  {label}: delete {rel}")
         out(f"  {label}: would put {len(plan.puts)}, delete {len(plan.deletes)}, "
-            f"{plan.unchanged} unchanged ({job.url})")
+            f"{plan.unchanged} unchanged ({shown_url(job.url)})")
         return HostResult(job.target, job.host, True, "dry run", plan.changes)
     sent = apply_host(dest, plan, out)
     out(f"  {label}: {len(plan.puts)} put, {len(plan.deletes)} deleted, "

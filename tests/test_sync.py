@@ -563,3 +563,55 @@ def test_missing_known_hosts_is_a_clear_error(tmp_path: Path, sshd, monkeypatch)
             "verifies host keys") in out
     assert "0 host(s) ok, 2 failed" in out
     assert not (tmp_path / "sftp").exists()
+
+
+# ------------------------------------------------------ names and URLs refused
+
+
+@pytest.mark.parametrize("bad", ["h#1", "h?x", "a/b", "..", "a..b", "h 1", "-x", ".h", ""])
+def test_host_names_that_are_not_host_names_are_refused(
+        dest: Dest, tmp_path: Path, bad: str) -> None:
+    """Some (``/``, ``..``, a leading ``-``) the definitions refuse already; the
+    others ('#', '?', spaces) would make two hosts share one destination."""
+    root = make_root(tmp_path, dest.deploy)
+    data = json.loads((root / "define/dev.json").read_text())
+    data["targets"]["web"]["hosts"] = ["h1", bad]
+    (root / "define/dev.json").write_text(json.dumps(data))
+    out = sync(root, code=1)
+    assert out.startswith("facs: error: define/dev.json at /targets/web/hosts/1: ")
+    assert (f"instance dev, target web: host name {bad!r} is not allowed: use letters"
+            in out or f"{bad!r} is not a valid host name" in out)
+    assert len(out.strip().splitlines()) == 1
+    assert dest.everything() == []
+
+
+def test_ipv6_host_names_are_accepted(tmp_path: Path) -> None:
+    base = tmp_path / "dest"
+    root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"},
+                     **{"targets": {"web": {"hosts": ["[::1]", "db-1.example.org"]}}})
+    out = sync(root)
+    assert "web/[::1]: 4 put" in out and "web/db-1.example.org: 4 put" in out
+    assert (base / "[::1]/etc/app.ini").is_file()
+
+
+@pytest.mark.parametrize("tail", ["?x=1", "#frag"])
+def test_urls_with_a_query_or_fragment_are_refused(dest: Dest, tmp_path: Path,
+                                                   tail: str) -> None:
+    deploy = {**dest.deploy, "url": dest.deploy["url"] + tail}
+    root = make_root(tmp_path, deploy)
+    out = sync(root, code=1)
+    assert out.count("has a '?' or '#': a URL query or fragment is not a place") == 2
+    assert dest.everything() == []
+
+
+def test_file_url_with_a_host_is_refused(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {"url": f"file://DEPLOY{tmp_path}/d/{{host}}"})
+    out = sync(root, code=1)
+    assert "web/h1: FAILED: destination" in out
+    assert "names the host 'DEPLOY': a file URL takes an absolute path" in out
+    assert not (tmp_path / "d").exists()  # not quietly taken as /.../d/h1
+    data = json.loads((root / "define/facsimile.json").read_text())
+    data["deploy"]["url"] = f"file://localhost{tmp_path}/d/{{host}}"
+    (root / "define/facsimile.json").write_text(json.dumps(data))
+    assert sync(root).count(": 4 put") == 2
+    assert (tmp_path / "d/h1/etc/app.ini").is_file()
