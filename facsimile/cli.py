@@ -388,8 +388,8 @@ def run_sync(
 
 
 def _check_sync_args(inst: D.Instance, target: str | None, host: str | None) -> None:
-    """``--target`` names one the instance has; every host name is one (a '/',
-    '..', '?' or '#' in it would mix up destinations)."""
+    """``--target`` and ``--host`` name ones the instance has; every host name is
+    one (a '/', '..', '?' or '#' in it would mix up destinations)."""
     from .sync import host_problem
 
     if target is not None and target not in inst.targets:
@@ -404,6 +404,13 @@ def _check_sync_args(inst: D.Instance, target: str | None, host: str | None) -> 
                 raise DefinitionError(f"instance {inst.name}, target {tname}: {problem}",
                                       file=files[-1] if files else None,
                                       pointer=f"/targets/{tname}/hosts/{i}")
+    if host is not None:
+        known = list(dict.fromkeys(h for h, t in inst.hosts if target is None or t == target))
+        if host not in known:
+            where = f"target {target} of instance {inst.name}" if target else \
+                f"instance {inst.name}"
+            raise DefinitionError(f"{where} has no host {host!r} "
+                                  f"(hosts: {', '.join(known) or 'none'})")
 
 
 def _deploy(project: Project, inst: D.Instance) -> dict[str, Any]:

@@ -881,7 +881,7 @@ def jobs_for(
     files, so that neither deletes what the other put there, even when
     ``--target`` names only one of them."""
     exclude = [glob_regex(p) for p in deploy.get("exclude", [])]
-    by_url: dict[str, tuple[list[str], str, dict[str, LocalFile]]] = {}
+    by_url: dict[str, tuple[list[str], list[str], dict[str, LocalFile]]] = {}
     for tname, spec in sorted(targets.items()):
         patterns = list((spec or {}).get("files") or ["**"])
         for p in patterns:
@@ -897,13 +897,17 @@ def jobs_for(
                 "host": h, "instance": instance, "target": tname,
                 "project": project, "root": quote(str(root), safe="/"),
             })
-            names, _, union = by_url.setdefault(url, ([], h, {}))
-            names.append(tname)
+            names, hosts, union = by_url.setdefault(url, ([], [], {}))
+            if tname not in names:
+                names.append(tname)
+            if h not in hosts:
+                hosts.append(h)
             union.update(chosen)
     jobs = []
-    for url, (names, h, union) in by_url.items():
-        if (target is None or target in names) and (host is None or h == host):
-            jobs.append(Job("+".join(names), h, url, dict(sorted(union.items()))))
+    for url, (names, hosts, union) in by_url.items():
+        if (target is None or target in names) and (host is None or host in hosts):
+            jobs.append(Job("+".join(names), hosts[0] if host is None else host, url,
+                            dict(sorted(union.items()))))
     return jobs
 
 

@@ -235,7 +235,21 @@ def test_target_files_globs(dest: Dest, tmp_path: Path) -> None:
     assert set(dest.files("h1")) == {"shop/static/index.html", "shop/old.txt",
                                      ".facsimile/manifest.json"}
     assert set(dest.files("h2")) == {"etc/db.ini", ".facsimile/manifest.json"}
-    sync(root, "--host", "h2")
+    dest.write("h1", "shop/foreign.txt", b"a sync of h1 would delete this\n")
+    dest.remove("h2", "etc/db.ini")
+    out = sync(root, "--host", "h2", "--repair")
+    assert "db/h2: 1 put" in out and "web/h1" not in out and "1 host(s) ok" in out
+    assert "etc/db.ini" in dest.files("h2")
+    assert "shop/foreign.txt" in dest.files("h1")  # h1 untouched
+
+
+def test_unknown_host_is_an_error(dest: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, dest.deploy)
+    out = sync(root, "--host", "typo", code=1)
+    assert "facs: error: instance dev has no host 'typo' (hosts: h1, h2)" in out
+    out = sync(root, "--target", "web", "--host", "h3", code=1)
+    assert "target web of instance dev has no host 'h3' (hosts: h1, h2)" in out
+    assert dest.everything() == []
 
 
 @pytest.mark.parametrize("pattern", ["../etc/**", "/etc/passwd"])
