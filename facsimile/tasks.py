@@ -295,7 +295,10 @@ class Build:
         rec = self.record(o)
         out = self.out_str(o)
         if rec is None:
-            return ["new"]
+            # no record: never built, or its last build failed (doit drops the record
+            # of a failed task), or ``doit forget``
+            return ["new" if not os.path.lexists(out)
+                    else "no record of its last build (it failed, or doit forget)"]
         try:
             st = os.stat(out)
         except OSError:

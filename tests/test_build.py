@@ -225,6 +225,10 @@ def test_failed_render_keeps_previous_output_and_names_the_line(built: Path) -> 
     assert "instance.app.nope is undefined" in out
     assert "Traceback" not in out
     assert (built / "BUILD/dev/etc/app.ini").read_bytes() == old
+    # the plan does not call the kept output new
+    plan = facs(built, "plan", "dev").stdout
+    assert ("BUILD/dev/etc/app.ini: no record of its last build (it failed, or doit forget)"
+            in plan)
 
 
 def test_template_and_extra_for_one_output_is_an_error(built: Path) -> None:
