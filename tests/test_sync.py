@@ -147,11 +147,12 @@ def test_first_sync_puts_all_and_noop_puts_nothing(dest: Dest, tmp_path: Path) -
         manifest = json.loads(files[".facsimile/manifest.json"])["files"]
         assert set(manifest) == {"etc/app.ini", "etc/db.ini", "shop/static/index.html",
                                  "shop/old.txt"}
-    before = dest.mtimes("h1") if dest.kind != "s3" else None
+    before = dest.mtimes("h1")
+    assert len(before) == 5
+    time.sleep(1.1)  # S3's LastModified has whole seconds: a put now would show
     out = sync(root)
     assert out.count(": 0 put, 0 deleted, 4 unchanged") == 2
-    if before is not None:
-        assert dest.mtimes("h1") == before
+    assert dest.mtimes("h1") == before  # nothing written again, not even the manifest
 
 
 def test_changed_file_of_same_size_is_pushed(dest: Dest, tmp_path: Path) -> None:
@@ -261,13 +262,14 @@ def test_escaping_paths_are_refused(tmp_path: Path, pattern: str) -> None:
     assert not (tmp_path / "d").exists()
 
 
-def test_one_failing_host_does_not_stop_the_others(tmp_path: Path) -> None:
-    base = tmp_path / "dest"
+def test_one_failing_host_does_not_stop_the_others(moded: Dest, tmp_path: Path) -> None:
+    base = moded.base
     base.mkdir()
     (base / "h1").write_text("a file where a folder should be")
-    root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"})
+    root = make_root(tmp_path, moded.deploy)
     out = sync(root, code=1)
     assert "web/h1: FAILED:" in out
+    assert "web/h2: 4 put" in out
     assert (base / "h2/etc/app.ini").read_text() == "port = 8080\n"
     assert "1 host(s) ok, 1 failed" in out
 
@@ -438,6 +440,20 @@ def test_two_targets_on_one_host_share_the_destination(tmp_path: Path) -> None:
 # ------------------------------------------------------------- drift and repair
 
 
+def test_check_reports_a_file_removed_on_the_host(dest: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, dest.deploy)
+    sync(root)
+    dest.remove("h1", "etc/app.ini")
+    out = sync(root, "--check", code=2)
+    assert "web/h1: drift: etc/app.ini: removed on the host" in out
+    assert "web/h1: 1 drifted, 1 to sync" in out and "web/h2: 0 drifted, 0 to sync" in out
+    assert dest.read("h1", "etc/app.ini") is None  # --check fixes nothing
+    out = sync(root, "--repair")
+    assert "web/h1: 1 put" in out
+    assert dest.read("h1", "etc/app.ini") == b"port = 8080\n"
+    sync(root, "--check")
+
+
 def test_repair_fixes_a_mode_changed_on_the_host(moded: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, moded.deploy)
     sync(root)
@@ -454,6 +470,46 @@ def test_repair_fixes_a_mode_changed_on_the_host(moded: Dest, tmp_path: Path) ->
 
 
 # ------------------------------------------------------------------------ modes
+
+
+@pytest.mark.parametrize("kind", ["file", "sftp", "sftp-tar"])
+def test_0600_kept_on_every_path_and_after_a_mode_only_change(
+        tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    """``sftp`` puts file by file, ``sftp-tar`` sends 50+ files as one tar stream."""
+    from facsimile.sync import TAR_THRESHOLD
+
+    d = Dest(kind.split("-")[0], tmp_path, request)
+    deploy = dict(d.deploy)
+    if kind == "sftp":
+        deploy["ssh"] = {**deploy["ssh"], "tar": False}
+    root = make_root(tmp_path, deploy)
+    many = root / "BUILD/dev/etc/many"
+    many.mkdir()
+    for i in range(TAR_THRESHOLD + 10):
+        (many / f"f{i}.conf").write_text(f"secret {i}\n")
+        os.chmod(many / f"f{i}.conf", 0o600 if i % 2 else 0o644)
+    top = d.base / "h1"
+
+    def modes() -> dict[str, int]:
+        return {p.relative_to(top).as_posix(): stat.S_IMODE(p.stat().st_mode)
+                for p in top.rglob("*") if p.is_file() and ".facsimile" not in p.parts}
+
+    def wanted() -> dict[str, int]:
+        build = root / "BUILD/dev"
+        return {p.relative_to(build).as_posix(): stat.S_IMODE(p.stat().st_mode)
+                for p in build.rglob("*") if p.is_file() and not p.name.endswith(".tmp")}
+
+    out = sync(root, "--no-build")
+    assert f"web/h1: {TAR_THRESHOLD + 14} put" in out
+    assert modes() == wanted() and modes()["etc/db.ini"] == 0o600
+    assert modes()["etc/many/f1.conf"] == 0o600 and modes()["etc/many/f0.conf"] == 0o644
+    for p in [*many.iterdir(), root / "BUILD/dev/etc/app.ini"]:  # a mode-only change
+        os.chmod(p, 0o600)
+    out = sync(root, "--no-build")
+    assert f"web/h1: {TAR_THRESHOLD // 2 + 6} put" in out
+    assert set(modes().values()) == {0o600, 0o644}
+    assert modes() == wanted() and modes()["etc/app.ini"] == 0o600
+    assert stat.S_IMODE((top / ".facsimile/manifest.json").stat().st_mode) == 0o600
 
 
 BIG = """
@@ -629,3 +685,42 @@ def test_file_url_with_a_host_is_refused(tmp_path: Path) -> None:
     (root / "define/facsimile.json").write_text(json.dumps(data))
     assert sync(root).count(": 4 put") == 2
     assert (tmp_path / "d/h1/etc/app.ini").is_file()
+
+
+def test_dotdot_in_deploy_delete_is_refused(dest: Dest, tmp_path: Path) -> None:
+    dest.write("etc", "sibling.conf", b"next to the hosts' folders\n")
+    root = make_root(tmp_path, {**dest.deploy, "delete": ["../etc"]})
+    out = sync(root, code=1)
+    assert out.count("FAILED: deploy.delete folder '../etc' would escape the "
+                     "destination") == 2
+    assert dest.files("etc") == {"sibling.conf": b"next to the hosts' folders\n"}
+    assert dest.files("h1") == {}
+
+
+# --------------------------------------------------------------------- secrets
+
+
+def _state_values(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, x in node.items()
+                for v in ([x] if k == "value" and isinstance(x, str) else _state_values(x))]
+    if isinstance(node, list):
+        return [v for x in node for v in _state_values(x)]
+    return []
+
+
+def test_no_generated_secret_in_any_output(dest: Dest, tmp_path: Path) -> None:
+    root = make_root(tmp_path, dest.deploy)
+    secrets = [v for v in _state_values(json.loads((root / "state/dev/state.json").read_text()))
+               if len(v) >= 8]
+    built = (root / "BUILD/dev/etc/db.ini").read_text()
+    assert secrets and any(s in built for s in secrets)  # what the test looks for
+    outputs = [sync(root, "--dry-run"), sync(root)]
+    dest.write("h1", "etc/db.ini", b"password = changed on the host\n")
+    outputs += [sync(root, "--check", code=2), sync(root, "--dry-run", "--repair"),
+                sync(root, "--repair"), sync(root, "--check")]
+    assert "etc/db.ini: edited on the host" in outputs[2]
+    assert "web/h1: 1 put" in outputs[4]
+    for out in outputs:
+        for secret in secrets:
+            assert secret not in out
