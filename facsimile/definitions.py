@@ -684,8 +684,13 @@ def _resolve(schema: Any, ref: str) -> Any:
     if not ref.startswith("#"):
         return _NOWHERE
     fragment = ref[1:].lstrip("/")  # as jsonschema's RefResolver.resolve_fragment
-    node = schema
-    for part in unquote(fragment).split("/") if fragment else []:
+    return _follow(schema, unquote(fragment))
+
+
+def _follow(node: Any, pointer: str) -> Any:
+    """What the JSON pointer (``a/b``, no leading ``/`` needed) names in ``node``;
+    ``_NOWHERE`` if nothing."""
+    for part in pointer.lstrip("/").split("/") if pointer.lstrip("/") else []:
         part = part.replace("~1", "/").replace("~0", "~")
         if isinstance(node, dict) and part in node:
             node = node[part]
@@ -1030,16 +1035,7 @@ def check_ids(head: Any, schema: Any, file: str, pointer: str = "") -> None:
 
 
 def _has_pointer(item: Any, ref: str) -> bool:
-    node = item
-    for part in ref.lstrip("/").split("/") if ref.lstrip("/") else []:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return False
-    return True
+    return _follow(item, ref) is not _NOWHERE
 
 
 def drop_nulls(value: Any) -> Any:
