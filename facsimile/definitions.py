@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,31 +52,31 @@ class Root:
     base: Path
     project_file: Path
 
-    @property
+    @cached_property
     def define(self) -> Path:
         return self.base / "define"
 
-    @property
+    @cached_property
     def tmpl(self) -> Path:
         return self.base / "tmpl"
 
-    @property
+    @cached_property
     def extra(self) -> Path:
         return self.base / "extra"
 
-    @property
+    @cached_property
     def build(self) -> Path:
         return self.base / "BUILD"
 
-    @property
+    @cached_property
     def state(self) -> Path:
         return self.base / "state"
 
-    @property
+    @cached_property
     def src(self) -> Path:
         return self.base / "SRC"
 
-    @property
+    @cached_property
     def cache(self) -> Path:
         return self.base / ".facsimile"
 

@@ -671,6 +671,7 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             "uptodate": [False],
         }
     lean = running_groups_only(project)
+    build_dir = str(build.root.build)
     for inst in chosen:
         names = []
         checkouts = [f"checkout:{src.name}" for src in project.sources(inst)]
@@ -690,7 +691,7 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                 "actions": [(_render_action, (build, inst.name, o.rel))],
                 "targets": [build.out_str(o)],
                 "uptodate": [uptodate(reasons)],
-                "clean": [(_clean_action, (build.out_str(o), str(build.root.build)))],
+                "clean": [(_clean_action, (build.out_str(o), build_dir))],
             }
             if checkouts:
                 task["task_dep"] = checkouts
