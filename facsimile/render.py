@@ -24,8 +24,9 @@ LIB = "_lib"
 ALL = "_ALL_"
 
 
-def digest(value: Any) -> str:
-    """A short stable digest of a JSON-able value (never the value itself)."""
+def digest(value: Any, key: bytes = b"") -> str:
+    """A short stable digest of a JSON-able value (never the value itself), keyed
+    with the root's digest key so that a short secret cannot be found from it."""
     if value is ABSENT_VALUE:
         return ABSENT
     kind = type(value)
@@ -35,16 +36,16 @@ def digest(value: Any) -> str:
         data = repr(value).encode()
     else:
         data = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.blake2b(data, digest_size=6).hexdigest()
+    return hashlib.blake2b(data, digest_size=6, key=key).hexdigest()
 
 
-def file_digest(path: Path | str) -> str:
+def file_digest(path: Path | str, key: bytes = b"") -> str:
     with open(path, "rb") as fh:
-        return hashlib.blake2b(fh.read(), digest_size=8).hexdigest()
+        return hashlib.blake2b(fh.read(), digest_size=8, key=key).hexdigest()
 
 
-def bytes_digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=8).hexdigest()
+def bytes_digest(data: bytes, key: bytes = b"") -> str:
+    return hashlib.blake2b(data, digest_size=8, key=key).hexdigest()
 
 
 class _Absent:

@@ -26,6 +26,7 @@ from doit.reporter import ExecutedOnlyReporter
 from . import checkout as C
 from . import definitions as D
 from . import render as R
+from . import state as S
 from .errors import BuildError, FacsimileError, TemplateError
 from .project import Project
 from .state import MASK, State
@@ -90,6 +91,8 @@ class Build:
     _modes: dict[str, int] = field(default_factory=dict, init=False)
     _verified: dict[str, str] | None = field(default=None, init=False)
     _verified_at_load: dict[str, str] = field(default_factory=dict, init=False)
+    _key: bytes | None = field(default=None, init=False, repr=False)
+    _key_written: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.index = R.LayerIndex(self.project.root.base)
@@ -227,18 +230,25 @@ class Build:
             self._ctx[key] = self.project.context(inst, self.state(inst, write=write), sub=sub)
         return self._ctx[key]
 
+    def key(self, *, write: bool) -> bytes:
+        """The root's digest key (see :func:`facsimile.state.digest_key`), once per run."""
+        if self._key is None or (write and not self._key_written):
+            self._key = S.digest_key(self.root.state, write=write)
+            self._key_written = write
+        return self._key
+
     def context_digest(self, inst: D.Instance, *, write: bool, sub: str | None = None) -> str:
         key = (inst.name, sub, write)
         if key not in self._ctx_digest:
-            self._ctx_digest[key] = self.project.context_digest(
-                inst, self.state(inst, write=write), sub)
+            plain = self.project.context_digest(inst, self.state(inst, write=write), sub)
+            self._ctx_digest[key] = R.bytes_digest(plain.encode(), self.key(write=write))
         return self._ctx_digest[key]
 
     def value_digest(self, inst: D.Instance, path: str, sub: str | None = None) -> str:
         key = (inst.name, sub, path)
         if key not in self._val_digest:
             value = R.lookup_path(self.context(inst, write=False, sub=sub), path)
-            self._val_digest[key] = R.digest(value)
+            self._val_digest[key] = R.digest(value, self.key(write=False))
         return self._val_digest[key]
 
     # ------------------------------------------------------------ files
@@ -351,7 +361,7 @@ class Build:
                         return reasons
         o_rec = rec.get("o")
         if o_rec and (st.st_mtime_ns, st.st_size) != (o_rec[0], o_rec[1]) and (
-            R.file_digest(out) != o_rec[2]
+            R.file_digest(out, self.key(write=False)) != o_rec[2]
         ):
             reasons.append("output modified in BUILD")
         return reasons
@@ -428,15 +438,16 @@ class Build:
             data = (json.dumps(mod, indent=2, sort_keys=True) + "\n").encode()
             record["f"] = {}
             # one digest per key, so that a plan names the key that changed
-            record["v"] = {f"module.{o.name}.{k}": R.digest(v) for k, v in sorted(mod.items())}
-            record["v"][f"module.{o.name}[keys]"] = R.digest(sorted(mod))
+            k = self.key(write=True)
+            record["v"] = {f"module.{o.name}.{n}": R.digest(v, k) for n, v in sorted(mod.items())}
+            record["v"][f"module.{o.name}[keys]"] = R.digest(sorted(mod), k)
             record["c"] = self.context_digest(inst, write=True, sub=o.sub)
         elif o.kind == "version":
             mode = 0o644
             version = self.context(inst, write=True)["project"]["version"]
             data = f"{version}\n".encode()
             record["f"] = {}
-            record["v"] = {"project.version": R.digest(version)}
+            record["v"] = {"project.version": R.digest(version, self.key(write=True))}
             record["c"] = self.context_digest(inst, write=True)
         elif o.kind == "extra":
             mode = self.mode(o.source)
@@ -459,9 +470,11 @@ class Build:
                 files[self.rel(path)] = self.fdigest(self.rel(path))
             record["f"] = files
             record["n"] = {n: self.rel(p) for n, p in r.loaded.items() if n != o.name}
-            record["v"] = {p: R.digest(v) for p, v in sorted(r.reads.items())}
+            k = self.key(write=True)
+            record["v"] = {p: R.digest(v, k) for p, v in sorted(r.reads.items())}
             record["c"] = self.context_digest(inst, write=True, sub=o.sub)
-        record["o"] = [*write_if_changed(out, data, mode, self._made), R.bytes_digest(data)]
+        record["o"] = [*write_if_changed(out, data, mode, self._made),
+                       R.bytes_digest(data, self.key(write=True))]
         return record
 
     def orphans(self, instance: str | None) -> list[Path]:

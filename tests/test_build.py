@@ -214,6 +214,34 @@ def test_no_secret_outside_build_and_state(built: Path) -> None:
             assert s.encode() not in data, f"a secret is in {rel}"
 
 
+def test_stored_digests_do_not_confirm_a_guessed_secret(tmp_path: Path) -> None:
+    import hashlib
+
+    write_tree(tmp_path, {**TREE, "define/dev.json": {"generate": {"pin": "password:8"}},
+                          "tmpl/dev/etc/pin.conf.j2": "pin = {{ state.pin }}\n"})
+    doit(tmp_path, check=True)
+    key = tmp_path / "state/.digest-key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    pin = json.loads((tmp_path / "state/dev/state.json").read_text())[
+        "generate"]["pin"]["value"]
+    # an attacker holding .doit.db and the caches tries candidates (8 letters and
+    # digits is within reach): the right guess, digested as facsimile would without
+    # a key, must not match anything stored
+    stored = (tmp_path / ".doit.db").read_text() + "".join(
+        p.read_text() for p in (tmp_path / ".facsimile").glob("*.json"))
+    for guess in (b"s" + pin.encode(), f"pin = {pin}\n".encode()):
+        for size in (6, 8):
+            assert hashlib.blake2b(guess, digest_size=size).hexdigest() not in stored
+    # the key is kept: a second run rebuilds nothing
+    assert "0 built" in doit(tmp_path, check=True).stdout
+    # a lost key makes every output be checked again, and nothing is rewritten
+    key.unlink()
+    before = mtimes(tmp_path / "BUILD")
+    doit(tmp_path, check=True)
+    assert mtimes(tmp_path / "BUILD") == before
+    assert key.exists() and facs(tmp_path, "plan").returncode == 0
+
+
 def test_failed_render_keeps_previous_output_and_names_the_line(built: Path) -> None:
     old = (built / "BUILD/dev/etc/app.ini").read_bytes()
     write_tree(built, {"tmpl/_ALL_/etc/app.ini.j2": "port = {{ instance.app.port }}\n"
