@@ -724,3 +724,37 @@ def test_no_generated_secret_in_any_output(dest: Dest, tmp_path: Path) -> None:
     for out in outputs:
         for secret in secrets:
             assert secret not in out
+
+
+def test_s3_credentials_from_the_environment(tmp_path: Path, s3server) -> None:  # noqa: F811
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    deploy = {"url": f"s3://{s3server.bucket}/{prefix}/{{host}}",
+              "s3": {"endpoint_url": s3server.endpoint}}  # no key, secret or region
+    root = make_root(tmp_path, deploy)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+
+    def run(extra: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "facsimile.cli", "sync", "dev"], cwd=root,
+                              env={**env, **extra}, capture_output=True, text=True,
+                              timeout=120)
+
+    # without credentials anywhere: a clear error per host, no traceback
+    proc = run({})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "web/h1: FAILED: NoCredentialsError" in proc.stdout + proc.stderr
+    # with the usual AWS variables: every file arrives, and the secret is never shown
+    secret = "env-secret-" + uuid.uuid4().hex
+    proc = run({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": secret,
+                "AWS_DEFAULT_REGION": "us-east-1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3server.endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3server.bucket,
+                                                 Prefix=f"{prefix}/h1/")["Contents"]}
+    assert f"{prefix}/h1/etc/app.ini" in keys and f"{prefix}/h1/etc/db.ini" in keys
