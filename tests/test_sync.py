@@ -758,3 +758,22 @@ def test_s3_credentials_from_the_environment(tmp_path: Path, s3server) -> None: 
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3server.bucket,
                                                  Prefix=f"{prefix}/h1/")["Contents"]}
     assert f"{prefix}/h1/etc/app.ini" in keys and f"{prefix}/h1/etc/db.ini" in keys
+
+
+@pytest.mark.parametrize(("jobs", "overlap"), [(1, False), (3, True)])
+def test_jobs_bounds_the_hosts_synced_at_once(tmp_path: Path, sshd, jobs: int,  # noqa: F811
+                                              overlap: bool) -> None:
+    log = tmp_path / "spans"
+    # each host's postcmd records when it starts and ends (nanoseconds), 0.4 s apart
+    cmd = (f"echo start $(date +%s%N) >> {log}; sleep 0.4; echo end $(date +%s%N) >> {log}")
+    deploy = sshd.deploy(str(tmp_path / "sftp"), postcmd=[cmd], jobs=jobs)
+    root = make_root(tmp_path, deploy, targets={"web": {"hosts": ["h1", "h2", "h3"]}})
+    sync(root)
+    events = sorted((int(t), kind) for kind, t in
+                    (line.split() for line in log.read_text().splitlines()))
+    assert len(events) == 6
+    running, most = 0, 0
+    for _, kind in events:
+        running += 1 if kind == "start" else -1
+        most = max(most, running)
+    assert (most > 1) is overlap and most <= jobs
