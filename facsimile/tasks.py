@@ -492,13 +492,9 @@ class Build:
 
     def prune(self, instance: str | None) -> None:
         """Delete orphans and the folders they leave empty."""
+        build_dir = str(self.root.build)
         for f in self.orphans(instance):
-            with contextlib.suppress(FileNotFoundError):
-                f.unlink()
-            parent = f.parent
-            while parent != self.root.build and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
+            remove_output(str(f), build_dir)
 
 
 def _build_for_root(root: str) -> Build:
@@ -623,8 +619,8 @@ def _prune_action(build: Build, instance: str | None) -> None:
     build.prune(instance)
 
 
-def _clean_action(path: str, build_dir: str) -> None:
-    """``doit clean``: remove the output and the folders it leaves empty in BUILD/."""
+def remove_output(path: str, build_dir: str) -> None:
+    """Remove a file of BUILD/ and the folders it leaves empty (orphans, ``doit clean``)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     parent = os.path.dirname(path)
@@ -656,7 +652,7 @@ def _presign(*funcs: Any) -> None:
         f.__signature__ = inspect.signature(f)
 
 
-_presign(stale, _render_action, _prune_action, _clean_action, _checkout_action, _sync_action)
+_presign(stale, _render_action, _prune_action, remove_output, _checkout_action, _sync_action)
 
 
 def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -704,7 +700,7 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                 "actions": [(_render_action, (build, inst.name, o.rel))],
                 "targets": [build.out_str(o)],
                 "uptodate": [uptodate(reasons)],
-                "clean": [(_clean_action, (build.out_str(o), build_dir))],
+                "clean": [(remove_output, (build.out_str(o), build_dir))],
             }
             if checkouts:
                 task["task_dep"] = checkouts
