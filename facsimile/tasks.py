@@ -619,6 +619,43 @@ def _prune_action(build: Build, instance: str | None) -> None:
     build.prune(instance)
 
 
+def _batch_action(build: Build, instance: str, rels: list[str], task: Any) -> Any:
+    """Make the stale outputs of one instance in one doit action (serial group runs).
+
+    Each output's record goes straight into doit's database under the output's
+    own task name, with what doit itself saves for a successful task, so that
+    ``doit list``, ``info``, ``facs plan`` and later runs see exactly what a
+    run of one task per output leaves. A failed output keeps its previous file
+    and loses its record (as doit drops a failed task's); the others are made.
+    """
+    from doit.exceptions import TaskFailed
+    from doit.globals import Globals
+
+    dep = Globals.dep_manager
+    backend = dep.backend
+    checker = dep.checker.__class__.__name__
+    reporter = Reporter.current
+    failed = []
+    for rel in rels:
+        name = f"build:{instance}/{rel}"
+        if reporter is not None:
+            reporter.started(name)
+        try:
+            record = build.build_one(instance, rel)
+        except FacsimileError as exc:
+            backend.remove(name)
+            failed.append(f"{name}: {exc}")
+            continue
+        backend.set(name, "_values_:", record)
+        backend.set(name, "checker:", checker)
+        backend.set(name, "deps:", ())
+        if reporter is not None:
+            reporter.made()
+    if failed:
+        return TaskFailed("\n".join(failed))
+    return None
+
+
 def remove_output(path: str, build_dir: str) -> None:
     """Remove a file of BUILD/ and the folders it leaves empty (orphans, ``doit clean``)."""
     with contextlib.suppress(FileNotFoundError):
@@ -652,7 +689,8 @@ def _presign(*funcs: Any) -> None:
         f.__signature__ = inspect.signature(f)
 
 
-_presign(stale, _render_action, _prune_action, remove_output, _checkout_action, _sync_action)
+_presign(stale, _render_action, _prune_action, _batch_action, remove_output, _checkout_action,
+         _sync_action)
 
 
 def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -679,10 +717,11 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             "actions": [(_checkout_action, (build, srcs))],
             "uptodate": [False],
         }
-    lean = running_groups_only(project)
+    mode = run_mode(project)
     build_dir = str(build.root.build)
     for inst in chosen:
         names = []
+        batch: list[str] = []
         checkouts = [f"checkout:{src.name}" for src in project.sources(inst)]
         outputs = list(build.outputs(inst).values())
         fresh = True
@@ -690,8 +729,11 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
         for o in outputs:
             reasons = build.check(o)
             fresh = fresh and not reasons
-            if lean and not reasons:
+            if mode is not None and not reasons:
                 omitted += 1  # doit would only skip it: spare it the task
+                continue
+            if mode == BATCH:
+                batch.append(o.rel)  # made by the instance's task, see _batch_action
                 continue
             names.append(o.task)
             task = {
@@ -707,14 +749,16 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             yield task
         build.note_checked(inst, outputs, fresh)
         orphans = build.orphans(inst.name)
+        actions: list[Any] = [(_batch_action, (build, inst.name, batch))] if batch else []
         yield {
             "basename": "build",
             "name": inst.name,
             "doc": f"build instance {inst.name}",
-            "actions": [(_prune_action, (build, inst.name))],
+            "actions": [*actions, (_prune_action, (build, inst.name))],
             "task_dep": [*checkouts, *names],
-            "uptodate": [uptodate([f"orphan: {build.root.rel(f)}" for f in orphans])],
-            "meta": {"up_to_date": omitted},
+            "uptodate": [uptodate([f"stale: BUILD/{inst.name}/{rel}" for rel in batch]
+                                  + [f"orphan: {build.root.rel(f)}" for f in orphans])],
+            "meta": {"up_to_date": omitted, "batch": len(batch), "orphans": len(orphans)},
         }
         yield {
             "basename": "sync",
@@ -739,9 +783,29 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
         yield dict(extra)
 
 
-def running_groups_only(project: Project) -> bool:
-    """Whether doit is about to *run* group tasks only (``doit``, ``doit build:prod``,
-    ``doit sync:dev``, ``facs build``): then up-to-date outputs need no task at all.
+LEAN = "lean"  # up-to-date outputs get no task
+BATCH = "batch"  # and stale ones are made by their instance's task, in one action
+
+
+def run_mode(project: Project) -> str | None:
+    """How doit is about to run: ``None`` (one task per output), :data:`LEAN` or :data:`BATCH`.
+
+    A run of group tasks only (``doit``, ``doit build:prod``, ``doit sync:dev``,
+    ``facs build``) is lean: an up-to-date output needs no task at all. A lean
+    run in one process is also batched: a doit task per stale output costs more
+    than rendering it (doit creates, dispatches and inspects each one), so each
+    instance's group task makes its stale outputs itself, and saves their
+    records under their own task names (:func:`_batch_action`). With ``-n 2``
+    each output stays a task of its own, for doit to spread over processes.
+    """
+    params = _run_params(project)
+    if params is None:
+        return None
+    return BATCH if (params.get("num_process") or 0) <= 1 else LEAN
+
+
+def _run_params(project: Project) -> Any:
+    """doit's options when it is about to *run* group tasks only, else ``None``.
 
     Every other command (``list``, ``info``, ``forget``, ``clean``, ``strace``,
     ``run -a``, a run naming one output) gets every task. doit tells a task
@@ -761,16 +825,17 @@ def running_groups_only(project: Project) -> bool:
             break
         frame = frame.f_back
     else:
-        return False
+        return None
     params, args = frame.f_locals.get("params"), frame.f_locals.get("args")
     if not isinstance(cmd, Run) or isinstance(cmd, Strace) or params is None:
-        return False
+        return None
     if params.get("always") or not isinstance(args, list):
-        return False
+        return None
     groups = {"build", "sync", "checkout", *(f"{b}:{i}" for b in ("build", "sync")
                                              for i in project.instances)}
-    return all(isinstance(a, str) and (a in groups or a.startswith("checkout:"))
-               for a in args)
+    if all(isinstance(a, str) and (a in groups or a.startswith("checkout:")) for a in args):
+        return params
+    return None
 
 
 def guarded_tasks(make: Any) -> Iterator[dict[str, Any]]:
@@ -807,13 +872,33 @@ def doit_config(root: D.Root | None) -> dict[str, Any]:
 
 
 class Reporter(ExecutedOnlyReporter):
-    """doit's output without a line per up-to-date task, plus a summary."""
+    """doit's output without a line per up-to-date task, plus a summary.
+
+    An output made in a batch (:func:`_batch_action`) gets the same line as
+    one made by a task of its own, as it starts: ``.  build:<instance>/<path>``.
+    """
 
     desc = "facsimile: executed tasks and a summary"
+    current: Reporter | None = None  # the reporter of the run in this process
 
     def __init__(self, outstream: Any, options: Any) -> None:
         super().__init__(outstream, options)
         self.counts = {"built": 0, "up to date": 0}
+        Reporter.current = self
+
+    def started(self, name: str) -> None:
+        """An output of a batch is being made."""
+        self.write(f".  {name}\n")
+
+    def made(self) -> None:
+        """An output of a batch was made."""
+        self.counts["built"] += 1
+
+    def execute_task(self, task: Any) -> None:
+        meta = task.meta or {}
+        if "batch" in meta and not meta.get("orphans"):
+            return  # its outputs have their own lines; it prunes nothing
+        super().execute_task(task)
 
     def add_success(self, task: Any) -> None:
         if task.actions and task.name.startswith("build:") and task.targets:
@@ -826,7 +911,7 @@ class Reporter(ExecutedOnlyReporter):
         self._omitted(task)
 
     def _omitted(self, task: Any) -> None:
-        """Up-to-date outputs that got no task (see :func:`running_groups_only`)."""
+        """Up-to-date outputs that got no task (see :func:`run_mode`)."""
         if task.meta:
             self.counts["up to date"] += task.meta.get("up_to_date", 0)
 

@@ -198,6 +198,58 @@ def test_parallel_process_build_makes_the_same_bytes(tmp_path: Path) -> None:
     assert "0 built" in doit(parallel, check=True).stdout
 
 
+def _records(root: Path) -> dict[str, dict]:
+    """doit's saved records of the output tasks, without the output's own stat."""
+    db = json.loads((root / ".doit.db").read_text())
+    out = {}
+    for name, entry in db.items():
+        if "/" in name:
+            values = dict(entry["_values_:"])
+            values["o"] = values["o"][1:]  # size and digest; the mtime differs
+            out[name] = {**entry, "_values_:": values}
+    return out
+
+
+def test_batched_run_leaves_the_records_of_one_task_per_output(tmp_path: Path) -> None:
+    """A serial group run makes an instance's stale outputs in one action (batched);
+    ``-n 2`` runs one task per output. Both leave the same records in doit's
+    database, so later runs, ``doit info`` and ``facs plan`` cannot tell them apart."""
+    batched, per_task = tmp_path / "batched", tmp_path / "per_task"
+    for d in (batched, per_task):
+        write_tree(d, TREE)
+    report = json.loads(doit(batched, "--reporter", "json", check=True).stdout)
+    assert {t["name"] for t in report["tasks"]} >= {"build:dev", "build:prod", "build:prod.ch1"}
+    assert not [t["name"] for t in report["tasks"] if "/" in t["name"]]  # batched
+    for f in (batched / "state").rglob("*"):  # same secrets and digest key in both
+        if f.is_file():
+            dest = per_task / f.relative_to(batched)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(f.read_bytes())
+    proc = doit(per_task, "-n", "2", "-P", "process", check=True)
+    assert len(ran(proc)) == 15
+    assert _records(batched) == _records(per_task) and len(_records(batched)) == 15
+    out = doit(batched, "list", "--all", "--status", check=True).stdout
+    assert not [line for line in out.splitlines() if line.startswith("R build:") and "/" in line]
+
+
+def test_batched_failure_keeps_the_other_outputs_of_the_instance(built: Path) -> None:
+    """One output failing in a batched run: the instance's other stale outputs are
+    made and recorded; only the failed one is retried next time."""
+    write_tree(built, {"tmpl/_ALL_/etc/static.txt": "broken {{ instance.nope }}\n"})
+    edit_json(built / "define/dev.json", {"app.port": 8002})
+    proc = doit(built, "build:dev")
+    assert proc.returncode != 0
+    assert "build:dev/etc/static.txt: tmpl/_ALL_/etc/static.txt:1" in proc.stdout + proc.stderr
+    assert ran(proc) == {"dev/etc/app.ini", "dev/etc/static.txt"}
+    assert "port = 8002" in (built / "BUILD/dev/etc/app.ini").read_text()
+    assert (built / "BUILD/dev/etc/static.txt").read_text() == "no values here\n"
+    proc = doit(built, "build:dev")
+    assert proc.returncode != 0 and ran(proc) == {"dev/etc/static.txt"}
+    write_tree(built, {"tmpl/_ALL_/etc/static.txt": "fixed\n"})
+    proc = doit(built, "build:dev", check=True)
+    assert ran(proc) == {"dev/etc/static.txt"} and "1 built, 4 up to date" in proc.stdout
+
+
 def test_no_secret_outside_build_and_state(built: Path) -> None:
     state = json.loads((built / "state/prod/state.json").read_text())
     secrets = [e["value"] for sec in ("modules", "generate") for e in state[sec].values()
