@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -437,11 +437,18 @@ def _typo(key: str, known: tuple[str, ...], file: str, pointer: str) -> None:
     """Refuse a free key that is a near miss of a meaningful one ('delpoy')."""
     if key in known:
         return
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+    close = _close_match(key, known)
     if close:
         raise DefinitionError(
-            f"unknown key {key!r}, did you mean {close[0]!r}?", file=file, pointer=pointer
+            f"unknown key {key!r}, did you mean {close!r}?", file=file, pointer=pointer
         )
+
+
+@lru_cache(maxsize=4096)
+def _close_match(key: str, known: tuple[str, ...]) -> str | None:
+    """The known key ``key`` is a near miss of (free keys repeat in every instance)."""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def parse_kind(spec: Any, file: str, pointer: str) -> tuple[str, int | None]:
