@@ -153,6 +153,10 @@ class Project:
     def state(self, inst: D.Instance, *, write: bool) -> S.State:
         """The family's state. ``write=False`` never touches the disk."""
         key = (inst.family, write)
+        read = self._states.get((inst.family, False))
+        if write and key not in self._states and read is not None and not read.generated:
+            # read in this run and complete: writing would add nothing (and read it again)
+            self._states[key] = read
         if key not in self._states:
             self._states[key] = S.load(
                 self.root.state,

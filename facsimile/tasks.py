@@ -497,6 +497,30 @@ class Build:
             out[path] = d
         return out
 
+    def refresh_contexts(self, instance: str, made: set[str], backend: Any) -> None:
+        """After making an instance's stale outputs: give the records of the others
+        the current context digest.
+
+        They were found up to date against the current context (their value
+        digests compared, or the instance's context verified), so their digests
+        hold for it. Without this, a context that moved through a value no
+        template reads would cost a value-by-value check of every output on the
+        next run. Only done when the database is being written anyway.
+        """
+        inst = self.project.instances[instance]
+        data = self.db
+        for o in self.outputs(inst).values():
+            if o.rel in made:
+                continue
+            entry = data.get(o.task)
+            rec = entry.get("_values_:") if isinstance(entry, dict) else None
+            if not isinstance(rec, dict) or "c" not in rec:
+                continue
+            # the digest they were checked against (state as it was before this run)
+            current = self.context_digest(inst, write=False, sub=o.sub)
+            if rec["c"] != current:
+                backend.set(o.task, "_values_:", {**rec, "c": current})
+
     def orphans(self, instance: str | None) -> list[Path]:
         """Files in ``BUILD/<instance>/`` (or of removed instances) that no output makes."""
         build = self.root.build
@@ -673,6 +697,7 @@ def _batch_action(build: Build, instance: str, rels: list[str], task: Any) -> An
             reporter.made()
     if failed:
         return TaskFailed("\n".join(failed))
+    build.refresh_contexts(instance, set(rels), backend)
     return None
 
 

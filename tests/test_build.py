@@ -250,6 +250,27 @@ def test_batched_failure_keeps_the_other_outputs_of_the_instance(built: Path) ->
     assert ran(proc) == {"dev/etc/static.txt"} and "1 built, 4 up to date" in proc.stdout
 
 
+def test_a_batch_gives_the_other_records_the_current_context(built: Path) -> None:
+    """An unread value moves every context digest; a run that rebuilds something
+    of the instance also moves the digest of the outputs it found up to date, so
+    the next run need not compare their values one by one. What they read is
+    still checked: a later change of it rebuilds them."""
+    edit_json(built / "define/dev.json", {"unread_here": 1})
+    write_tree(built, {"tmpl/_ALL_/etc/static.txt": "still no values\n"})
+    proc = doit(built, "build:dev", check=True)
+    assert ran(proc) == {"dev/etc/static.txt"}
+    db = json.loads((built / ".doit.db").read_text())
+    digests = {db[f"build:dev/{p}"]["_values_:"].get("c") for p in (
+        "etc/app.ini", "etc/db.ini", "etc/secret.conf", "etc/static.txt")}
+    assert len(digests) == 1
+    before = mtimes(built / "BUILD")
+    assert ran(doit(built, "build:dev", check=True)) == set()
+    edit_json(built / "define/dev.json", {"app.workers": 9})
+    proc = doit(built, "build:dev", check=True)
+    assert ran(proc) == {"dev/etc/app.ini"}
+    assert changed(before, mtimes(built / "BUILD")) == {"dev/etc/app.ini"}
+
+
 def test_no_secret_outside_build_and_state(built: Path) -> None:
     state = json.loads((built / "state/prod/state.json").read_text())
     secrets = [e["value"] for sec in ("modules", "generate") for e in state[sec].values()
