@@ -271,6 +271,23 @@ def test_a_batch_gives_the_other_records_the_current_context(built: Path) -> Non
     assert changed(before, mtimes(built / "BUILD")) == {"dev/etc/app.ini"}
 
 
+def test_a_reader_that_goes_away_does_not_stop_the_build(tmp_path: Path) -> None:
+    """``doit | head -1``: the output is cut short, the build is not (and no traceback)."""
+    import sys
+
+    write_tree(tmp_path, TREE)
+    write_tree(tmp_path, {f"extra/_ALL_/many/f{i}.txt": "x\n" for i in range(1500)})
+    proc = subprocess.Popen([sys.executable, "-m", "doit"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b".  ")
+    proc.stdout.close()  # far more than a pipe holds is still to come
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+    assert len(mtimes(tmp_path / "BUILD")) == 3 * (5 + 1500)
+    assert "0 built, 4515 up to date" in doit(tmp_path, check=True).stdout
+
+
 def test_no_secret_outside_build_and_state(built: Path) -> None:
     state = json.loads((built / "state/prod/state.json").read_text())
     secrets = [e["value"] for sec in ("modules", "generate") for e in state[sec].values()
