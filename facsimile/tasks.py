@@ -510,6 +510,7 @@ class Build:
         """
         inst = self.project.instances[instance]
         data = self.db
+        current: dict[str | None, str] = {}
         for o in self.outputs(inst).values():
             if o.rel in made:
                 continue
@@ -518,9 +519,11 @@ class Build:
             if not isinstance(rec, dict) or "c" not in rec:
                 continue
             # the digest they were checked against (state as it was before this run)
-            current = self.context_digest(inst, write=False, sub=o.sub)
-            if rec["c"] != current:
-                backend.set(o.task, "_values_:", {**rec, "c": current})
+            now = current.get(o.sub)
+            if now is None:
+                now = current[o.sub] = self.context_digest(inst, write=False, sub=o.sub)
+            if rec["c"] != now:
+                backend.set(o.task, "_values_:", {**rec, "c": now})
 
     def orphans(self, instance: str | None) -> list[Path]:
         """Files in ``BUILD/<instance>/`` (or of removed instances) that no output makes."""
