@@ -1056,21 +1056,25 @@ def drop_nulls(value: Any) -> Any:
 def _subschema(schema: Mapping[str, Any], path: list[str], additional: bool = False) -> Any:
     node: Any = schema
     for key in path:
-        if not isinstance(node, Mapping):
+        node = _child(node, key)
+        if node is None:
             return None
-        props = node.get("properties", {})
-        if key in props:
-            node = props[key]
-            continue
-        for pattern, sub in node.get("patternProperties", {}).items():
-            if re.search(pattern, key):
-                node = sub
-                break
-        else:
-            node = node.get("additionalProperties")
     if additional and isinstance(node, Mapping) and "additionalProperties" in node:
         return node["additionalProperties"]
     return node
+
+
+def _child(node: Any, key: str) -> Any:
+    """The subschema of ``node`` for its key ``key`` (None when there is none)."""
+    if not isinstance(node, Mapping):
+        return None
+    props = node.get("properties", {})
+    if key in props:
+        return props[key]
+    for pattern, sub in node.get("patternProperties", {}).items():
+        if re.search(pattern, key):
+            return sub
+    return node.get("additionalProperties")
 
 
 def strategy_at(schema: Mapping[str, Any], path: list[str]) -> str | None:
@@ -1086,11 +1090,17 @@ def record_provenance(
     path: tuple[str, ...] = (),
 ) -> None:
     """Note ``file`` as the setter of every value ``data`` contains."""
-    strategy = strategy_at(schema, list(path)) if path else None
+    _provenance(prov, data, file, _subschema(schema, list(path)) if path else schema, path)
+
+
+def _provenance(prov: dict[str, list[str]], data: Any, file: str, node: Any,
+                path: tuple[str, ...]) -> None:
+    """:func:`record_provenance` with ``node``, the subschema at ``path``, walked along."""
+    strategy = node.get("mergeStrategy") if path and isinstance(node, Mapping) else None
     if isinstance(data, dict) and strategy != "overwrite":
         # objects merge: ``{}`` adds this file to the key, and changes nothing below it
         for key, value in data.items():
-            record_provenance(prov, value, file, schema, (*path, key))
+            _provenance(prov, value, file, _child(node, key), (*path, key))
         if path:
             key = ".".join(path)
             prov.setdefault(key, [])
@@ -1102,9 +1112,11 @@ def record_provenance(
     if accumulating and key in prov:
         prov[key] = [*prov[key], file] if file not in prov[key] else prov[key]
     else:
-        # a replaced value: deeper entries set earlier no longer stand
-        for old in [k for k in prov if k.startswith(key + ".")]:
-            del prov[old]
+        # a replaced value: deeper entries set earlier no longer stand (there are
+        # some only where an object stood, and an object has an entry of its own)
+        if key in prov or not key:
+            for old in [k for k in prov if k.startswith(key + ".")]:
+                del prov[old]
         prov[key] = [file]
 
 
