@@ -82,6 +82,8 @@ class Build:
     _ctx: dict[tuple[str, str | None, bool], dict[str, Any]] = field(
         default_factory=dict, init=False)
     _ctx_digest: dict[tuple[str, str | None, bool], str] = field(default_factory=dict, init=False)
+    _ctx_digest_of: dict[tuple[str, str | None], tuple[Any, bytes, str]] = field(
+        default_factory=dict, init=False, repr=False)
     _val_digest: dict[tuple[str, str | None, str], str] = field(default_factory=dict, init=False)
     _built_digest: dict[tuple[str, str | None, str], str] = field(default_factory=dict,
                                                                   init=False)
@@ -92,7 +94,7 @@ class Build:
     _resolved: dict[tuple[tuple[Path, ...], str], str] = field(default_factory=dict, init=False)
     _resolved_rel: dict[tuple[str, str | None, str], str] = field(default_factory=dict,
                                                                   init=False)
-    _made: set[str] = field(default_factory=set, init=False)
+    _moved: set[str] = field(default_factory=set, init=False)  # instances with old "c"s
     _modes: dict[str, int] = field(default_factory=dict, init=False)
     _verified: dict[str, str] | None = field(default=None, init=False)
     _verified_at_load: dict[str, str] = field(default_factory=dict, init=False)
@@ -245,8 +247,17 @@ class Build:
     def context_digest(self, inst: D.Instance, *, write: bool, sub: str | None = None) -> str:
         key = (inst.name, sub, write)
         if key not in self._ctx_digest:
-            plain = self.project.context_digest(inst, self.state(inst, write=write), sub)
-            self._ctx_digest[key] = R.bytes_digest(plain.encode(), self.key(write=write))
+            state = self.state(inst, write=write)
+            k = self.key(write=write)
+            read = self._ctx_digest_of.get((inst.name, sub))
+            if write and read is not None and read[0] is state and read[1] == k:
+                # the state read for the check is complete: the same digest
+                self._ctx_digest[key] = read[2]
+            else:
+                plain = self.project.context_digest(inst, state, sub)
+                self._ctx_digest[key] = R.bytes_digest(plain.encode(), k)
+                if not write:
+                    self._ctx_digest_of[(inst.name, sub)] = (state, k, self._ctx_digest[key])
         return self._ctx_digest[key]
 
     def value_digest(self, inst: D.Instance, path: str, sub: str | None = None) -> str:
@@ -353,6 +364,8 @@ class Build:
                         return reasons
         values = rec.get("v")
         current = self.context_digest(inst, write=False, sub=o.sub) if values else ""
+        if values and rec.get("c") != current:
+            self._moved.add(o.instance)  # see refresh_contexts
         if values and rec.get("c") != current and (
             self.verified.get(f"{o.instance}|{o.sub or ''}") != current
         ):
@@ -479,9 +492,42 @@ class Build:
             record["n"] = {n: self.rel(p) for n, p in r.loaded.items() if n != o.name}
             record["v"] = self._read_digests(inst.name, o.sub, r.reads)
             record["c"] = self.context_digest(inst, write=True, sub=o.sub)
-        record["o"] = [*write_if_changed(out, data, mode, self._made),
-                       R.bytes_digest(data, self.key(write=True))]
+        try:
+            written = write_if_changed(out, data, mode)
+        except (NotADirectoryError, IsADirectoryError):
+            self.clear_way(o)  # an old output stands where this one must go
+            written = write_if_changed(out, data, mode)
+        record["o"] = [*written, R.bytes_digest(data, self.key(write=True))]
         return record
+
+    def clear_way(self, o: Output) -> None:
+        """Remove what stands in ``o``'s way in BUILD/: a file where one of its folders
+        must be (a template that became a folder of templates), or a folder where
+        its file must be (the other way round). Neither is an output any more;
+        when one is, the two outputs cannot both exist and that is an error."""
+        import shutil
+
+        outputs = self.outputs(self.project.instances[o.instance])
+        base = f"{self._build_dir}{o.instance}"
+        parts = o.rel.split("/")
+        for i in range(1, len(parts)):
+            rel = "/".join(parts[:i])
+            path = f"{base}{os.sep}{rel}"
+            if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+                if rel in outputs:
+                    raise BuildError(
+                        f"{self.src(outputs[rel])} makes BUILD/{o.instance}/{rel}, which "
+                        f"{self.src(o)} needs as a folder: rename one of them")
+                os.unlink(path)
+                return
+        path = f"{base}{os.sep}{o.rel}"
+        if os.path.isdir(path) and not os.path.islink(path):
+            inside = next((r for r in outputs if r.startswith(o.rel + "/")), None)
+            if inside is not None:
+                raise BuildError(
+                    f"{self.src(o)} makes BUILD/{o.instance}/{o.rel}, which "
+                    f"{self.src(outputs[inside])} needs as a folder: rename one of them")
+            shutil.rmtree(path)
 
     def _read_digests(self, instance: str, sub: str | None,
                       reads: dict[str, Any]) -> dict[str, str]:
@@ -508,6 +554,8 @@ class Build:
         template reads would cost a value-by-value check of every output on the
         next run. Only done when the database is being written anyway.
         """
+        if instance not in self._moved:
+            return  # every record checked had the current digest already
         inst = self.project.instances[instance]
         data = self.db
         current: dict[str | None, str] = {}
@@ -573,15 +621,13 @@ def read_db(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_if_changed(
-    path: Path | str, data: bytes, mode: int, made: set[str] | None = None
-) -> tuple[int, int]:
+def write_if_changed(path: Path | str, data: bytes, mode: int) -> tuple[int, int]:
     """Atomically write ``data`` unless the file already holds it; keep ``mode``.
 
-    Returns the file's ``(mtime_ns, size)``. ``made``: folders known to exist
-    already (saves a mkdir per file). The temporary file, next to its place,
-    is created with ``mode`` less the umask (so a secret is never readable by
-    others, not even half-written), given the whole ``mode``, and renamed over it.
+    Returns the file's ``(mtime_ns, size)``. The temporary file, next to its
+    place, is created with ``mode`` less the umask (so a secret is never
+    readable by others, not even half-written), given the whole ``mode``, and
+    renamed over it. Missing folders are made when the first file in them is.
     """
     target = str(path)
     try:
@@ -592,16 +638,13 @@ def write_if_changed(
             return st.st_mtime_ns, st.st_size
     except FileNotFoundError:
         pass
-    except IsADirectoryError as exc:
-        raise BuildError(f"BUILD path is a folder: {path}") from exc
     folder = os.path.dirname(target)
-    if made is None or folder not in made:
-        os.makedirs(folder, exist_ok=True)
-        if made is not None:
-            made.add(folder)
     tmp = f"{folder}{os.sep}.{os.path.basename(target)}.{os.getpid()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
+        fd = os.open(tmp, flags, mode)
+    except FileNotFoundError:  # no folder yet: made on the first file only
+        os.makedirs(folder, exist_ok=True)
         fd = os.open(tmp, flags, mode)
     except FileExistsError:  # left by a killed process of the same pid
         os.unlink(tmp)
@@ -663,8 +706,11 @@ def _checkout_action(build: Build, srcs: list[C.Source]) -> Any:
     return None
 
 
-def _prune_action(build: Build, instance: str | None) -> None:
-    build.prune(instance)
+def _prune_action(build: Build, instance: str | None, found: bool = True) -> None:
+    """Delete orphans; ``found=False``: there were none when the tasks were made (and a
+    run writes only outputs), so the walk is spared."""
+    if found:
+        build.prune(instance)
 
 
 def _batch_action(build: Build, instance: str, rels: list[str], task: Any) -> Any:
@@ -805,7 +851,8 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             "basename": "build",
             "name": inst.name,
             "doc": f"build instance {inst.name}",
-            "actions": [*actions, (_prune_action, (build, inst.name))],
+            # orphans first: one may stand where an output is to go
+            "actions": [(_prune_action, (build, inst.name, bool(orphans))), *actions],
             "task_dep": [*checkouts, *names],
             "uptodate": [uptodate([f"stale: BUILD/{inst.name}/{rel}" for rel in batch]
                                   + [f"orphan: {build.root.rel(f)}" for f in orphans])],

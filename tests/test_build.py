@@ -288,6 +288,32 @@ def test_a_reader_that_goes_away_does_not_stop_the_build(tmp_path: Path) -> None
     assert "0 built, 4515 up to date" in doit(tmp_path, check=True).stdout
 
 
+@pytest.mark.parametrize("how", [(), ("-n", "2", "-P", "process")])
+def test_a_template_that_becomes_a_folder_and_back(built: Path, how: tuple) -> None:
+    """``etc/app.ini`` becomes ``etc/app.ini/main`` and back: the old output is in
+    the new one's way, and is cleared (batched, and one task per output)."""
+    (built / "tmpl/_ALL_/etc/app.ini.j2").unlink()
+    write_tree(built, {"tmpl/_ALL_/etc/app.ini/main.j2": "port = {{ instance.app.port }}\n"})
+    proc = doit(built, *how)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (built / "BUILD/dev/etc/app.ini/main").read_text() == "port = 8000\n"
+    (built / "tmpl/_ALL_/etc/app.ini/main.j2").unlink()
+    write_tree(built, {"tmpl/_ALL_/etc/app.ini.j2": "port = {{ instance.app.port }}\n"})
+    proc = doit(built, *how)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (built / "BUILD/dev/etc/app.ini").read_text() == "port = 8000\n"
+    assert "0 built" in doit(built, check=True).stdout
+
+
+def test_an_output_that_another_needs_as_a_folder_is_an_error(built: Path) -> None:
+    write_tree(built, {"tmpl/_ALL_/etc/app.ini/main.j2": "x\n"})
+    proc = doit(built, "build:dev")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out
+    assert ("tmpl/_ALL_/etc/app.ini.j2 makes BUILD/dev/etc/app.ini, which "
+            "tmpl/_ALL_/etc/app.ini/main.j2 needs as a folder") in out
+
+
 def test_no_secret_outside_build_and_state(built: Path) -> None:
     state = json.loads((built / "state/prod/state.json").read_text())
     secrets = [e["value"] for sec in ("modules", "generate") for e in state[sec].values()
