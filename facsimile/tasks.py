@@ -607,6 +607,10 @@ def read_db(path: Path) -> dict[str, Any]:
     One that cannot be read is an error, as it is for doit itself: a plan that
     called every output "new" would disagree with the build.
     """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()  # as FacsimileDB._load: 10,000 new dicts, nothing to collect
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
@@ -615,6 +619,10 @@ def read_db(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise BuildError(f"doit's database cannot be read ({exc}); delete it to rebuild "
                          "everything, or restore it", file=path.name) from exc
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
     if not isinstance(data, dict):
         raise BuildError("doit's database is not a JSON object; delete it to rebuild "
                          "everything", file=path.name)
