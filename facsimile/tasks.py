@@ -444,8 +444,11 @@ class Build:
 
     # ------------------------------------------------------------ building
 
-    def build_one(self, instance: str, rel: str) -> dict[str, Any]:
-        """Make one output (a doit action); returns the record saved as doit values."""
+    def build_one(self, instance: str, rel: str, absent: bool = False) -> dict[str, Any]:
+        """Make one output (a doit action); returns the record saved as doit values.
+
+        ``absent``: the file was not there when the run began (no need to look).
+        """
         inst = self.project.instances[instance]
         o = self.outputs(inst)[rel]
         out = self.out_str(o)
@@ -485,15 +488,13 @@ class Build:
                     file=exc.file, line=exc.line,
                 ) from None
             data = r.data
-            files: dict[str, list[Any]] = {}
-            for path in dict.fromkeys(r.loaded.values()):
-                files[self.rel(path)] = self.fdigest(self.rel(path))
-            record["f"] = files
-            record["n"] = {n: self.rel(p) for n, p in r.loaded.items() if n != o.name}
+            rels = {path: self.rel(path) for path in r.loaded.values()}
+            record["f"] = {rel: self.fdigest(rel) for rel in rels.values()}
+            record["n"] = {n: rels[p] for n, p in r.loaded.items() if n != o.name}
             record["v"] = self._read_digests(inst.name, o.sub, r.reads)
             record["c"] = self.context_digest(inst, write=True, sub=o.sub)
         try:
-            written = write_if_changed(out, data, mode)
+            written = write_if_changed(out, data, mode, absent=absent)
         except (NotADirectoryError, IsADirectoryError):
             self.clear_way(o)  # an old output stands where this one must go
             written = write_if_changed(out, data, mode)
@@ -629,23 +630,27 @@ def read_db(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_if_changed(path: Path | str, data: bytes, mode: int) -> tuple[int, int]:
+def write_if_changed(path: Path | str, data: bytes, mode: int, *,
+                     absent: bool = False) -> tuple[int, int]:
     """Atomically write ``data`` unless the file already holds it; keep ``mode``.
 
     Returns the file's ``(mtime_ns, size)``. The temporary file, next to its
     place, is created with ``mode`` less the umask (so a secret is never
     readable by others, not even half-written), given the whole ``mode``, and
     renamed over it. Missing folders are made when the first file in them is.
+    ``absent``: the caller saw no file there, so it is not looked at first (were
+    one made since, the rename still replaces it atomically).
     """
     target = str(path)
-    try:
-        st = os.stat(target)
-        if st.st_size == len(data) and _read(target) == data:
-            if st.st_mode & 0o7777 != mode:
-                os.chmod(target, mode)
-            return st.st_mtime_ns, st.st_size
-    except FileNotFoundError:
-        pass
+    if not absent:
+        try:
+            st = os.stat(target)
+            if st.st_size == len(data) and _read(target) == data:
+                if st.st_mode & 0o7777 != mode:
+                    os.chmod(target, mode)
+                return st.st_mtime_ns, st.st_size
+        except FileNotFoundError:
+            pass
     folder = os.path.dirname(target)
     tmp = f"{folder}{os.sep}.{os.path.basename(target)}.{os.getpid()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -721,7 +726,8 @@ def _prune_action(build: Build, instance: str | None, found: bool = True) -> Non
         build.prune(instance)
 
 
-def _batch_action(build: Build, instance: str, rels: list[str], task: Any) -> Any:
+def _batch_action(build: Build, instance: str, rels: list[str], new: frozenset[str],
+                  task: Any) -> Any:
     """Make the stale outputs of one instance in one doit action (serial group runs).
 
     Each output's record goes straight into doit's database under the output's
@@ -743,7 +749,7 @@ def _batch_action(build: Build, instance: str, rels: list[str], task: Any) -> An
         if reporter is not None:
             reporter.started(name)
         try:
-            record = build.build_one(instance, rel)
+            record = build.build_one(instance, rel, absent=rel in new)
         except FacsimileError as exc:
             backend.remove(name)
             failed.append(f"{name}: {exc}")
@@ -827,6 +833,7 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
     for inst in chosen:
         names = []
         batch: list[str] = []
+        new: set[str] = set()  # of those, the ones not in BUILD/ yet
         checkouts = [f"checkout:{src.name}" for src in project.sources(inst)]
         outputs = list(build.outputs(inst).values())
         fresh = True
@@ -839,6 +846,8 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                 continue
             if mode == BATCH:
                 batch.append(o.rel)  # made by the instance's task, see _batch_action
+                if reasons == ["new"]:
+                    new.add(o.rel)
                 continue
             names.append(o.task)
             task = {
@@ -854,7 +863,8 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             yield task
         build.note_checked(inst, outputs, fresh)
         orphans = build.orphans(inst.name)
-        actions: list[Any] = [(_batch_action, (build, inst.name, batch))] if batch else []
+        actions: list[Any] = ([(_batch_action, (build, inst.name, batch, frozenset(new)))]
+                              if batch else [])
         yield {
             "basename": "build",
             "name": inst.name,

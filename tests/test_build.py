@@ -314,6 +314,22 @@ def test_an_output_that_another_needs_as_a_folder_is_an_error(built: Path) -> No
             "tmpl/_ALL_/etc/app.ini/main.j2 needs as a folder") in out
 
 
+def test_attribute_lookups_on_context_values_behave_as_in_jinja2(built: Path) -> None:
+    """``a.b`` is the key ``b`` unless ``b`` names a method of the mapping (``items``,
+    ``get``...): Jinja2's rule, kept by facsimile's faster lookup; the key is read."""
+    edit_json(built / "define/dev.json", {"app.get": "a key", "app.items": "another"})
+    write_tree(built, {"tmpl/dev/etc/keys.txt.j2": (
+        "{{ instance.app.port }} {{ instance.app['get'] }} {{ instance.app.get('port') }}\n"
+        "{% for k, v in instance.app.items() if k == 'workers' %}{{ k }}={{ v }}{% endfor %}\n"
+        "{{ instance.app.nope is defined }}\n")})
+    doit(built, "build:dev", check=True)
+    assert (built / "BUILD/dev/etc/keys.txt").read_text() == (
+        "8000 a key 8000\nworkers=2\nFalse\n")
+    edit_json(built / "define/dev.json", {"app.port": 8003})
+    proc = doit(built, "build:dev", check=True)
+    assert ran(proc) == {"dev/etc/app.ini", "dev/etc/keys.txt"}
+
+
 def test_no_secret_outside_build_and_state(built: Path) -> None:
     state = json.loads((built / "state/prod/state.json").read_text())
     secrets = [e["value"] for sec in ("modules", "generate") for e in state[sec].values()
