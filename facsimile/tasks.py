@@ -828,7 +828,17 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             "actions": [(_checkout_action, (build, srcs))],
             "uptodate": [False],
         }
-    mode = run_mode(project)
+    run = _run_params(project)
+    mode = _mode(run)
+    extra_tasks = [dict(t) for t in project.tasks()]
+    # In a run of group tasks, an instance with nothing to do gets no task at all
+    # (its outputs are counted as up to date by build:_removed), unless the run
+    # names it, syncs, verifies a checkout for it, or a project task depends on it.
+    args = run[1] if run is not None else []
+    quiet_ok = (mode is not None and instances is None and not extra_tasks
+                and not any(a == "sync" or a.startswith("sync:") for a in args))
+    named = set(args)
+    quiet = 0
     build_dir = str(build.root.build)
     for inst in chosen:
         names = []
@@ -863,6 +873,10 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             yield task
         build.note_checked(inst, outputs, fresh)
         orphans = build.orphans(inst.name)
+        if (quiet_ok and fresh and not orphans and not checkouts
+                and f"build:{inst.name}" not in named):
+            quiet += omitted
+            continue
         actions: list[Any] = ([(_batch_action, (build, inst.name, batch, frozenset(new)))]
                               if batch else [])
         yield {
@@ -876,15 +890,16 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                                   + [f"orphan: {build.root.rel(f)}" for f in orphans])],
             "meta": {"up_to_date": omitted, "batch": len(batch), "orphans": len(orphans)},
         }
-        yield {
-            "basename": "sync",
-            "name": inst.name,
-            "doc": f"build {inst.name}, then push it to every host of its targets",
-            "actions": [(_sync_action, (build, inst.name))],
-            "task_dep": [f"build:{inst.name}"],
-            "uptodate": [False],
-            "verbosity": 2,
-        }
+        if not quiet_ok:
+            yield {
+                "basename": "sync",
+                "name": inst.name,
+                "doc": f"build {inst.name}, then push it to every host of its targets",
+                "actions": [(_sync_action, (build, inst.name))],
+                "task_dep": [f"build:{inst.name}"],
+                "uptodate": [False],
+                "verbosity": 2,
+            }
     if instances is None:
         gone = build.orphans(None)
         yield {
@@ -893,10 +908,10 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             "doc": "delete the BUILD trees of removed instances",
             "actions": [(_prune_action, (build, None))],
             "uptodate": [uptodate([f"orphan: {build.root.rel(f)}" for f in gone])],
+            "meta": {"up_to_date": quiet},
         }
     build.save_verified()
-    for extra in project.tasks():
-        yield dict(extra)
+    yield from extra_tasks
 
 
 LEAN = "lean"  # up-to-date outputs get no task
@@ -914,14 +929,18 @@ def run_mode(project: Project) -> str | None:
     records under their own task names (:func:`_batch_action`). With ``-n 2``
     each output stays a task of its own, for doit to spread over processes.
     """
-    params = _run_params(project)
-    if params is None:
+    return _mode(_run_params(project))
+
+
+def _mode(run: tuple[Any, list[str]] | None) -> str | None:
+    if run is None:
         return None
-    return BATCH if (params.get("num_process") or 0) <= 1 else LEAN
+    return BATCH if (run[0].get("num_process") or 0) <= 1 else LEAN
 
 
-def _run_params(project: Project) -> Any:
-    """doit's options when it is about to *run* group tasks only, else ``None``.
+def _run_params(project: Project) -> tuple[Any, list[str]] | None:
+    """doit's options and arguments when it is about to *run* group tasks only,
+    else ``None``.
 
     Every other command (``list``, ``info``, ``forget``, ``clean``, ``strace``,
     ``run -a``, a run naming one output) gets every task. doit tells a task
@@ -950,7 +969,7 @@ def _run_params(project: Project) -> Any:
     groups = {"build", "sync", "checkout", *(f"{b}:{i}" for b in ("build", "sync")
                                              for i in project.instances)}
     if all(isinstance(a, str) and (a in groups or a.startswith("checkout:")) for a in args):
-        return params
+        return params, args
     return None
 
 

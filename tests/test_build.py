@@ -330,6 +330,20 @@ def test_attribute_lookups_on_context_values_behave_as_in_jinja2(built: Path) ->
     assert ran(proc) == {"dev/etc/app.ini", "dev/etc/keys.txt"}
 
 
+def test_a_run_hands_doit_no_task_for_an_instance_with_nothing_to_do(built: Path) -> None:
+    """``doit`` on a no-op: no task per instance either (still counted); an
+    instance with something to do, or named, or synced, gets its task."""
+    report = json.loads(doit(built, "--reporter", "json", check=True).stdout)
+    assert {t["name"] for t in report["tasks"]} <= {"build", "build:_removed"}
+    assert "0 built, 15 up to date" in doit(built, check=True).stdout
+    edit_json(built / "define/dev.json", {"app.port": 8004})
+    report = json.loads(doit(built, "--reporter", "json", check=True).stdout)
+    assert {t["name"] for t in report["tasks"]} == {"build", "build:_removed", "build:dev"}
+    assert "0 built, 5 up to date" in doit(built, "build:prod", check=True).stdout
+    listed = doit(built, "list", "--all", check=True).stdout
+    assert "build:prod " in listed and "sync:prod " in listed
+
+
 def test_no_secret_outside_build_and_state(built: Path) -> None:
     state = json.loads((built / "state/prod/state.json").read_text())
     secrets = [e["value"] for sec in ("modules", "generate") for e in state[sec].values()
