@@ -195,7 +195,7 @@ def _tojson_dumps(obj: Any, **kwargs: Any) -> str:
 
 # ------------------------------------------------------------------ environment
 
-_search: contextvars.ContextVar[tuple[Path, ...]] = contextvars.ContextVar("facsimile_search")
+_search: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("facsimile_search")
 _loaded: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("facsimile_loaded")
 
 
@@ -227,7 +227,7 @@ def make_environment(index: LayerIndex) -> Any:
             self.policies["json.dumps_function"] = _tojson_dumps
             self.policies["json.dumps_kwargs"] = {"sort_keys": True}
             self.by_file: dict[str, Any] = {}
-            self.resolved: dict[tuple[tuple[Path, ...], str], str] = {}  # the index is fixed
+            self.resolved: dict[tuple[tuple[str, ...], str], str] = {}  # the index is fixed
 
         def getattr(self, obj: Any, attribute: str) -> Any:
             """``a.b`` on a context value: a key unless it names a method of the
@@ -248,7 +248,7 @@ def make_environment(index: LayerIndex) -> Any:
                 hit = self.resolved[key] = self._resolve(name, search)
             return hit
 
-        def _resolve(self, name: str, search: tuple[Path, ...]) -> str:
+        def _resolve(self, name: str, search: tuple[str, ...]) -> str:
             parts = name.replace("\\", "/").split("/")
             if name.startswith("/") or ".." in parts:
                 raise jinja2.TemplateNotFound(name, f"{name!r} escapes the template folders")
@@ -305,7 +305,7 @@ class Rendered:
 def render(
     env: Any,
     name: str,
-    search: tuple[Path, ...],
+    search: tuple[str, ...],
     ctx: Mapping[str, Any],
     base: Path,
     this: str | None = None,

@@ -89,9 +89,9 @@ class Build:
                                                                   init=False)
     _fdigest: dict[str, str] = field(default_factory=dict, init=False)
     _db: dict[str, Any] | None = field(default=None, init=False)
-    _search_cache: dict[tuple[str, str | None], tuple[Path, ...]] = field(
+    _search_cache: dict[tuple[str, str | None], tuple[str, ...]] = field(
         default_factory=dict, init=False)
-    _resolved: dict[tuple[tuple[Path, ...], str], str] = field(default_factory=dict, init=False)
+    _resolved: dict[tuple[tuple[str, ...], str], str] = field(default_factory=dict, init=False)
     _resolved_rel: dict[tuple[str, str | None, str], str] = field(default_factory=dict,
                                                                   init=False)
     _moved: set[str] = field(default_factory=set, init=False)  # instances with old "c"s
@@ -130,12 +130,14 @@ class Build:
         folders = [C.ensure(src, self.root.src) / src.tmpl for src in self.project.sources(inst)]
         return [*folders, *(self.root.tmpl / layer for layer in inst.layers)]
 
-    def search(self, inst: D.Instance, sub: str | None = None) -> tuple[Path, ...]:
-        """Template search path, highest layer first, then ``_lib`` (cached)."""
+    def search(self, inst: D.Instance, sub: str | None = None) -> tuple[str, ...]:
+        """Template search path, highest layer first, then ``_lib`` (cached; strings,
+        since it keys a cache on every template load and a Path hashes slowly)."""
         key = (inst.name, sub)
         found = self._search_cache.get(key)
         if found is None:
-            found = (*reversed(self.tmpl_layers(inst, sub)), self.root.tmpl / R.LIB)
+            found = tuple(str(f) for f in (*reversed(self.tmpl_layers(inst, sub)),
+                                           self.root.tmpl / R.LIB))
             self._search_cache[key] = found
         return found
 
@@ -386,7 +388,7 @@ class Build:
             reasons.append("output modified in BUILD")
         return reasons
 
-    def env_resolve(self, name: str, search: tuple[Path, ...]) -> str:
+    def env_resolve(self, name: str, search: tuple[str, ...]) -> str:
         """Where ``name`` resolves through ``search`` now (no Jinja2 import needed)."""
         key = (search, name)
         hit = self._resolved.get(key)
@@ -396,7 +398,7 @@ class Build:
             raise KeyError(name)
         return hit
 
-    def _resolve(self, name: str, search: tuple[Path, ...]) -> str:
+    def _resolve(self, name: str, search: tuple[str, ...]) -> str:
         parts = name.split("/")
         if ".." in parts or name.startswith("/"):
             return R.ABSENT
@@ -651,8 +653,9 @@ def write_if_changed(path: Path | str, data: bytes, mode: int, *,
                 return st.st_mtime_ns, st.st_size
         except FileNotFoundError:
             pass
-    folder = os.path.dirname(target)
-    tmp = f"{folder}{os.sep}.{os.path.basename(target)}.{os.getpid()}.tmp"
+    folder, sep, base = target.rpartition(os.sep)
+    folder = folder if sep else "."
+    tmp = f"{folder}{os.sep}.{base}.{os.getpid()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(tmp, flags, mode)
