@@ -983,6 +983,7 @@ def guarded_tasks(make: Any) -> Iterator[dict[str, Any]]:
 
     # Creating 10k+ tasks allocates many long-lived objects: collecting while
     # creating them costs a third of a no-op. Freeze them once created.
+    Reporter.current = None  # doit makes this run's reporter after its tasks
     enabled = gc.isenabled()
     gc.disable()
     try:
