@@ -729,8 +729,7 @@ def _prune_action(build: Build, instance: str | None, found: bool = True) -> Non
         build.prune(instance)
 
 
-def _batch_action(build: Build, instance: str, rels: list[str], new: frozenset[str],
-                  task: Any) -> Any:
+def _batch_action(build: Build, instance: str, rels: list[str], new: frozenset[str]) -> Any:
     """Make the stale outputs of one instance in one doit action (serial group runs).
 
     Each output's record goes straight into doit's database under the output's
