@@ -26,9 +26,24 @@ import gc
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from doit.dependency import DatabaseException, JsonDB
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Garbage collection off while many long-lived objects are made (doit's
+    records, 10,000 tasks); they are frozen out of later collections after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 class FacsimileDB(JsonDB):
@@ -50,19 +65,14 @@ class FacsimileDB(JsonDB):
         the whole run, so they are frozen out of later collections too."""
         with open(self.name, encoding="utf-8") as fh:
             text = fh.read()
-        enabled = gc.isenabled()
-        gc.disable()
         try:
-            data = json.loads(text)
+            with collector_paused():
+                data = json.loads(text)
         except ValueError as error:
             raise DatabaseException(
                 f"{error}\nInvalid JSON data in {os.path.abspath(self.name)}\nTo fix this "
                 "problem, you can just remove the corrupted file, a new one will be "
                 "generated.\n") from error
-        finally:
-            gc.freeze()
-            if enabled:
-                gc.enable()
         if isinstance(data, dict) and text.startswith("{\n") and text.endswith("\n}\n"):
             self._text = text
             self._keys = list(data)

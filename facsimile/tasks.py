@@ -610,22 +610,16 @@ def read_db(path: Path) -> dict[str, Any]:
     One that cannot be read is an error, as it is for doit itself: a plan that
     called every output "new" would disagree with the build.
     """
-    import gc
+    from .doitdb import collector_paused
 
-    enabled = gc.isenabled()
-    gc.disable()  # as FacsimileDB._load: 10,000 new dicts, nothing to collect
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh, collector_paused():
             data = json.load(fh)
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
         raise BuildError(f"doit's database cannot be read ({exc}); delete it to rebuild "
                          "everything, or restore it", file=path.name) from exc
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
     if not isinstance(data, dict):
         raise BuildError("doit's database is not a JSON object; delete it to rebuild "
                          "everything", file=path.name)
@@ -920,7 +914,7 @@ LEAN = "lean"  # up-to-date outputs get no task
 BATCH = "batch"  # and stale ones are made by their instance's task, in one action
 
 
-def run_mode(project: Project) -> str | None:
+def _mode(run: tuple[Any, list[str]] | None) -> str | None:
     """How doit is about to run: ``None`` (one task per output), :data:`LEAN` or :data:`BATCH`.
 
     A run of group tasks only (``doit``, ``doit build:prod``, ``doit sync:dev``,
@@ -930,11 +924,8 @@ def run_mode(project: Project) -> str | None:
     instance's group task makes its stale outputs itself, and saves their
     records under their own task names (:func:`_batch_action`). With ``-n 2``
     each output stays a task of its own, for doit to spread over processes.
+    ``run``: what :func:`_run_params` found.
     """
-    return _mode(_run_params(project))
-
-
-def _mode(run: tuple[Any, list[str]] | None) -> str | None:
     if run is None:
         return None
     return BATCH if (run[0].get("num_process") or 0) <= 1 else LEAN
@@ -977,23 +968,19 @@ def _run_params(project: Project) -> tuple[Any, list[str]] | None:
 
 def guarded_tasks(make: Any) -> Iterator[dict[str, Any]]:
     """Tasks from ``generate(make())``; a user error is one line and exit 1, no traceback."""
-    import gc
     import sys
 
+    from .doitdb import collector_paused
+
     # Creating 10k+ tasks allocates many long-lived objects: collecting while
-    # creating them costs a third of a no-op. Freeze them once created.
+    # creating them costs a third of a no-op.
     Reporter.current = None  # doit makes this run's reporter after its tasks
-    enabled = gc.isenabled()
-    gc.disable()
     try:
-        yield from generate(make())
+        with collector_paused():
+            yield from generate(make())
     except FacsimileError as exc:
         print(f"facsimile: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def doit_config(root: D.Root | None) -> dict[str, Any]:
@@ -1080,7 +1067,7 @@ class Reporter(ExecutedOnlyReporter):
         self._omitted(task)
 
     def _omitted(self, task: Any) -> None:
-        """Up-to-date outputs that got no task (see :func:`run_mode`)."""
+        """Up-to-date outputs that got no task (see :func:`_mode`)."""
         if task.meta:
             self.counts["up to date"] += task.meta.get("up_to_date", 0)
 
