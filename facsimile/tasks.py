@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,6 +26,7 @@ from doit.reporter import ExecutedOnlyReporter
 
 from . import checkout as C
 from . import definitions as D
+from . import pool as P
 from . import render as R
 from . import state as S
 from .errors import BuildError, FacsimileError, TemplateError
@@ -100,6 +101,11 @@ class Build:
     _verified_at_load: dict[str, str] = field(default_factory=dict, init=False)
     _key: bytes | None = field(default=None, init=False, repr=False)
     _key_written: bool = field(default=False, init=False)
+    # a batched run's plan: the batches that will run, in doit's order, that a
+    # helper process may take (see facsimile.pool)
+    plan: list[P.Batch] = field(default_factory=list, init=False, repr=False)
+    jobs: int = field(default=1, init=False)  # processes the plan may use
+    _helper: P.Helper | bool | None = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.index = R.LayerIndex(self.project.root.base)
@@ -113,6 +119,17 @@ class Build:
     @property
     def root(self) -> D.Root:
         return self.project.root
+
+    def helper(self) -> P.Helper | None:
+        """The run's helper processes, started by the first action that asks when the
+        plan is worth it (:func:`facsimile.pool.helpers`); else ``None``."""
+        if self._helper is False:
+            self._helper = None
+            count = P.helpers(self.plan, self.jobs)
+            if count:
+                self.key(write=True)  # made once, before there are two processes
+                self._helper = P.Helper(self.plan, lambda b: _helper_work(self, b), count)
+        return self._helper  # type: ignore[return-value]
 
     @property
     def env(self) -> Any:
@@ -718,9 +735,35 @@ def _checkout_action(build: Build, srcs: list[C.Source]) -> Any:
 
 def _prune_action(build: Build, instance: str | None, found: bool = True) -> None:
     """Delete orphans; ``found=False``: there were none when the tasks were made (and a
-    run writes only outputs), so the walk is spared."""
+    run writes only outputs), so the walk is spared. An instance the helper process
+    took is pruned there, before its outputs are made."""
+    helper = build.helper()
+    if helper is not None and instance is not None and not helper.take(instance):
+        return
     if found:
         build.prune(instance)
+
+
+def _make_batch(build: Build, batch: P.Batch,
+                started: Callable[[str], None] | None = None) -> P.Made:
+    """Make a batch's outputs one after the other; a failed one does not stop the rest."""
+    made = P.Made([], [])
+    for rel in batch.rels:
+        if started is not None:
+            started(f"build:{batch.instance}/{rel}")
+        try:
+            made.records.append((rel, build.build_one(batch.instance, rel,
+                                                      absent=rel in batch.new)))
+        except FacsimileError as exc:
+            made.failed.append((rel, str(exc)))
+    return made
+
+
+def _helper_work(build: Build, batch: P.Batch) -> P.Made:
+    """A batch made in the helper process: its orphans first, then its outputs."""
+    if batch.orphans:
+        build.prune(batch.instance)
+    return _make_batch(build, batch)
 
 
 def _batch_action(build: Build, instance: str, rels: list[str], new: frozenset[str]) -> Any:
@@ -731,6 +774,7 @@ def _batch_action(build: Build, instance: str, rels: list[str], new: frozenset[s
     ``doit list``, ``info``, ``facs plan`` and later runs see exactly what a
     run of one task per output leaves. A failed output keeps its previous file
     and loses its record (as doit drops a failed task's); the others are made.
+    When the run's helper process took the instance, this waits for what it made.
     """
     from doit.exceptions import TaskFailed
     from doit.globals import Globals
@@ -739,26 +783,31 @@ def _batch_action(build: Build, instance: str, rels: list[str], new: frozenset[s
     backend = dep.backend
     checker = dep.checker.__class__.__name__
     reporter = Reporter.current
-    failed = []
-    for rel in rels:
+    made = None
+    helper = build.helper()
+    if helper is not None and not helper.take(instance):
+        made = helper.outcome(instance)
+        if made is None:  # the helper went away first: make it here, orphans first
+            build.prune(instance)
+        elif reporter is not None:
+            for rel in rels:
+                reporter.started(f"build:{instance}/{rel}")
+    if made is None:
+        made = _make_batch(build, P.Batch(instance, rels, new, False),
+                           None if reporter is None else reporter.started)
+    for rel, record in made.records:
         name = f"build:{instance}/{rel}"
-        if reporter is not None:
-            reporter.started(name)
-        try:
-            record = build.build_one(instance, rel, absent=rel in new)
-        except FacsimileError as exc:
-            backend.remove(name)
-            failed.append(f"{name}: {exc}")
-            continue
         backend.set(name, "_values_:", record)
         backend.set(name, "checker:", checker)
         backend.set(name, "deps:", ())
         if reporter is not None:
             reporter.made()
+    for rel, _ in made.failed:
+        backend.remove(f"build:{instance}/{rel}")
     if reporter is not None:
         reporter.flush()
-    if failed:
-        return TaskFailed("\n".join(failed))
+    if made.failed:
+        return TaskFailed("\n".join(f"build:{instance}/{rel}: {msg}" for rel, msg in made.failed))
     build.refresh_contexts(instance, set(rels), backend)
     return None
 
@@ -834,6 +883,11 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
     quiet_ok = (mode is not None and instances is None and not extra_tasks
                 and not any(a == "sync" or a.startswith("sync:") for a in args))
     named = set(args)
+    # the batches a helper process may take: of instances this run builds (not of
+    # one whose templates come from a checkout, which its own task verifies first)
+    runs_all = not args or "build" in named or "sync" in named
+    if mode == BATCH:
+        build.jobs = P.jobs()
     quiet = 0
     build_dir = str(build.root.build)
     for inst in chosen:
@@ -875,6 +929,9 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             continue
         actions: list[Any] = ([(_batch_action, (build, inst.name, batch, frozenset(new)))]
                               if batch else [])
+        if (mode == BATCH and batch and not checkouts
+                and (runs_all or f"build:{inst.name}" in named or f"sync:{inst.name}" in named)):
+            build.plan.append(P.Batch(inst.name, batch, frozenset(new), bool(orphans)))
         yield {
             "basename": "build",
             "name": inst.name,
@@ -923,12 +980,14 @@ def _mode(run: tuple[Any, list[str]] | None) -> str | None:
     than rendering it (doit creates, dispatches and inspects each one), so each
     instance's group task makes its stale outputs itself, and saves their
     records under their own task names (:func:`_batch_action`). With ``-n 2``
-    each output stays a task of its own, for doit to spread over processes.
+    (or ``-n 1``: doit runs tasks in a child process then, whose writes to the
+    database would be lost) each output stays a task of its own, for doit to
+    spread over processes.
     ``run``: what :func:`_run_params` found.
     """
     if run is None:
         return None
-    return BATCH if (run[0].get("num_process") or 0) <= 1 else LEAN
+    return LEAN if run[0].get("num_process") else BATCH
 
 
 def _run_params(project: Project) -> tuple[Any, list[str]] | None:

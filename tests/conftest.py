@@ -31,8 +31,10 @@ def write_tree(base: Path, tree: Mapping[str, Any]) -> None:
             path.write_text(content)
 
 
-def run(cmd: list[str], cwd: Path, check: bool = False, **kw: Any) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def run(cmd: list[str], cwd: Path, check: bool = False, env: Mapping[str, str] | None = None,
+        **kw: Any) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``cwd``; ``env``: variables to set on top of this process's."""
+    env = {**os.environ, **(env or {})}
     env.pop("DOIT_CONFIG", None)
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=300, **kw)
     if check and proc.returncode != 0:
@@ -47,9 +49,10 @@ def facs(root: Path, *args: str, check: bool = False) -> subprocess.CompletedPro
     return run([sys.executable, "-m", "facsimile.cli", *args], cwd=root, check=check)
 
 
-def doit(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+def doit(root: Path, *args: str, check: bool = False,
+         env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the real ``doit`` in ``root`` (which has the one-line dodo.py)."""
-    return run([sys.executable, "-m", "doit", *args], cwd=root, check=check)
+    return run([sys.executable, "-m", "doit", *args], cwd=root, check=check, env=env)
 
 
 DODO = "from facsimile.dodo import *  # noqa: F403\n"

@@ -1,0 +1,128 @@
+"""A large batched run shares its instances with forked helper processes
+(facsimile/pool.py): same bytes, same records, same errors as one process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from conftest import DODO, doit, write_tree
+from test_build import _records, ran
+
+from facsimile import pool
+
+INSTANCES = 12
+TEMPLATES = pool.PER_HELPER // INSTANCES + 1  # enough outputs for one helper
+TWO = {"FACSIMILE_JOBS": "2"}  # two processes, whatever the machine's cores
+ONE = {"FACSIMILE_JOBS": "1"}
+
+PIDS = '''
+import os
+
+import facsimile
+
+
+class Pids(facsimile.Project):
+    def extra_context(self, inst):
+        return {"pid": os.getpid()}
+'''
+
+
+def big_tree(pids: bool = False) -> dict[str, object]:
+    """INSTANCES x TEMPLATES outputs, each reading its instance's value and a password;
+    ``pids``: and pid.txt, the process that rendered the instance."""
+    tree: dict[str, object] = {
+        "dodo.py": DODO,
+        "define/facsimile.json": {"name": "big", "shared": {"a": 1}},
+        "define/modules.json": [{"name": "app"}],
+    }
+    for i in range(INSTANCES):
+        tree[f"define/i{i:02}.json"] = {"n": i}
+    for j in range(TEMPLATES):
+        tree[f"tmpl/_ALL_/t{j}.conf.j2"] = (
+            f"t{j} {{{{ instance.n }}}} {{{{ instance.shared.a }}}}"
+            " {{ module.app.password }}\n")
+    if pids:
+        tree["define/facsimile.json"] = {"name": "big", "shared": {"a": 1},
+                                         "class": "pids:Pids"}
+        tree["pids.py"] = PIDS
+        tree["tmpl/_ALL_/pid.txt.j2"] = "{{ pid }}\n"
+    return tree
+
+
+def test_a_large_run_shares_its_instances_with_a_helper_process(tmp_path: Path) -> None:
+    write_tree(tmp_path, big_tree(pids=True))
+    proc = doit(tmp_path, check=True, env=TWO)
+    total = INSTANCES * (TEMPLATES + 1)
+    assert f"{total} built, 0 up to date" in proc.stdout
+    assert len(ran(proc)) == total  # a line for every output, whichever process made it
+    pids = {(tmp_path / f"BUILD/i{i:02}/pid.txt").read_text() for i in range(INSTANCES)}
+    assert len(pids) == 2  # doit's process from the start, the helper from the end
+    # what the helper made has its records in doit's database
+    records = _records(tmp_path)
+    assert len(records) == total
+
+
+def test_one_job_makes_everything_in_doits_process(tmp_path: Path) -> None:
+    write_tree(tmp_path, big_tree(pids=True))
+    doit(tmp_path, check=True, env=ONE)
+    pids = {(tmp_path / f"BUILD/i{i:02}/pid.txt").read_text() for i in range(INSTANCES)}
+    assert len(pids) == 1
+
+
+def test_a_helper_leaves_the_same_bytes_and_records_as_one_process(tmp_path: Path) -> None:
+    shared, alone = tmp_path / "shared", tmp_path / "alone"
+    write_tree(shared, big_tree())
+    write_tree(alone, big_tree())
+    doit(shared, check=True, env=TWO)
+    shutil.copytree(shared / "state", alone / "state")  # same passwords and digest key
+    doit(alone, check=True, env=ONE)
+    assert _records(shared) == _records(alone)
+    for f in (shared / "BUILD").rglob("*"):
+        if f.is_file():
+            assert f.read_bytes() == (alone / f.relative_to(shared)).read_bytes()
+    # and the next run has nothing to do
+    proc = doit(shared, check=True, env=TWO)
+    assert not ran(proc)
+    assert f"0 built, {INSTANCES * TEMPLATES} up to date" in proc.stdout
+
+
+def test_a_failure_in_an_instance_the_helper_took(tmp_path: Path) -> None:
+    """The last instance goes to the helper: its error is doit's failure, one line
+    with template and line, no traceback; the other outputs are made and kept."""
+    write_tree(tmp_path, big_tree())
+    last = f"i{INSTANCES - 1:02}"
+    write_tree(tmp_path, {f"tmpl/{last}/t1.conf.j2": "ok\n{{ instance.nope }}\n"})
+    proc = doit(tmp_path, env=TWO)
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert f"build:{last}/t1.conf: tmpl/{last}/t1.conf.j2:2" in out
+    assert "instance.nope is undefined" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / f"BUILD/{last}/t1.conf").exists()
+    assert (tmp_path / f"BUILD/{last}/t2.conf").exists()
+    db = json.loads((tmp_path / ".doit.db").read_text())
+    assert f"build:{last}/t1.conf" not in db and f"build:{last}/t2.conf" in db
+    # fixed: only that output is made
+    write_tree(tmp_path, {f"tmpl/{last}/t1.conf.j2": "ok\n"})
+    proc = doit(tmp_path, check=True, env=TWO)
+    assert ran(proc) == {f"{last}/t1.conf"}
+
+
+def test_bad_jobs_value_is_a_clear_error(tmp_path: Path) -> None:
+    write_tree(tmp_path, big_tree())
+    proc = doit(tmp_path, env={"FACSIMILE_JOBS": "two"})
+    assert proc.returncode == 1
+    assert "FACSIMILE_JOBS='two': give a number of processes, 1 or more" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_doit_n1_keeps_the_records(tmp_path: Path) -> None:
+    """``-n 1`` runs tasks in one child process of doit's: one task per output, so
+    their records come back to the database (a batch's would be lost there)."""
+    write_tree(tmp_path, big_tree())
+    doit(tmp_path, "-n", "1", check=True)
+    proc = doit(tmp_path, check=True)
+    assert not ran(proc)
+    assert f"0 built, {INSTANCES * TEMPLATES} up to date" in proc.stdout
