@@ -70,7 +70,7 @@ def make_plan(build: Build, instances: Iterable[str] | None = None) -> Plan:
             rel = build.root.rel(f)
             inst_name = rel.split("/")[1] if rel.count("/") else ""
             plan.stale.append(Stale("build:_removed", inst_name, rel, ["orphan"]))
-    build.save_verified()
+    build.save_caches()
     return plan
 
 

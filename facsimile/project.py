@@ -218,18 +218,17 @@ class Project:
             ctx.update(extra)
         return ctx
 
-    def context_digest(self, inst: D.Instance, state: S.State, sub: str | None = None) -> str:
+    def context_digest(self, inst: D.Instance, state: str, sub: str | None = None) -> str:
         """A digest of everything :meth:`context` puts in, without building it.
 
         The definitions' part is computed when they are resolved (and cached with
-        them); the state's part from its data; a project class's extra context
-        is digested as it is.
+        them); ``state`` is the family's (:func:`facsimile.state.data_digest`); a
+        project class's extra context is digested as it is.
         """
         import hashlib
         import json
 
-        parts = [self.digests[inst.name], self.digests[""], sub or "",
-                 json.dumps(state.data, sort_keys=True, default=str)]
+        parts = [self.digests[inst.name], self.digests[""], sub or "", state]
         extra = self.extra_context(inst)
         if extra:
             parts.append(json.dumps(extra, sort_keys=True, default=str))

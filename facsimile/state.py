@@ -165,6 +165,22 @@ def _read_key(path: Path) -> bytes:
     return key
 
 
+def data_digest(data: Mapping[str, Any], key: bytes) -> str:
+    """A keyed digest of a family's state data (it holds secrets: never unkeyed)."""
+    import hashlib
+
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=8, key=key).hexdigest()
+
+
+def wants_digest(wants: list[Want]) -> str:
+    """A digest of what a family asks for: when it changes, so may its state."""
+    import hashlib
+
+    text = json.dumps(sorted((w.section, w.name, w.kind) for w in wants))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
 def state_path(state_dir: Path, family: str) -> Path:
     return state_dir / family / "state.json"
 

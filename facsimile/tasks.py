@@ -80,11 +80,11 @@ class Build:
     index: R.LayerIndex = field(init=False)
     _env: Any = field(default=None, init=False)
     _outputs: dict[str, dict[str, Output]] = field(default_factory=dict, init=False)
+    _layers: dict[tuple[str, str, str | None], dict[str, Output]] = field(
+        default_factory=dict, init=False)
     _ctx: dict[tuple[str, str | None, bool], dict[str, Any]] = field(
         default_factory=dict, init=False)
     _ctx_digest: dict[tuple[str, str | None, bool], str] = field(default_factory=dict, init=False)
-    _ctx_digest_of: dict[tuple[str, str | None], tuple[Any, bytes, str]] = field(
-        default_factory=dict, init=False, repr=False)
     _val_digest: dict[tuple[str, str | None, str], str] = field(default_factory=dict, init=False)
     _built_digest: dict[tuple[str, str | None, str], str] = field(default_factory=dict,
                                                                   init=False)
@@ -97,8 +97,9 @@ class Build:
                                                                   init=False)
     _moved: set[str] = field(default_factory=set, init=False)  # instances with old "c"s
     _modes: dict[str, int] = field(default_factory=dict, init=False)
-    _verified: dict[str, str] | None = field(default=None, init=False)
-    _verified_at_load: dict[str, str] = field(default_factory=dict, init=False)
+    _caches: dict[str, JsonCache] = field(default_factory=dict, init=False, repr=False)
+    _state_digest: dict[tuple[str, bool], tuple[list[int] | None, str]] = field(
+        default_factory=dict, init=False, repr=False)
     _key: bytes | None = field(default=None, init=False, repr=False)
     _key_written: bool = field(default=False, init=False)
     # a batched run's plan: the batches that will run, in doit's order, that a
@@ -164,48 +165,68 @@ class Build:
 
     def outputs(self, inst: D.Instance) -> dict[str, Output]:
         """Every output of ``inst``: later layers replace earlier ones."""
-        if inst.name in self._outputs:
-            return self._outputs[inst.name]
-        tmpl: dict[str, Output] = {}
-        extra: dict[str, Output] = {}
-        for folder in self.tmpl_layers(inst, None):
-            for rel, path in self.index.files(folder).items():
-                out = rel[:-3] if rel.endswith(".j2") else rel
-                tmpl[out] = Output(inst.name, out, "tmpl", rel, path)
-        for layer in inst.layers:
-            for rel, path in self.index.files(self.root.extra / layer).items():
-                extra[rel] = Output(inst.name, rel, "extra", rel, path)
-        for sub, spec in self.project.subprojects().items():
-            for layer in inst.layers:
-                for rel, path in self.index.files(spec["tmpl"] / layer).items():
-                    out = f"{sub}/{rel[:-3] if rel.endswith('.j2') else rel}"
-                    tmpl[out] = Output(inst.name, out, "tmpl", rel, path, sub=sub)
-                for rel, path in self.index.files(spec["extra"] / layer).items():
-                    extra[f"{sub}/{rel}"] = Output(inst.name, f"{sub}/{rel}", "extra", rel, path,
-                                                   sub=sub)
-        tmpl = self._fan_out(inst, tmpl)
+        found = self._outputs.get(inst.name)
+        if found is not None:
+            return found
+        sources = self.project.sources(inst)
+        folders = tuple(str(f) for f in self.tmpl_layers(inst)) if sources else ()
+        tmpl, extra = self._layer_files(tuple(inst.layers), folders)
+        if any("{" in rel for rel in tmpl):
+            tmpl = self._fan_out(inst, tmpl)
         gen = {}
         for mname, mdata in inst.modules.items():
             if mdata.get("genconfig"):
                 rel = str(mdata.get("genconfig_path") or f"etc/{mname}.json")
-                gen[rel] = Output(inst.name, rel, "genconfig", mname,
-                                  str(self.root.project_file), f"module.{mname}")
+                gen[rel] = Output("", rel, "genconfig", mname, str(self.root.project_file),
+                                  f"module.{mname}")
         version = self.project.data.get("version")
         if version is not None:
             rel = f"etc/{self.project.name}.version"
-            gen[rel] = Output(inst.name, rel, "version", self.project.name,
+            gen[rel] = Output("", rel, "version", self.project.name,
                               str(self.root.project_file), "project.version")
         for a_map, b_map in ((tmpl, extra), (tmpl, gen), (extra, gen)):
-            both = sorted(set(a_map) & set(b_map))
+            both = sorted(set(a_map) & set(b_map)) if a_map and b_map else ()
             if both:
                 a, b = a_map[both[0]], b_map[both[0]]
                 raise BuildError(
                     f"{self.src(a)} and {self.src(b)} both make "
                     f"BUILD/{inst.name}/{both[0]}: rename or remove one"
                 )
-        result = dict(sorted({**tmpl, **extra, **gen}.items()))
-        self._outputs[inst.name] = result
+        name = inst.name
+        result = {rel: Output(name, *o[1:]) for rel, o in sorted({**tmpl, **extra, **gen}.items())}
+        self._outputs[name] = result
         return result
+
+    def _layer_files(self, layers: tuple[str, ...], folders: tuple[str, ...]) -> tuple[
+            dict[str, Output], dict[str, Output]]:
+        """Templates and extra files of a stack of layers, by output path, a later
+        layer's replacing an earlier one's; the outputs name no instance yet.
+        ``folders``: the template folders when source checkouts add some, else
+        ``tmpl/<layer>``."""
+        tmpl: dict[str, Output] = {}
+        extra: dict[str, Output] = {}
+        base = {"tmpl": str(self.root.tmpl), "extra": str(self.root.extra)}
+        for folder in folders or [f"{base['tmpl']}{os.sep}{layer}" for layer in layers]:
+            tmpl.update(self._folder_outputs(folder, "tmpl", None))
+        for layer in layers:
+            extra.update(self._folder_outputs(f"{base['extra']}{os.sep}{layer}", "extra", None))
+        for sub, spec in self.project.subprojects().items():
+            for layer in layers:
+                tmpl.update(self._folder_outputs(str(spec["tmpl"] / layer), "tmpl", sub))
+                extra.update(self._folder_outputs(str(spec["extra"] / layer), "extra", sub))
+        return tmpl, extra
+
+    def _folder_outputs(self, folder: str, kind: str, sub: str | None) -> dict[str, Output]:
+        """The outputs one layer folder makes (once per run; they name no instance)."""
+        key = (folder, kind, sub)
+        found = self._layers.get(key)
+        if found is None:
+            found = self._layers[key] = {}
+            prefix = f"{sub}/" if sub else ""
+            for rel, path in self.index.files(folder).items():
+                out = prefix + (rel[:-3] if kind == "tmpl" and rel.endswith(".j2") else rel)
+                found[out] = Output("", out, kind, rel, path, sub=sub)
+        return found
 
     def _fan_out(self, inst: D.Instance, tmpl: dict[str, Output]) -> dict[str, Output]:
         """Templates named with ``{module}``, ``{host}`` or ``{daemon}``: one output per
@@ -231,7 +252,7 @@ class Build:
                 items = [(d, f"daemons.{d}") for d, _ in daemons(modules)]
             for name, path in items:
                 new = rel.replace(key, name)
-                out[new] = Output(inst.name, new, o.kind, o.name, o.source, path, o.sub)
+                out[new] = Output(o.instance, new, o.kind, o.name, o.source, path, o.sub)
         return out
 
     def src(self, o: Output) -> str:
@@ -266,18 +287,54 @@ class Build:
     def context_digest(self, inst: D.Instance, *, write: bool, sub: str | None = None) -> str:
         key = (inst.name, sub, write)
         if key not in self._ctx_digest:
-            state = self.state(inst, write=write)
-            k = self.key(write=write)
-            read = self._ctx_digest_of.get((inst.name, sub))
-            if write and read is not None and read[0] is state and read[1] == k:
-                # the state read for the check is complete: the same digest
-                self._ctx_digest[key] = read[2]
-            else:
-                plain = self.project.context_digest(inst, state, sub)
-                self._ctx_digest[key] = R.bytes_digest(plain.encode(), k)
-                if not write:
-                    self._ctx_digest_of[(inst.name, sub)] = (state, k, self._ctx_digest[key])
+            plain = self.project.context_digest(inst, self.state_digest(inst, write=write), sub)
+            self._ctx_digest[key] = R.bytes_digest(plain.encode(), self.key(write=write))
         return self._ctx_digest[key]
+
+    def state_digest(self, inst: D.Instance, *, write: bool) -> str:
+        """A keyed digest of the family's state, once per run and family.
+
+        For the check (``write=False``) it comes from ``.facsimile/state.json``
+        while the state file's stat and the family's wants are as they were: a
+        no-op then reads no state file. For the build, it is the check's when the
+        file is still the one the check saw.
+        """
+        fam = inst.family
+        hit = self._state_digest.get((fam, write))
+        if hit is not None:
+            return hit[1]
+        path = S.state_path(self.root.state, fam)
+        stamp = _stamp(path)
+        if write:
+            state = self.state(inst, write=True)
+            stamp = _stamp(path)  # after any generating
+            read = self._state_digest.get((fam, False))
+            if read is not None and stamp is not None and read[0] == stamp:
+                digest = read[1]
+            else:
+                digest = S.data_digest(state.data, self.key(write=True))
+        else:
+            cache = self.cache("state.json")
+            if cache.get("") != self._key_id():
+                cache.clear()
+                cache[""] = self._key_id()
+            wants = S.wants_digest(self.project.family_wants(fam))
+            entry = cache.get(fam)
+            if stamp is not None and isinstance(entry, list) and entry[:-1] == [*stamp, wants]:
+                digest = entry[-1]
+            else:
+                state = self.state(inst, write=False)
+                digest = S.data_digest(state.data, self.key(write=False))
+                if stamp is not None and not state.generated:
+                    cache[fam] = [*stamp, wants, digest]
+                else:
+                    cache.pop(fam, None)
+        self._state_digest[(fam, write)] = (stamp, digest)
+        return digest
+
+    def _key_id(self) -> str:
+        """Which digest key the state digests were made with."""
+        return R.bytes_digest(b"facsimile state digests", self.key(write=False))
 
     def value_digest(self, inst: D.Instance, path: str, sub: str | None = None) -> str:
         key = (inst.name, sub, path)
@@ -427,19 +484,19 @@ class Build:
 
     # ------------------------------------------------------------ verified contexts
 
+    def cache(self, name: str) -> JsonCache:
+        """``.facsimile/<name>``, read once per run (see :class:`JsonCache`)."""
+        c = self._caches.get(name)
+        if c is None:
+            c = self._caches[name] = JsonCache(self.root.cache / name)
+        return c
+
     @property
-    def verified(self) -> dict[str, str]:
+    def verified(self) -> JsonCache:
         """Context digests against which every output of an instance was last found
         up to date. A value change that no template reads leaves old digests in
         the records; this spares the following no-ops a per-value check."""
-        if self._verified is None:
-            try:
-                loaded = json.loads((self.root.cache / "verified.json").read_text())
-                self._verified = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                self._verified = {}
-            self._verified_at_load = dict(self._verified)
-        return self._verified
+        return self.cache("verified.json")
 
     def note_checked(self, inst: D.Instance, outputs: list[Output], all_fresh: bool) -> None:
         """After checking every output of ``inst``: remember or forget its contexts."""
@@ -450,16 +507,10 @@ class Build:
             else:
                 self.verified.pop(key, None)
 
-    def save_verified(self) -> None:
-        """Write the verified contexts when they changed (a cache: failures only cost time)."""
-        if self._verified is None or self._verified == self._verified_at_load:
-            return
-        with contextlib.suppress(OSError):
-            self.root.cache.mkdir(parents=True, exist_ok=True)
-            tmp = self.root.cache / f".verified.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps(self._verified, sort_keys=True))
-            os.replace(tmp, self.root.cache / "verified.json")
-        self._verified_at_load = dict(self._verified)
+    def save_caches(self) -> None:
+        """Write the caches of ``.facsimile/`` that changed."""
+        for c in self._caches.values():
+            c.save()
 
     # ------------------------------------------------------------ building
 
@@ -611,6 +662,41 @@ class Build:
         build_dir = str(self.root.build)
         for f in self.orphans(instance):
             remove_output(str(f), build_dir)
+
+
+class JsonCache(dict):  # type: ignore[type-arg]
+    """A JSON object in ``.facsimile/`` that only saves time: read on first use,
+    written (atomically) when changed; a file that cannot be read or written
+    costs the time it would have saved, nothing else."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            loaded = None
+        super().__init__(loaded if isinstance(loaded, dict) else {})
+        self._saved = dict(self)
+
+    def save(self) -> None:
+        if self == self._saved:
+            return
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self, sort_keys=True))
+            os.replace(tmp, self.path)
+        self._saved = dict(self)
+
+
+def _stamp(path: Path | str) -> list[int] | None:
+    """What tells a file's versions apart without reading it: inode, size, mtime and
+    ctime (a state file is replaced by a rename on every write)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _build_for_root(root: str) -> Build:
@@ -963,7 +1049,7 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
             "uptodate": [uptodate([f"orphan: {build.root.rel(f)}" for f in gone])],
             "meta": {"up_to_date": quiet},
         }
-    build.save_verified()
+    build.save_caches()
     yield from extra_tasks
 
 

@@ -132,6 +132,7 @@ def test_changed_include_rebuilds_its_includers(built: Path) -> None:
 def test_rotated_state_rebuilds_exactly_its_users(built: Path) -> None:
     for f in (built / "BUILD").rglob("db.ini"):
         bump(f)
+    assert not ran(doit(built, check=True))  # a no-op: the state digests are cached
     before = mtimes(built / "BUILD")
     old = (built / "BUILD/prod/etc/db.ini").read_text()
     facs(built, "state", "rotate", "prod", "db_user", check=True)
@@ -141,6 +142,37 @@ def test_rotated_state_rebuilds_exactly_its_users(built: Path) -> None:
     assert changed(before, mtimes(built / "BUILD")) == users
     assert ran(proc) == users
     assert (built / "BUILD/prod/etc/db.ini").read_text() != old
+
+
+def test_a_no_op_reads_no_state_file(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check takes each family's state digest from ``.facsimile/state.json``
+    while the state file's inode, size, mtime and ctime are unchanged."""
+    from facsimile import state as S
+    from facsimile.project import Project
+    from facsimile.tasks import Build
+
+    doit(built, check=True)  # the no-op that fills the cache
+    read: list[Path] = []
+    real = S.read_state
+    monkeypatch.setattr(S, "read_state", lambda path, *a: read.append(path) or real(path, *a))
+
+    def check() -> set[str]:
+        b = Build(Project.load(built))
+        stale = {o.task for i in b.project.instances.values()
+                 for o in b.outputs(i).values() if b.check(o)}
+        b.save_caches()
+        return stale
+
+    assert check() == set() and read == []
+    # a value of the same length, the mtime put back: the ctime still tells
+    path = built / "state/prod/state.json"
+    st = path.stat()
+    old = json.loads(path.read_text())["modules"]["db_user"]["value"]
+    path.write_text(path.read_text().replace(old, old[::-1]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert check() == {"build:prod/etc/db.ini", "build:prod.ch1/etc/db.ini"}
+    assert read == [path]
 
 
 def test_deleted_template_removes_its_output(built: Path) -> None:
