@@ -102,6 +102,7 @@ class Build:
         default_factory=dict, init=False, repr=False)
     _key: bytes | None = field(default=None, init=False, repr=False)
     _key_written: bool = field(default=False, init=False)
+    _key_made: bool = field(default=False, init=False)  # in this run: digests before differ
     # a batched run's plan: the batches that will run, in doit's order, that a
     # helper process may take (see facsimile.pool)
     plan: list[P.Batch] = field(default_factory=list, init=False, repr=False)
@@ -280,16 +281,24 @@ class Build:
     def key(self, *, write: bool) -> bytes:
         """The root's digest key (see :func:`facsimile.state.digest_key`), once per run."""
         if self._key is None or (write and not self._key_written):
-            self._key = S.digest_key(self.root.state, write=write)
+            old, self._key = self._key, S.digest_key(self.root.state, write=write)
             self._key_written = write
+            self._key_made = self._key_made or (old is not None and old != self._key)
         return self._key
 
     def context_digest(self, inst: D.Instance, *, write: bool, sub: str | None = None) -> str:
         key = (inst.name, sub, write)
-        if key not in self._ctx_digest:
-            plain = self.project.context_digest(inst, self.state_digest(inst, write=write), sub)
-            self._ctx_digest[key] = R.bytes_digest(plain.encode(), self.key(write=write))
-        return self._ctx_digest[key]
+        found = self._ctx_digest.get(key)
+        if found is None:
+            state = self.state_digest(inst, write=write)
+            read = self._ctx_digest.get((inst.name, sub, False)) if write else None
+            if read is not None and state == self.state_digest(inst, write=False):
+                found = read  # the state is as the check read it: so is the context
+            else:
+                plain = self.project.context_digest(inst, state, sub)
+                found = R.bytes_digest(plain.encode(), self.key(write=write))
+            self._ctx_digest[key] = found
+        return found
 
     def state_digest(self, inst: D.Instance, *, write: bool) -> str:
         """A keyed digest of the family's state, once per run and family.
@@ -309,7 +318,7 @@ class Build:
             state = self.state(inst, write=True)
             stamp = _stamp(path)  # after any generating
             read = self._state_digest.get((fam, False))
-            if read is not None and stamp is not None and read[0] == stamp:
+            if read is not None and stamp is not None and read[0] == stamp and not self._key_made:
                 digest = read[1]
             else:
                 digest = S.data_digest(state.data, self.key(write=True))
@@ -853,18 +862,45 @@ def _helper_work(build: Build, batch: P.Batch) -> P.Made:
 
 
 def _batch_action(build: Build, instance: str, rels: list[str], new: frozenset[str]) -> Any:
-    """Make the stale outputs of one instance in one doit action (serial group runs).
+    """Make the stale outputs of one instance in one doit action (serial group runs);
+    its task's first action pruned its orphans. See :func:`_run_batch`."""
+    failed = _run_batch(build, P.Batch(instance, rels, new, False))
+    if Reporter.current is not None:
+        Reporter.current.flush()
+    return _failure(failed)
+
+
+def _stale_action(build: Build, batches: list[P.Batch]) -> Any:
+    """Make the stale outputs of every instance in one doit action (a plain ``doit``),
+    instance by instance, each one's orphans first. See :func:`_run_batch`."""
+    failed = []
+    for batch in batches:
+        failed += _run_batch(build, batch)
+    if Reporter.current is not None:
+        Reporter.current.flush()
+    return _failure(failed)
+
+
+def _failure(failed: list[str]) -> Any:
+    from doit.exceptions import TaskFailed
+
+    return TaskFailed("\n".join(failed)) if failed else None
+
+
+def _run_batch(build: Build, batch: P.Batch) -> list[str]:
+    """Make one instance's stale outputs (its orphans first, when ``batch.orphans``);
+    returns a line per failed output.
 
     Each output's record goes straight into doit's database under the output's
     own task name, with what doit itself saves for a successful task, so that
     ``doit list``, ``info``, ``facs plan`` and later runs see exactly what a
     run of one task per output leaves. A failed output keeps its previous file
     and loses its record (as doit drops a failed task's); the others are made.
-    When the run's helper process took the instance, this waits for what it made.
+    When a helper process took the instance, this waits for what it made.
     """
-    from doit.exceptions import TaskFailed
     from doit.globals import Globals
 
+    instance = batch.instance
     dep = Globals.dep_manager
     backend = dep.backend
     checker = dep.checker.__class__.__name__
@@ -876,11 +912,12 @@ def _batch_action(build: Build, instance: str, rels: list[str], new: frozenset[s
         if made is None:  # the helper went away first: make it here, orphans first
             build.prune(instance)
         elif reporter is not None:
-            for rel in rels:
+            for rel in batch.rels:
                 reporter.started(f"build:{instance}/{rel}")
+    elif batch.orphans:
+        build.prune(instance)
     if made is None:
-        made = _make_batch(build, P.Batch(instance, rels, new, False),
-                           None if reporter is None else reporter.started)
+        made = _make_batch(build, batch, None if reporter is None else reporter.started)
     for rel, record in made.records:
         name = f"build:{instance}/{rel}"
         backend.set(name, "_values_:", record)
@@ -890,12 +927,10 @@ def _batch_action(build: Build, instance: str, rels: list[str], new: frozenset[s
             reporter.made()
     for rel, _ in made.failed:
         backend.remove(f"build:{instance}/{rel}")
-    if reporter is not None:
-        reporter.flush()
     if made.failed:
-        return TaskFailed("\n".join(f"build:{instance}/{rel}: {msg}" for rel, msg in made.failed))
-    build.refresh_contexts(instance, set(rels), backend)
-    return None
+        return [f"build:{instance}/{rel}: {msg}" for rel, msg in made.failed]
+    build.refresh_contexts(instance, set(batch.rels), backend)
+    return []
 
 
 def remove_output(path: str, build_dir: str) -> None:
@@ -931,8 +966,8 @@ def _presign(*funcs: Any) -> None:
         f.__signature__ = inspect.signature(f)
 
 
-_presign(stale, _render_action, _prune_action, _batch_action, remove_output, _checkout_action,
-         _sync_action)
+_presign(stale, _render_action, _prune_action, _batch_action, _stale_action, remove_output,
+         _checkout_action, _sync_action)
 
 
 def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -974,7 +1009,11 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
     runs_all = not args or "build" in named or "sync" in named
     if mode == BATCH:
         build.jobs = P.jobs()
-    quiet = 0
+    # a plain run (``doit``, ``facs build``) makes every instance's stale outputs in
+    # one task, build:_stale; doit's cost per task is paid once, not per instance
+    fold = mode == BATCH and quiet_ok and runs_all
+    folded: list[P.Batch] = []
+    quiet = folded_fresh = 0
     build_dir = str(build.root.build)
     for inst in chosen:
         names = []
@@ -1013,6 +1052,10 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                 and f"build:{inst.name}" not in named):
             quiet += omitted
             continue
+        if fold and not checkouts and f"build:{inst.name}" not in named:
+            folded.append(P.Batch(inst.name, batch, frozenset(new), bool(orphans)))
+            folded_fresh += omitted
+            continue
         actions: list[Any] = ([(_batch_action, (build, inst.name, batch, frozenset(new)))]
                               if batch else [])
         if (mode == BATCH and batch and not checkouts
@@ -1039,6 +1082,18 @@ def generate(build: Build, instances: list[str] | None = None) -> Iterator[dict[
                 "uptodate": [False],
                 "verbosity": 2,
             }
+    if folded:
+        build.plan.extend(folded)
+        stale_count = sum(len(b.rels) for b in folded)
+        yield {
+            "basename": "build",
+            "name": "_stale",
+            "doc": "make the stale outputs of every instance, and delete its orphans",
+            "actions": [(_stale_action, (build, folded))],
+            "uptodate": [uptodate([f"{stale_count} stale outputs and the orphans of "
+                                   f"{len(folded)} instances"])],
+            "meta": {"up_to_date": folded_fresh, "batch": stale_count, "orphans": 0},
+        }
     if instances is None:
         gone = build.orphans(None)
         yield {

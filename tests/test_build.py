@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -243,23 +244,24 @@ def _records(root: Path) -> dict[str, dict]:
 
 
 def test_batched_run_leaves_the_records_of_one_task_per_output(tmp_path: Path) -> None:
-    """A serial group run makes an instance's stale outputs in one action (batched);
-    ``-n 2`` runs one task per output. Both leave the same records in doit's
-    database, so later runs, ``doit info`` and ``facs plan`` cannot tell them apart."""
-    batched, per_task = tmp_path / "batched", tmp_path / "per_task"
-    for d in (batched, per_task):
+    """A plain run makes every stale output in one task (build:_stale); a run naming
+    instances makes each one's in its task; ``-n 2`` runs one task per output. All
+    leave the same records in doit's database, so later runs, ``doit info`` and
+    ``facs plan`` cannot tell them apart."""
+    batched, grouped, per_task = tmp_path / "batched", tmp_path / "grouped", tmp_path / "per_task"
+    for d in (batched, grouped, per_task):
         write_tree(d, TREE)
     report = json.loads(doit(batched, "--reporter", "json", check=True).stdout)
-    assert {t["name"] for t in report["tasks"]} >= {"build:dev", "build:prod", "build:prod.ch1"}
-    assert not [t["name"] for t in report["tasks"] if "/" in t["name"]]  # batched
-    for f in (batched / "state").rglob("*"):  # same secrets and digest key in both
-        if f.is_file():
-            dest = per_task / f.relative_to(batched)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(f.read_bytes())
+    assert {t["name"] for t in report["tasks"]} == {"build", "build:_stale", "build:_removed"}
+    for d in (grouped, per_task):  # same secrets and digest key in all
+        shutil.copytree(batched / "state", d / "state")
+    names = ["build:dev", "build:prod", "build:prod.ch1"]
+    report = json.loads(doit(grouped, "--reporter", "json", *names, check=True).stdout)
+    assert {t["name"] for t in report["tasks"]} == set(names)
     proc = doit(per_task, "-n", "2", "-P", "process", check=True)
     assert len(ran(proc)) == 15
-    assert _records(batched) == _records(per_task) and len(_records(batched)) == 15
+    assert len(_records(batched)) == 15
+    assert _records(batched) == _records(grouped) == _records(per_task)
     out = doit(batched, "list", "--all", "--status", check=True).stdout
     assert not [line for line in out.splitlines() if line.startswith("R build:") and "/" in line]
 
@@ -363,14 +365,20 @@ def test_attribute_lookups_on_context_values_behave_as_in_jinja2(built: Path) ->
 
 
 def test_a_run_hands_doit_no_task_for_an_instance_with_nothing_to_do(built: Path) -> None:
-    """``doit`` on a no-op: no task per instance either (still counted); an
-    instance with something to do, or named, or synced, gets its task."""
+    """``doit`` on a no-op: no task per instance either (still counted); in a plain
+    run, stale outputs are made by build:_stale; a named instance gets its task."""
     report = json.loads(doit(built, "--reporter", "json", check=True).stdout)
     assert {t["name"] for t in report["tasks"]} <= {"build", "build:_removed"}
     assert "0 built, 15 up to date" in doit(built, check=True).stdout
     edit_json(built / "define/dev.json", {"app.port": 8004})
     report = json.loads(doit(built, "--reporter", "json", check=True).stdout)
-    assert {t["name"] for t in report["tasks"]} == {"build", "build:_removed", "build:dev"}
+    assert {t["name"] for t in report["tasks"]} == {"build", "build:_removed", "build:_stale"}
+    edit_json(built / "define/dev.json", {"app.port": 8005})
+    proc = doit(built, "build:dev", check=True)
+    assert ran(proc) == {"dev/etc/app.ini"} and "1 built, 4 up to date" in proc.stdout
+    edit_json(built / "define/dev.json", {"app.port": 8006})
+    proc = doit(built, check=True)
+    assert ran(proc) == {"dev/etc/app.ini"} and "1 built, 14 up to date" in proc.stdout
     assert "0 built, 5 up to date" in doit(built, "build:prod", check=True).stdout
     listed = doit(built, "list", "--all", check=True).stdout
     assert "build:prod " in listed and "sync:prod " in listed
