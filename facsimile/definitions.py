@@ -776,14 +776,8 @@ class Resolver:
     """Merges definitions with one jsonmerge ``Merger``; memoizes shared prefixes."""
 
     def __init__(self, defs: Definitions, schema_file: str = "define/schema.json") -> None:
-        import jsonmerge
-
         self.defs = defs
         self.schema_file = schema_file
-        self.merger = jsonmerge.Merger(defs.schema)
-        self.module_merger = jsonmerge.Merger(
-            _subschema(defs.schema, ["modules"], additional=True) or {}
-        )
         self._memo: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, list[str]]]] = {}
         self._fast: dict[int, bool] = {}
         self._by_id: dict[int, bool] = {}
@@ -797,6 +791,20 @@ class Resolver:
             data = {k: v for k, v in data.items() if k not in PROJECT_ONLY_KEYS}
         return data, d.path
 
+    @cached_property
+    def merger(self) -> Any:
+        """jsonmerge's Merger for the whole schema, made when a merge needs it (importing
+        jsonmerge and jsonschema costs more than re-resolving one instance)."""
+        import jsonmerge
+
+        return jsonmerge.Merger(self.defs.schema)
+
+    @cached_property
+    def module_merger(self) -> Any:
+        import jsonmerge
+
+        return jsonmerge.Merger(_subschema(self.defs.schema, ["modules"], additional=True) or {})
+
     def merged(self, order: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, list[str]]]:
         """The merge of ``order``'s layers and the provenance of each value."""
         if order in self._memo:
@@ -807,15 +815,15 @@ class Resolver:
         else:
             base, prov = self.merged(order[:-1])
         data, path = self._layer(order[-1])
-        result = self.merge(base, data, path, self.merger, self.defs.schema)
+        result = self.merge(base, data, path, "project", self.defs.schema)
         prov = dict(prov)
         record_provenance(prov, data, path, self.defs.schema)
         self._memo[order] = (result, prov)
         return result, prov
 
-    def merge(self, base: Any, head: Any, file: str, merger: Any, schema: dict[str, Any]) -> Any:
-        from jsonmerge.exceptions import JSONMergeError
-
+    def merge(self, base: Any, head: Any, file: str, which: str, schema: dict[str, Any]) -> Any:
+        """``head`` merged over ``base`` by ``schema``'s strategies, which is the
+        project's (``which="project"``) or the modules' (``"modules"``)."""
         if self._by_id.get(id(schema)) is None:
             self._by_id[id(schema)] = "arrayMergeById" in json.dumps(schema)
         if self._by_id[id(schema)]:
@@ -825,6 +833,7 @@ class Resolver:
                 self._fast[id(schema)] = plain_schema(schema)
             if self._fast[id(schema)]:
                 return fast_merge(base, head, schema, self._mergers)
+            merger = self.module_merger if which == "modules" else self.merger
             return merger.merge(base, head)  # jsonmerge copies what it changes
         except _Pointer as wrapped:
             exc = wrapped.exc  # type: ignore[assignment]
@@ -833,7 +842,7 @@ class Resolver:
             message = (f"cannot merge ({getattr(exc, 'strategy_name', None) or 'merge'}): "
                        f"{getattr(exc, 'message', exc)}; strategies from {self.schema_file}")
             raise DefinitionError(message, file=file, pointer=pointer or None) from exc
-        except JSONMergeError as exc:
+        except _merge_error() as exc:
             ref = getattr(exc.value, "ref", None)
             pointer = ref.lstrip("#") if isinstance(ref, str) else None
             if exc.message == "Base is not an object":
@@ -849,7 +858,7 @@ class Resolver:
                 raise
             detail = str(exc.args[0] if exc.args else exc).splitlines()[0]
             hint = (" (a $ref inside the modules' subschema resolves within that subschema)"
-                    if merger is self.module_merger else "")
+                    if which == "modules" else "")
             raise DefinitionError(f"cannot merge: a $ref in {self.schema_file} does not "
                                   f"resolve: {detail}{hint}", file=file) from exc
 
@@ -870,7 +879,7 @@ class Resolver:
                 for mname, mdata in overlay.items():
                     with _under(f"/modules/{mname}"):
                         modules[mname] = self.merge(
-                            modules.get(mname, {}), mdata, d.path, self.module_merger, mschema
+                            modules.get(mname, {}), mdata, d.path, "modules", mschema
                         )
         modules = {k: drop_nulls(v) for k, v in modules.items()}
         targets = self._targets(name, data.get("targets") or {}, prov)
@@ -914,7 +923,7 @@ class Resolver:
                 # a merge error belongs to the file that set the target last
                 file = (prov.get(f"targets.{tname}") or [f"define/{instance}.json"])[-1]
                 with _under(f"/targets/{tname}"):
-                    spec = drop_nulls(self.merge(base, spec, file, self.merger, {}))
+                    spec = drop_nulls(self.merge(base, spec, file, "project", {}))
                 spec["regions"] = [n.split("/", 1)[1] for n in order if n.startswith("regions/")]
                 spec["_uses"] = order
             spec.setdefault("hosts", [])
@@ -936,6 +945,13 @@ def _is_ref_error(exc: BaseException) -> bool:
 
 _COMPOSITE = {"$ref", "allOf", "anyOf", "oneOf", "not", "if", "then", "else", "$defs",
               "definitions"}
+
+
+def _merge_error() -> type[Exception]:
+    """jsonmerge's error class, imported when an ``except`` clause meets an error."""
+    from jsonmerge.exceptions import JSONMergeError
+
+    return JSONMergeError
 
 
 def plain_schema(schema: Any) -> bool:
@@ -964,23 +980,23 @@ def fast_merge(base: Any, head: Any, schema: Any, mergers: dict[int, Any],
     a ``mergeStrategy`` is handed to jsonmerge as it is. ``base`` None means
     undefined. Neither input is changed; the result may share parts of them.
     """
-    import jsonmerge
-    from jsonmerge.exceptions import BaseInstanceError, JSONMergeError
-
     node = schema if isinstance(schema, dict) else {}
     if "mergeStrategy" in node or "mergeOptions" in node:
         merger = mergers.get(id(node))
         if merger is None:
+            import jsonmerge
+
             merger = mergers[id(node)] = jsonmerge.Merger(node)
         try:
             return merger.merge(base, head)
-        except JSONMergeError as exc:  # its pointer is relative to this node
+        except _merge_error() as exc:  # its pointer is relative to this node
             raise _Pointer(exc, pointer) from exc
     if not isinstance(head, dict):
         return head
     if base is None:
         base = {}
     elif not isinstance(base, dict):
+        from jsonmerge.exceptions import BaseInstanceError
         from jsonmerge.jsonvalue import JSONValue
 
         raise BaseInstanceError("Base is not an object", JSONValue(base, f"#{pointer}"),
