@@ -27,7 +27,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from itertools import repeat
 from typing import Any
 
 from doit.dependency import DatabaseException, JsonDB
@@ -102,62 +101,86 @@ class FacsimileDB(JsonDB):
     def dump(self) -> None:
         if not self.dirty and os.path.exists(self.name):
             return
-        kept = self._lines()
-        touched = self._touched
-        parts = []
-        for task_id, record in self._db.items():
-            line = None if task_id in touched else kept.get(task_id)
-            if line is None:
-                # compact, and without the circular-reference check (plain JSON data)
-                line = (json.dumps(task_id) + ":"
-                        + json.dumps(record, check_circular=False, separators=(",", ":"))
-                        + ",")
-            parts.append(line)
-        text = "{\n" + "\n".join(parts)[:-1] + "\n}\n" if parts else "{\n}\n"
+        lines = self._patched()
+        if lines is None:  # not one record a line: every record encoded
+            lines = [_line(k, r) for k, r in self._db.items()]
         folder = os.path.dirname(os.path.abspath(self.name))
         fd, tmp = tempfile.mkstemp(prefix=".doit.", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
+                fh.write("{\n")
+                for i, part in enumerate(lines):
+                    if i:
+                        fh.write(",\n")
+                    fh.write(part)
+                fh.write("\n}\n")
             os.replace(tmp, self.name)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self._text = text
-        self._keys = list(self._db)
+        self._text = None  # a second dump in this process writes every record
+        self._keys = []
         self._touched = set()
         self.dirty = False
 
-    def _lines(self) -> dict[str, str]:
-        """``{task_id: line}`` of the file as read (nothing when it is not one record
-        a line); a line is the record's key and value, and a comma.
+    def _patched(self) -> list[str] | None:
+        """The file as read, in pieces of whole lines (without the commas between),
+        with the lines of the records set or removed since replaced or dropped, and
+        new records added at the end; ``None`` when the file is not one record a line.
 
-        One record a line: there are as many lines as records, and each starts
-        with its record's key, in the order they were read, and closes an object
-        (a file laid out otherwise, say by hand, has more lines than records, or
-        lines that open or close an object). A key that JSON writes with escapes
-        is not matched, and the file is then written whole. (Checked with ``map``:
-        a loop over 10,000 lines in Python costs twice as much.)
+        One record a line: as many lines as records, and each line of a record
+        changed starts with its key and is followed by a line that starts with
+        the next key (or by the closing brace), so it holds exactly that record.
+        (JSON strings hold no raw newline.) A file laid out otherwise, say by
+        hand or by doit's own backend, fails these checks and is written whole.
+        Only the changed lines are looked at, and the unchanged ones are copied
+        in runs: a pass over 10,000 lines, or copies of the whole text, cost more
+        than the rest of the dump.
         """
-        keys = self._keys
-        if self._text is None or not keys:
-            return {}
-        lines = self._text.split("\n")  # "{", the records, "}", ""
-        if len(lines) != len(keys) + 3:
-            return {}
-        body = lines[1:-2]
-        body[-1] += ","  # the last has none
-        # (a key that JSON escapes never matches the raw key)
-        if not (all(map(str.startswith, body, [f'"{k}":' for k in keys]))
-                and all(map(str.endswith, body, repeat("},")))):
-            return {}
-        return dict(zip(keys, body, strict=True))
+        text, keys, db = self._text, self._keys, self._db
+        if text is None or not keys or text.count("\n") != len(keys) + 2:
+            return None
+        position = {k: i for i, k in enumerate(keys)}
+        last_end = len(text) - 3  # where the last record's line ends: "\n}\n" follows
+        parts = []
+        pos = 2  # the start of the first line not yet copied
+        for i in sorted(position[k] for k in self._touched if k in position):
+            key = keys[i]
+            head = json.dumps(key) + ":"
+            if text.startswith(head, pos):
+                start = pos
+            else:
+                start = text.find("\n" + head, pos) + 1
+                if not start:
+                    return None
+            newline = text.find("\n", start)
+            if i + 1 < len(keys):
+                if (text[newline - 2:newline] != "},"
+                        or not text.startswith(json.dumps(keys[i + 1]) + ":", newline + 1)):
+                    return None
+            elif newline != last_end or text[newline - 1] != "}":
+                return None
+            if start > pos:
+                parts.append(text[pos:start - 2])  # the lines before, less their last ",\n"
+            if key in db:
+                parts.append(_line(key, db[key]))
+            pos = newline + 1
+        if pos < last_end:
+            parts.append(text[pos:last_end])
+        parts += [_line(k, r) for k, r in db.items() if k not in position]
+        return parts
 
     @property
     def data(self) -> dict[str, Any]:
         """The loaded database (read-only use)."""
         return self._db
+
+
+def _line(task_id: str, record: Any) -> str:
+    """A record's line, compact, without the circular-reference check (plain JSON)."""
+    return (json.dumps(task_id) + ":"
+            + json.dumps(record, check_circular=False, separators=(",", ":")))
 
 
 def _as_json(value: Any) -> Any:
