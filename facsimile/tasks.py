@@ -313,7 +313,6 @@ class Build:
         if hit is not None:
             return hit[1]
         path = S.state_path(self.root.state, fam)
-        stamp = _stamp(path)
         if write:
             state = self.state(inst, write=True)
             stamp = _stamp(path)  # after any generating
@@ -323,10 +322,8 @@ class Build:
             else:
                 digest = S.data_digest(state.data, self.key(write=True))
         else:
-            cache = self.cache("state.json")
-            if cache.get("") != self._key_id():
-                cache.clear()
-                cache[""] = self._key_id()
+            stamp = _stamp(path)
+            cache = self._state_cache()
             wants = S.wants_digest(self.project.family_wants(fam))
             entry = cache.get(fam)
             if stamp is not None and isinstance(entry, list) and entry[:-1] == [*stamp, wants]:
@@ -341,9 +338,17 @@ class Build:
         self._state_digest[(fam, write)] = (stamp, digest)
         return digest
 
-    def _key_id(self) -> str:
-        """Which digest key the state digests were made with."""
-        return R.bytes_digest(b"facsimile state digests", self.key(write=False))
+    def _state_cache(self) -> JsonCache:
+        """``.facsimile/state.json``: ``{family: [*stamp, wants digest, state digest]}``,
+        and under ``""`` which digest key made them (another key: all dropped)."""
+        fresh = "state.json" not in self._caches
+        cache = self.cache("state.json")
+        if fresh:
+            key_id = R.bytes_digest(b"facsimile state digests", self.key(write=False))
+            if cache.get("") != key_id:
+                cache.clear()
+                cache[""] = key_id
+        return cache
 
     def value_digest(self, inst: D.Instance, path: str, sub: str | None = None) -> str:
         key = (inst.name, sub, path)
