@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -126,3 +127,62 @@ def test_doit_n1_keeps_the_records(tmp_path: Path) -> None:
     proc = doit(tmp_path, check=True)
     assert not ran(proc)
     assert f"0 built, {INSTANCES * TEMPLATES} up to date" in proc.stdout
+
+
+DIES = '''
+import os
+
+import facsimile
+
+MAIN = os.getpid()  # doit's process: the project is loaded before the fork
+
+
+class Dies(facsimile.Project):
+    def extra_context(self, inst):
+        if os.getpid() != MAIN and inst.name == "i11":
+            os._exit(3)  # a helper dies while making i11
+        return {}
+'''
+
+
+def test_when_a_helper_dies_doits_process_makes_what_it_did_not_send(tmp_path: Path) -> None:
+    write_tree(tmp_path, big_tree())
+    write_tree(tmp_path, {"define/facsimile.json": {"name": "big", "shared": {"a": 1},
+                                                    "class": "dies:Dies"},
+                          "dies.py": DIES})
+    proc = doit(tmp_path, check=True, env=TWO)
+    total = INSTANCES * TEMPLATES
+    assert f"{total} built, 0 up to date" in proc.stdout
+    assert len(_records(tmp_path)) == total
+    assert not ran(doit(tmp_path, check=True, env=ONE))
+
+
+def _processes_in(folder: Path) -> list[int]:
+    """Processes whose working folder is ``folder`` (from /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if Path(os.readlink(d / "cwd")) == folder:
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def test_a_run_that_stops_early_stops_its_helpers(tmp_path: Path) -> None:
+    """A run naming instances stops at the first failed one; the helper, busy from
+    the other end, is stopped and reaped with it."""
+    write_tree(tmp_path, big_tree())
+    write_tree(tmp_path, {"tmpl/i00/t1.conf.j2": "{{ instance.nope }}\n"})
+    names = [f"build:i{i:02}" for i in range(INSTANCES)]
+    proc = doit(tmp_path, *names, env=TWO)
+    assert proc.returncode == 1
+    assert "build:i00/t1.conf: tmpl/i00/t1.conf.j2:1" in proc.stdout + proc.stderr
+    assert _processes_in(tmp_path.resolve()) == []
+    # the next run makes the rest; what the helper made is not written again
+    write_tree(tmp_path, {"tmpl/i00/t1.conf.j2": "fixed\n"})
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "BUILD").rglob("*") if p.is_file()}
+    doit(tmp_path, check=True, env=TWO)
+    assert all(p.stat().st_mtime_ns == m for p, m in before.items())
+    assert len(_records(tmp_path)) == INSTANCES * TEMPLATES
