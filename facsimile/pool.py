@@ -106,10 +106,18 @@ class Helper:
         self._gone: set[int] = set()  # helpers that ended (their pipe closed)
         self._cond = threading.Condition()
         self.pids: list[int] = []
-        reads = []
+        reads: list[int] = []
         for n in range(count):
-            read, write = os.pipe()
-            pid = os.fork()
+            try:
+                read, write = os.pipe()
+            except OSError:
+                break
+            try:
+                pid = os.fork()
+            except OSError:  # out of processes or memory: make do with fewer helpers
+                os.close(read)
+                os.close(write)
+                break
             if pid == 0:  # a helper: never returns
                 for fd in (read, *reads):
                     os.close(fd)
@@ -117,6 +125,8 @@ class Helper:
             os.close(write)
             reads.append(read)
             self.pids.append(pid)
+        if not reads:
+            raise OSError("no helper process could be started")
         self._reader = threading.Thread(target=self._read, args=(reads,), daemon=True,
                                         name="facsimile-helpers")
         self._reader.start()

@@ -130,7 +130,8 @@ class Build:
             count = P.helpers(self.plan, self.jobs)
             if count:
                 self.key(write=True)  # made once, before there are two processes
-                self._helper = P.Helper(self.plan, lambda b: _helper_work(self, b), count)
+                with contextlib.suppress(OSError):  # no semaphores, no fork: one process
+                    self._helper = P.Helper(self.plan, lambda b: _helper_work(self, b), count)
         return self._helper  # type: ignore[return-value]
 
     @property
