@@ -205,12 +205,19 @@ class Helper:
         atexit.unregister(self.stop)
 
 
+def _stop_helper(signum: int, frame: Any) -> None:
+    """A helper's signal handler: unwind (a write in progress removes its temporary
+    file), then exit."""
+    raise SystemExit(1)
+
+
 def _helper_main(helper: Helper, work: Callable[[Batch], Made], fd: int, me: int) -> None:
     """A helper process: claim from the end, make, send; then exit without running
     anything of doit's process (its atexit handlers, its buffered output)."""
     code = 0
     try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C: just stop
+        signal.signal(signal.SIGINT, _stop_helper)  # Ctrl-C, or stopped by doit's process:
+        signal.signal(signal.SIGTERM, _stop_helper)  # no temporary file left behind
         gc.disable()  # short-lived, and spares copying pages shared with the parent
         with os.fdopen(fd, "wb") as out:
             for i in range(len(helper.plan) - 1, -1, -1):
