@@ -460,11 +460,11 @@ class Build:
         if values and rec.get("c") != current and (
             self.verified.get(f"{o.instance}|{o.sub or ''}") != current
         ):
-            state_paths = self.project.secret_paths(self.state(inst, write=False), every=True,
-                                                    sub=o.sub)
             for path, dig in values.items():
                 if self.value_digest(inst, path, o.sub) != dig:
                     base = path.removesuffix("[keys]")
+                    state_paths = self.project.secret_paths(self.state(inst, write=False),
+                                                            every=True, sub=o.sub)
                     kind = "state" if base in state_paths else "value"
                     what = f"{base} (its keys)" if path.endswith("[keys]") else path
                     reasons.append(f"{kind} changed: {what}")
