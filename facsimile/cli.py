@@ -229,9 +229,10 @@ def _explain(project: Project, inst: D.Instance, doc: dict[str, Any], key: str) 
         dotted = path[len("instance."):]
         files: list[str] = []
         probe = dotted
+        prov = D.provenance(project.defs, inst)
         while probe:
-            if probe in inst.provenance:
-                files = inst.provenance[probe]
+            if probe in prov:
+                files = prov[probe]
                 break
             probe = probe.rpartition(".")[0]
         strategy = D.strategy_at(project.defs.schema, dotted.split("."))
@@ -369,7 +370,7 @@ def run_sync(
     from .sync import sync_instance
 
     inst = project.instance(instance)
-    _check_sync_args(inst, target, host)
+    _check_sync_args(project, inst, target, host)
     return sync_instance(
         instance=inst.name,
         project=project.name,
@@ -387,7 +388,8 @@ def run_sync(
     )
 
 
-def _check_sync_args(inst: D.Instance, target: str | None, host: str | None) -> None:
+def _check_sync_args(project: Project, inst: D.Instance, target: str | None,
+                     host: str | None) -> None:
     """``--target`` and ``--host`` name ones the instance has; every host name is
     one (a '/', '..', '?' or '#' in it would mix up destinations)."""
     from .sync import host_problem
@@ -399,8 +401,9 @@ def _check_sync_args(inst: D.Instance, target: str | None, host: str | None) -> 
         for i, h in enumerate((spec or {}).get("hosts", [])):
             problem = host_problem(h)
             if problem:
-                files = (inst.provenance.get(f"targets.{tname}.hosts")
-                         or inst.provenance.get(f"targets.{tname}") or inst.files[-1:])
+                prov = D.provenance(project.defs, inst)
+                files = (prov.get(f"targets.{tname}.hosts") or prov.get(f"targets.{tname}")
+                         or inst.files[-1:])
                 raise DefinitionError(f"instance {inst.name}, target {tname}: {problem}",
                                       file=files[-1] if files else None,
                                       pointer=f"/targets/{tname}/hosts/{i}")
@@ -424,7 +427,7 @@ def _deploy(project: Project, inst: D.Instance) -> dict[str, Any]:
 def cmd_sync(args: argparse.Namespace) -> int:
     project = _project(args)
     inst = project.instance(args.instance)
-    _check_sync_args(inst, args.target, args.host)  # before a build it would make useless
+    _check_sync_args(project, inst, args.target, args.host)  # before a build it would make useless
     if not (args.no_build or args.dry_run or args.check):
         code = run_doit(project, ["run", f"build:{inst.name}"])
         if code != 0:

@@ -721,12 +721,13 @@ class Instance:
     data: dict[str, Any]  # resolved definition, "name" set, "inherit" dropped
     chain: list[str]  # definition names applied, in order
     files: list[str]  # their files, in order
-    provenance: dict[str, list[str]]  # "a.b.c" -> files that set it
     modules: dict[str, dict[str, Any]]  # project modules overlaid by the instance's
     targets: dict[str, dict[str, Any]]  # resolved targets (their own inherit applied)
     regions: list[str] = field(default_factory=list)
     #: every definition it was made from: the chain, then its targets' parents
     uses: list[str] = field(default_factory=list)
+    #: "a.b.c" -> files that set it; made when asked (see :meth:`Resolver.provenance`)
+    provenance: dict[str, list[str]] | None = None
 
     @property
     def layers(self) -> list[str]:
@@ -778,7 +779,8 @@ class Resolver:
     def __init__(self, defs: Definitions, schema_file: str = "define/schema.json") -> None:
         self.defs = defs
         self.schema_file = schema_file
-        self._memo: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, list[str]]]] = {}
+        self._memo: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._prov_memo: dict[tuple[str, ...], dict[str, list[str]]] = {}
         self._fast: dict[int, bool] = {}
         self._by_id: dict[int, bool] = {}
         self._mergers: dict[int, Any] = {}
@@ -805,21 +807,31 @@ class Resolver:
 
         return jsonmerge.Merger(_subschema(self.defs.schema, ["modules"], additional=True) or {})
 
-    def merged(self, order: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-        """The merge of ``order``'s layers and the provenance of each value."""
-        if order in self._memo:
-            return self._memo[order]
-        if len(order) == 1:
-            base: dict[str, Any] = {}
-            prov: dict[str, list[str]] = {}
-        else:
-            base, prov = self.merged(order[:-1])
+    def merged(self, order: tuple[str, ...]) -> dict[str, Any]:
+        """The merge of ``order``'s layers."""
+        found = self._memo.get(order)
+        if found is not None:
+            return found
+        base = self.merged(order[:-1]) if len(order) > 1 else {}
         data, path = self._layer(order[-1])
         result = self.merge(base, data, path, "project", self.defs.schema)
-        prov = dict(prov)
+        self._memo[order] = result
+        return result
+
+    def provenance(self, order: tuple[str, ...]) -> dict[str, list[str]]:
+        """Which files set each value of ``order``'s merge (``"a.b.c" -> files``).
+
+        Made when asked (``facs show --explain``, an error's file): it costs
+        about as much as the merge, and a build needs neither.
+        """
+        found = self._prov_memo.get(order)
+        if found is not None:
+            return found
+        prov = dict(self.provenance(order[:-1])) if len(order) > 1 else {}
+        data, path = self._layer(order[-1])
         record_provenance(prov, data, path, self.defs.schema)
-        self._memo[order] = (result, prov)
-        return result, prov
+        self._prov_memo[order] = prov
+        return prov
 
     def merge(self, base: Any, head: Any, file: str, which: str, schema: dict[str, Any]) -> Any:
         """``head`` merged over ``base`` by ``schema``'s strategies, which is the
@@ -864,8 +876,7 @@ class Resolver:
 
     def instance(self, name: str) -> Instance:
         order = tuple(resolution_order(self.defs, name))
-        data, prov = self.merged(order)
-        data = drop_nulls(data)
+        data = drop_nulls(self.merged(order))
         # modules: project's, overlaid by each instance-level "modules" in order
         modules = copy.deepcopy(self.defs.modules)
         mschema = _subschema(self.defs.schema, ["modules"], additional=True) or {}
@@ -882,7 +893,7 @@ class Resolver:
                             modules.get(mname, {}), mdata, d.path, "modules", mschema
                         )
         modules = {k: drop_nulls(v) for k, v in modules.items()}
-        targets = self._targets(name, data.get("targets") or {}, prov)
+        targets = self._targets(name, data.get("targets") or {}, order)
         uses = list(dict.fromkeys([*order, *(n for t in targets.values()
                                              for n in t.pop("_uses", ()))]))
         data["targets"] = targets
@@ -898,7 +909,6 @@ class Resolver:
             data=data,
             chain=list(order),
             files=files,
-            provenance=prov,
             modules=modules,
             targets=targets,
             regions=regions,
@@ -906,7 +916,7 @@ class Resolver:
         )
 
     def _targets(
-        self, instance: str, targets: dict[str, Any], prov: dict[str, list[str]]
+        self, instance: str, targets: dict[str, Any], chain: tuple[str, ...]
     ) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for tname, spec in targets.items():
@@ -918,10 +928,12 @@ class Resolver:
                     for n in [*ancestry(self.defs, p), p]:
                         if n not in order:
                             order.append(n)
-                base, _ = self.merged(tuple(order)) if order else ({}, {})
+                base = self.merged(tuple(order)) if order else {}
                 base = {k: v for k, v in base.items() if k not in INSTANCE_KEYS}
                 # a merge error belongs to the file that set the target last
-                file = (prov.get(f"targets.{tname}") or [f"define/{instance}.json"])[-1]
+                file = next((path for data, path in map(self._layer, reversed(chain))
+                             if isinstance(data.get("targets"), dict)
+                             and tname in data["targets"]), f"define/{instance}.json")
                 with _under(f"/targets/{tname}"):
                     spec = drop_nulls(self.merge(base, spec, file, "project", {}))
                 spec["regions"] = [n.split("/", 1)[1] for n in order if n.startswith("regions/")]
@@ -1134,6 +1146,13 @@ def _provenance(prov: dict[str, list[str]], data: Any, file: str, node: Any,
             for old in [k for k in prov if k.startswith(key + ".")]:
                 del prov[old]
         prov[key] = [file]
+
+
+def provenance(defs: Definitions, inst: Instance) -> dict[str, list[str]]:
+    """``inst.provenance``, made on first use."""
+    if inst.provenance is None:
+        inst.provenance = Resolver(defs).provenance(tuple(inst.chain))
+    return inst.provenance
 
 
 def resolve_all(defs: Definitions) -> dict[str, Instance]:

@@ -20,7 +20,7 @@ from . import definitions as D
 from . import state as S
 from .errors import DefinitionError, FacsimileError
 
-CACHE_FORMAT = 6
+CACHE_FORMAT = 7  # 7: provenance made when asked
 
 
 class Project:
