@@ -26,7 +26,7 @@ import gc
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from doit.dependency import DatabaseException, JsonDB
@@ -56,6 +56,9 @@ class FacsimileDB(JsonDB):
         self._text: str | None = None  # the file as read, when one record a line
         self._keys: list[str] = []  # its records' keys, in order
         self._touched: set[str] = set()  # records set or removed since
+        #: called first by :meth:`dump` (which doit calls at the end of every run,
+        #: a failed or interrupted one too): last records to set
+        self.before_dump: list[Callable[[], None]] = []
         super().__init__(name, codec, module_name=module_name)
         self.dirty = False
 
@@ -99,6 +102,8 @@ class FacsimileDB(JsonDB):
         super().remove_all()
 
     def dump(self) -> None:
+        for call in self.before_dump:
+            call()
         if not self.dirty and os.path.exists(self.name):
             return
         lines = self._patched()

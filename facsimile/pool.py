@@ -15,9 +15,10 @@ It writes only the outputs of the instances it took and, for a family whose
 state is not there yet, the state file, under the family's lock. It sends back
 digests and error messages, which are already free of secrets. When it dies,
 doit's process makes whatever it had not sent. When doit's process stops early
-(a task failed, Ctrl-C), the helpers are stopped too. An output a helper made
-whose record was never saved is built again by the next run: its bytes are the
-same, so the file is not rewritten.
+(a task failed, Ctrl-C), the helpers are stopped too, and the outcomes they had
+sent are saved with the database (:meth:`Helper.received`). An output of an
+instance a helper was still making is built again by the next run: its bytes
+are the same, so the file is not rewritten.
 """
 
 from __future__ import annotations
@@ -149,6 +150,14 @@ class Helper:
             while instance not in self._done and self._claims[i] - 2 not in self._gone:
                 self._cond.wait()
             return self._done.pop(instance, None)
+
+    def received(self) -> dict[str, Made]:
+        """The outcomes sent and not yet waited for (taken: a run stopped early saves
+        them before the database is written)."""
+        with self._cond:
+            got = {i: m for i, m in self._done.items() if m is not None}
+            self._done.clear()
+        return got
 
     def stop(self) -> None:
         """Stop the helpers that still run, and reap them."""

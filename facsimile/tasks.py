@@ -132,6 +132,7 @@ class Build:
                 self.key(write=True)  # made once, before there are two processes
                 with contextlib.suppress(OSError):  # no semaphores, no fork: one process
                     self._helper = P.Helper(self.plan, lambda b: _helper_work(self, b), count)
+                    _on_dump(self._helper)
         return self._helper  # type: ignore[return-value]
 
     @property
@@ -924,6 +925,16 @@ def _run_batch(build: Build, batch: P.Batch) -> list[str]:
         build.prune(instance)
     if made is None:
         made = _make_batch(build, batch, None if reporter is None else reporter.started)
+    _save(backend, checker, instance, made, reporter)
+    if made.failed:
+        return [f"build:{instance}/{rel}: {msg}" for rel, msg in made.failed]
+    build.refresh_contexts(instance, set(batch.rels), backend)
+    return []
+
+
+def _save(backend: Any, checker: str, instance: str, made: P.Made,
+          reporter: Reporter | None = None) -> None:
+    """Save what a batch made in doit's database, as each output's own task would."""
     for rel, record in made.records:
         name = f"build:{instance}/{rel}"
         backend.set(name, "_values_:", record)
@@ -933,10 +944,26 @@ def _run_batch(build: Build, batch: P.Batch) -> list[str]:
             reporter.made()
     for rel, _ in made.failed:
         backend.remove(f"build:{instance}/{rel}")
-    if made.failed:
-        return [f"build:{instance}/{rel}: {msg}" for rel, msg in made.failed]
-    build.refresh_contexts(instance, set(batch.rels), backend)
-    return []
+
+
+def _on_dump(helper: P.Helper) -> None:
+    """When the run ends before it waited for every helper's outcome (Ctrl-C, or a
+    failed task in a run that names instances), save the outcomes already sent
+    with the database: their files are written."""
+    from doit.globals import Globals
+
+    from .doitdb import FacsimileDB
+
+    dep = Globals.dep_manager
+    if not isinstance(getattr(dep, "backend", None), FacsimileDB):
+        return
+    checker = dep.checker.__class__.__name__
+
+    def save() -> None:
+        for instance, made in helper.received().items():
+            _save(dep.backend, checker, instance, made)
+
+    dep.backend.before_dump.append(save)
 
 
 def remove_output(path: str, build_dir: str) -> None:

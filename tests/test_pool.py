@@ -190,3 +190,20 @@ def test_a_run_that_stops_early_stops_its_helpers(tmp_path: Path) -> None:
     assert all(p.stat().st_mtime_ns == m for p, m in before.items())
     assert not list((tmp_path / "BUILD").rglob("*.tmp"))
     assert len(_records(tmp_path)) == INSTANCES * TEMPLATES
+
+
+def test_a_run_that_stops_early_keeps_what_its_helper_sent(tmp_path: Path) -> None:
+    """doit's process is slow on i00 (a second), whose first output then fails; the
+    helper makes and sends i11 to i01. doit stops at i00's task without waiting for
+    them, but their records are saved with the database: the next run has only the
+    failed output to make."""
+    write_tree(tmp_path, big_tree())
+    write_tree(tmp_path, {"tmpl/i00/t0.conf.j2":
+                          "{% for i in range(30000000) %}{% endfor %}{{ instance.nope }}\n"})
+    names = [f"build:i{i:02}" for i in range(INSTANCES)]
+    proc = doit(tmp_path, *names, env=TWO)
+    assert proc.returncode == 1
+    assert "build:i00/t0.conf: tmpl/i00/t0.conf.j2:1" in proc.stdout + proc.stderr
+    assert len(_records(tmp_path)) == INSTANCES * TEMPLATES - 1
+    write_tree(tmp_path, {"tmpl/i00/t0.conf.j2": "fixed\n"})
+    assert ran(doit(tmp_path, check=True, env=TWO)) == {"i00/t0.conf"}
