@@ -1150,10 +1150,12 @@ def _mode(run: tuple[Any, list[str]] | None) -> str | None:
 
     A run of group tasks only (``doit``, ``doit build:prod``, ``doit sync:dev``,
     ``facs build``) is lean: an up-to-date output needs no task at all. A lean
-    run in one process is also batched: a doit task per stale output costs more
-    than rendering it (doit creates, dispatches and inspects each one), so each
-    instance's group task makes its stale outputs itself, and saves their
-    records under their own task names (:func:`_batch_action`). With ``-n 2``
+    run without ``-n`` is also batched: a doit task per stale output costs more
+    than rendering it (doit creates, dispatches and inspects each one), so one
+    task makes them all (``build:_stale``, :func:`_stale_action`), or each named
+    instance's group task makes its own (:func:`_batch_action`), and saves their
+    records under their own task names, helped by forked processes when there
+    is a lot to make (:mod:`facsimile.pool`). With ``-n 2``
     (or ``-n 1``: doit runs tasks in a child process then, whose writes to the
     database would be lost) each output stays a task of its own, for doit to
     spread over processes.
