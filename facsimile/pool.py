@@ -1,14 +1,14 @@
-"""A second process for large batched runs.
+"""Helper processes for large batched runs.
 
-A batched run (see :func:`facsimile.tasks._batch_action`) makes each instance's
-stale outputs in that instance's doit task, one instance after another. When
-there is a lot to make and more than one core, forked helpers take instances
-from the end of the run's plan while doit's process works from its start. Each
-instance is taken by exactly one process (a claim under a lock). When doit
-reaches an instance a helper took, its task waits for the helper's outcome,
-then saves the records, writes the lines and reports failures as if it had made
-them itself. So doit's database, its output and its exit code are as in a run in
-one process.
+A batched run (see :func:`facsimile.tasks._run_batch`) makes each instance's
+stale outputs in one action (``build:_stale``, or the instance's own task), one
+instance after another. When there is a lot to make and more than one core,
+forked helpers take instances from the end of the run's plan while doit's
+process works from its start. Each instance is taken by exactly one process (a
+claim under a lock). When doit reaches an instance a helper took, it waits for
+the helper's outcome, then saves the records, writes the lines and reports
+failures as if it had made them itself. So doit's database, its output and its
+exit code are as in a run in one process.
 
 A helper inherits everything from the fork, resolved model and state included.
 It writes only the outputs of the instances it took and, for a family whose
@@ -102,7 +102,7 @@ class Helper:
         self.plan = plan
         self._index = {b.instance: i for i, b in enumerate(plan)}
         self._lock = ctx.Lock()
-        self._claims = ctx.RawArray("b", len(plan))
+        self._claims = ctx.RawArray("i", len(plan))  # (a byte would overflow past 125 helpers)
         self._done: dict[str, Made | None] = {}
         self._gone: set[int] = set()  # helpers that ended (their pipe closed)
         self._cond = threading.Condition()
