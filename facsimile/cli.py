@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import definitions as D
+from . import define as D
 from .errors import DefinitionError, FacsimileError
-from .project import Project, mask
-from .state import MASK
+from .mask import MASK, mask
+from .project import Project
 
 EPILOG = """\
 The root is the nearest folder above the working directory with

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .definitions import find_root
+from .define import find_root
 from .errors import FacsimileError
 from .tasks import doit_config
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FacsimileError
+from .mask import MASK
 from .project import Project
-from .state import MASK, State
+from .state import State
 from .tasks import Build, Output
 
 

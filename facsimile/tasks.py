@@ -25,13 +25,14 @@ from typing import Any, NamedTuple
 from doit.reporter import ExecutedOnlyReporter
 
 from . import checkout as C
-from . import definitions as D
+from . import define as D
 from . import pool as P
 from . import render as R
 from . import state as S
 from .errors import BuildError, FacsimileError, TemplateError
+from .mask import MASK
 from .project import Project
-from .state import MASK, State
+from .state import State
 
 DB_FILE = ".doit.db"
 FAN_OUT = ("{module}", "{host}", "{daemon}")  # placeholders of fan-out template paths

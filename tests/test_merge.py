@@ -9,7 +9,7 @@ import jsonmerge
 import pytest
 from jsonmerge.exceptions import JSONMergeError
 
-from facsimile.definitions import _Pointer, fast_merge, plain_schema
+from facsimile.define.merge import _Pointer, fast_merge, plain_schema
 
 SCHEMA = {"properties": {
     "hosts": {"mergeStrategy": "append"},

@@ -643,3 +643,32 @@ def test_version(tmp_path: Path) -> None:
     from facsimile import __version__
 
     assert facs(tmp_path, "--version", check=True).stdout.strip() == f"facs {__version__}"
+
+
+@pytest.mark.parametrize("bad", ["a b;id", "h#1", "h?x", "a..b", ".h", "h.", "a/b", "-x"])
+def test_host_names_sync_would_refuse_are_refused_when_definitions_are_read(
+        tmp_path: Path, bad: str) -> None:
+    """One rule for host names: a name sync would refuse (it is filled into URLs and
+    folder names) is an error naming its definition file, for every command."""
+    from conftest import DODO, doit
+
+    write_tree(tmp_path, {
+        "define/facsimile.json": {"name": "p"},
+        "define/targets/web.json": {"targets": {"web": {"hosts": ["h1", bad]}}},
+        "define/dev.json": {"inherit": ["targets/web"]},
+        "dodo.py": DODO, "tmpl/_ALL_/a.conf": "a\n",
+    })
+    expected = (f"define/targets/web.json at /targets/web/hosts/1: {bad!r} is not a valid "
+                "host name: use letters, digits, and '.', '-', '_' between them")
+    for args in (("list",), ("show", "dev")):
+        assert expected in one_line_error(tmp_path, *args)
+    proc = doit(tmp_path)
+    assert proc.returncode != 0 and expected in proc.stdout + proc.stderr
+    assert not (tmp_path / "BUILD").exists()
+
+
+def test_host_names_sync_accepts_are_accepted(tmp_path: Path) -> None:
+    hosts = ["h1", "db-1.example.org", "h_1", "[::1]", "10.0.0.1"]
+    write_tree(tmp_path, {"define/facsimile.json": {"name": "p"},
+                          "define/dev.json": {"targets": {"web": {"hosts": hosts}}}})
+    assert ", ".join(hosts) in facs(tmp_path, "list", check=True).stdout

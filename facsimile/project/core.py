@@ -1,4 +1,4 @@
-"""A loaded project: definitions resolved, state at hand, template contexts.
+"""The loaded project: definitions resolved, state at hand, template contexts.
 
 :class:`Project` is public: ``facsimile.json`` may name a subclass with
 ``"class": "module.path:ClassName"`` to add template context, generated kinds
@@ -7,20 +7,19 @@ or doit tasks (see the README, "Class overrides").
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import os
-import pickle
-import tempfile
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import definitions as D
-from . import state as S
-from .errors import DefinitionError, FacsimileError
-
-CACHE_FORMAT = 7  # 7: provenance made when asked
+from .. import define as D
+from .. import state as S
+from ..errors import DefinitionError
+from .cache import load_model, model_digests
+from .daemons import daemons, uiid
+from .override import project_class
 
 
 class Project:
@@ -53,8 +52,8 @@ class Project:
             root = D.find_root()
         elif not isinstance(root, D.Root):
             root = D.open_root(root)
-        defs, instances, digests = _load_model(root, cache)
-        klass = _project_class(root, defs) if "class" in defs.project.data else cls
+        defs, instances, digests = load_model(root, cache)
+        klass = project_class(root, defs, Project) if "class" in defs.project.data else cls
         project = klass(root, defs, instances, digests)
         project._run_init()
         return project
@@ -104,6 +103,8 @@ class Project:
         return dict(S.GENERATORS)
 
     def wants(self, inst: D.Instance) -> list[S.Want]:
+        """What ``inst`` asks for: its modules' passwords and daemon ids, its
+        ``generate`` entries, and those of every subproject's modules."""
         wants = S.wants_for(inst.modules, inst.data.get("generate", {}))
         wants += [S.Want("daemons", name, "id") for name, _ in daemons(inst.modules)]
         for sub, spec in self.subprojects().items():
@@ -181,25 +182,10 @@ class Project:
 
         For a subproject ``sub``, ``module`` and ``project`` are the subproject's.
         """
-        modules = {}
         own = self.subprojects()[sub]["modules"] if sub else inst.modules
-        for mname, mdata in own.items():
-            m = dict(mdata)
-            m["name"] = mname
-            m.setdefault("username", mname)
-            pw = state.module_password(f"{sub}/{mname}" if sub else mname)
-            if pw is not None:
-                m["password"] = pw
-            if isinstance(m.get("service"), dict):
-                m["service"] = dict(m["service"])
-                m["service"]["instances"] = [
-                    {"instance_name": name, "uiid": _uiid(state, name, sub)}
-                    for name, owner in daemons({mname: mdata})
-                ]
-            modules[mname] = m
         ctx = {
             "instance": inst.data,
-            "module": modules,
+            "module": {m: _module_context(m, d, state, sub) for m, d in own.items()},
             "project": self.subprojects()[sub]["data"] if sub else self.data,
             "state": state.generate_values(),
             "targets": inst.targets,
@@ -210,7 +196,7 @@ class Project:
             },
         }
         ctx["daemons"] = {
-            name: {"instance_name": name, "uiid": _uiid(state, name, sub), "module": owner}
+            name: {"instance_name": name, "uiid": uiid(state, name, sub), "module": owner}
             for name, owner in daemons(own)
         }
         extra = self.extra_context(inst)
@@ -225,9 +211,6 @@ class Project:
         them); ``state`` is the family's (:func:`facsimile.state.data_digest`); a
         project class's extra context is digested as it is.
         """
-        import hashlib
-        import json
-
         parts = [self.digests[inst.name], self.digests[""], sub or "", state]
         extra = self.extra_context(inst)
         if extra:
@@ -248,7 +231,7 @@ class Project:
 
     def sources(self, inst: D.Instance) -> list[Any]:
         """Source checkouts the instance uses: the project's, then each module's."""
-        from .checkout import DEFAULT_TMPL, Source
+        from ..checkout import DEFAULT_TMPL, Source
 
         cache = self.__dict__.setdefault("_sources", {})
         if inst.name in cache:
@@ -273,161 +256,20 @@ class Project:
         return ()
 
 
-# ---------------------------------------------------------------------- model cache
-
-
-def _stat_key(files: list[Path]) -> list[tuple[int, int]]:
-    out = []
-    for f in files:
-        st = f.stat()
-        out.append((st.st_mtime_ns, st.st_size))
-    return out
-
-
-def model_digests(defs: D.Definitions, instances: dict[str, D.Instance]) -> dict[str, str]:
-    """Per instance a digest of its resolved data, modules and targets; "" for the project."""
-    import hashlib
-    import json
-
-    def dig(value: Any) -> str:
-        data = json.dumps(value, sort_keys=True, default=str).encode()
-        return hashlib.blake2b(data, digest_size=8).hexdigest()
-
-    out = {name: dig([i.data, i.modules, i.targets]) for name, i in instances.items()}
-    out[""] = dig([defs.project.data, defs.modules])
-    return out
-
-
-def _load_model(
-    root: D.Root, use_cache: bool
-) -> tuple[D.Definitions, dict[str, D.Instance], dict[str, str]]:
-    """Definitions and resolved instances, from the cache where their files are unchanged.
-
-    When only instance or abstract definition files changed (not the project,
-    modules or schema, and no file came or went), only the instances whose
-    inheritance chain names a changed file are resolved again.
-    """
-    from . import __version__
-
-    files = D.definition_files(root)
-    stats = {str(f): s for f, s in zip(files, _stat_key(files), strict=True)}
-    key = (CACHE_FORMAT, __version__)
-    cache_file = root.cache / "model.pickle"
-    cached = None
-    if use_cache:
-        with contextlib.suppress(Exception):
-            with open(cache_file, "rb") as fh:
-                cached_key, cached_stats, payload = pickle.load(fh)
-            if cached_key == key:
-                cached = (cached_stats, payload)
-    if cached is not None:
-        old_stats, (defs, instances, digests) = cached
-        if old_stats == stats:
-            return defs, instances, digests
-        changed = [Path(f) for f in stats if old_stats.get(f) != stats[f]]
-        fixed = {str(root.project_file), str(root.define / D.MODULES_FILE),
-                 str(root.define / D.SCHEMA_FILE)}
-        if set(old_stats) == set(stats) and not fixed & {str(c) for c in changed}:
-            names = set(D.reload_changed(root, defs, changed))
-            resolver = D.Resolver(defs)
-            for name, inst in list(instances.items()):
-                if names & set(inst.uses):
-                    instances[name] = resolver.instance(name)
-            for name, inst in instances.items():
-                if names & set(inst.uses):
-                    digests[name] = model_digests(defs, {name: inst})[name]
-            _write_cache(cache_file, (key, stats, (defs, instances, digests)))
-            return defs, instances, digests
-    defs = D.load(root)
-    instances = D.resolve_all(defs)
-    digests = model_digests(defs, instances)
-    if use_cache:
-        _write_cache(cache_file, (key, stats, (defs, instances, digests)))
-    return defs, instances, digests
-
-
-def _write_cache(path: Path, payload: Any) -> None:
-    """Best effort: a cache that cannot be written only costs time."""
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
-def _project_class(root: D.Root, defs: D.Definitions) -> type[Project]:
-    """The class named by ``"class": "module.path:ClassName"``, importable from the root."""
-    import importlib
-    import sys
-
-    spec = defs.project.data["class"]
-    where = {"file": defs.project.path, "pointer": "/class"}
-    modname, _, clsname = spec.partition(":")
-    if not modname or not clsname:
-        raise DefinitionError(f"class {spec!r} must look like 'module.path:ClassName'", **where)
-    for folder in (str(root.base), str(root.base.parent)):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-    try:
-        module = importlib.import_module(modname)
-    except Exception as exc:
-        raise DefinitionError(
-            f"cannot import {modname!r} for class {spec!r}: {type(exc).__name__}: {exc}", **where
-        ) from exc
-    klass = getattr(module, clsname, None)
-    if not isinstance(klass, type) or not issubclass(klass, Project):
-        raise DefinitionError(
-            f"{spec!r} is not a subclass of facsimile.Project"
-            if klass is not None
-            else f"module {modname!r} has no class {clsname!r}",
-            **where,
-        )
-    return klass
-
-
-def daemons(modules: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """``(daemon name, module)`` for each daemon instance: ``service.n_instances``
-    copies named ``<module>d.0`` ... (``service.name`` replaces ``<module>d``)."""
-    out = []
-    for mname, mdata in sorted(modules.items()):
-        service = mdata.get("service")
-        if not isinstance(service, Mapping):
-            continue
-        n = service.get("n_instances", 1)
-        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 255:
-            raise DefinitionError(
-                f"module {mname}: service.n_instances must be a whole number from 0 to 255",
-                pointer=f"/modules/{mname}/service/n_instances",
-            )
-        stem = str(service.get("name") or f"{mname}d")
-        out += [(f"{stem}.{i}", mname) for i in range(n)]
-    return out
-
-
-def _uiid(state: S.State, name: str, sub: str | None = None) -> int | None:
-    """The daemon's uiid; a subproject's daemons are kept as ``<sub>/<name>``."""
-    value = state.value("daemons", f"{sub}/{name}" if sub else name)
-    if value is not None and value >= 256:
-        raise DefinitionError(
-            f"daemon {name}: no uiid below 256 is left in family {state.family} "
-            "(the seed's limit); give the family fewer ids",
-        )
-    return value
-
-
-def mask(value: Any, paths: set[str], prefix: str = "") -> Any:
-    """A copy of ``value`` with every path in ``paths`` replaced by ``********``."""
-    if isinstance(value, dict):
-        return {
-            k: S.MASK if f"{prefix}{k}" in paths else mask(v, paths, f"{prefix}{k}.")
-            for k, v in value.items()
-        }
-    return value
-
-
-__all__ = ["FacsimileError", "Project", "mask"]
+def _module_context(mname: str, mdata: Mapping[str, Any], state: S.State,
+                    sub: str | None) -> dict[str, Any]:
+    """One module as templates see it: its definition, name, username, password,
+    and its daemons under ``service.instances``."""
+    m = dict(mdata)
+    m["name"] = mname
+    m.setdefault("username", mname)
+    pw = state.module_password(f"{sub}/{mname}" if sub else mname)
+    if pw is not None:
+        m["password"] = pw
+    if isinstance(m.get("service"), dict):
+        m["service"] = dict(m["service"])
+        m["service"]["instances"] = [
+            {"instance_name": name, "uiid": uiid(state, name, sub)}
+            for name, owner in daemons({mname: mdata})
+        ]
+    return m

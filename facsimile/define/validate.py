@@ -1,0 +1,233 @@
+"""Checks of the keys facsimile itself reads from a definition file.
+
+Each definition's ``inherit``, ``targets``, ``deploy``, ``generate`` and
+``modules`` (and the project's ``name``, ``class`` and ``projects``) are
+checked for type and shape when the file is read; a near-miss key name
+('delpoy') is refused with a suggestion. Free keys are the user's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import DefinitionError
+from .names import (
+    check_host,
+    check_module_name,
+    check_relative_path,
+    check_service_name,
+)
+from .shapes import close_match, escape, expect, str_list, suggest, typename
+
+#: keys of an instance definition that facsimile itself reads
+INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules")
+#: keys of facsimile.json that belong to the project and are not inherited
+PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class")
+DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options")
+TARGET_KEYS = ("hosts", "files", "inherit")
+SUBPROJECT_KEYS = ("modules", "tmpl", "extra")
+GENERATE_KINDS = ("password", "token", "uuid", "id")
+
+
+def _typo(key: str, known: tuple[str, ...], file: str, pointer: str) -> None:
+    """Refuse a free key that is a near miss of a meaningful one ('delpoy')."""
+    if key in known:
+        return
+    close = close_match(key, known)
+    if close:
+        raise DefinitionError(
+            f"unknown key {key!r}, did you mean {close!r}?", file=file, pointer=pointer
+        )
+
+
+def parse_kind(spec: Any, file: str, pointer: str) -> tuple[str, int | None]:
+    """``"token:32"`` -> ``("token", 32)``; errors name the file and key."""
+    if not isinstance(spec, str):
+        raise DefinitionError(
+            f"a generate kind must be a string like 'password:24', not {typename(spec)}",
+            file=file,
+            pointer=pointer,
+        )
+    kind, _, arg = spec.partition(":")
+    if kind not in GENERATE_KINDS:
+        raise DefinitionError(
+            f"unknown generate kind {kind!r} (one of {', '.join(GENERATE_KINDS)})"
+            f"{suggest(kind, GENERATE_KINDS)}",
+            file=file,
+            pointer=pointer,
+        )
+    if not arg:
+        return kind, None
+    if kind in ("uuid", "id") or not arg.isdigit() or not 8 <= int(arg) <= 4096:
+        raise DefinitionError(
+            f"bad length in {spec!r}: password and token take ':N' with 8 <= N <= 4096",
+            file=file,
+            pointer=pointer,
+        )
+    return kind, int(arg)
+
+
+def check_definition(data: dict[str, Any], file: str, *, is_project: bool = False) -> None:
+    """Types of the keys facsimile reads; near-miss key names get a suggestion."""
+    known = INSTANCE_KEYS + (PROJECT_ONLY_KEYS if is_project else ())
+    for key in data:
+        _typo(key, known, file, f"/{key}")
+    if "inherit" in data:
+        str_list(data["inherit"], "inherit", file, "/inherit")
+    if "targets" in data:
+        check_targets(data["targets"], file, "/targets")
+    if "deploy" in data:
+        check_deploy(data["deploy"], file, "/deploy")
+    if "generate" in data:
+        gen = data["generate"]
+        expect(gen, dict, "generate must be an object of name: kind", file, "/generate")
+        for name, spec in gen.items():
+            parse_kind(spec, file, f"/generate/{name}")
+    if "modules" in data and not is_project:
+        normalize_modules(data["modules"], file, "/modules")
+    if is_project:
+        _check_project_keys(data, file)
+
+
+def _check_project_keys(data: dict[str, Any], file: str) -> None:
+    """The keys only ``facsimile.json`` has: ``name``, ``class``, ``projects``."""
+    if "name" in data:
+        expect(data["name"], str, "the project name must be a string", file, "/name")
+    if "class" in data:
+        expect(data["class"], str, "class must be 'module.path:ClassName'", file, "/class")
+    if "projects" in data:
+        check_projects(data["projects"], file, "/projects")
+
+
+def check_projects(projects: Any, file: str, pointer: str) -> None:
+    """``projects``: a list of subproject names, or name -> ``{modules, tmpl, extra, ...}``."""
+    expect(projects, (dict, list), "projects must be an object or a list", file, pointer)
+    if isinstance(projects, list):
+        for i, name in enumerate(projects):
+            p = f"{pointer}/{i}"
+            expect(name, str, "projects as a list must be a list of subproject names",
+                   file, p)
+            check_module_name(name, "subproject", file, p)
+            if name in projects[:i]:
+                raise DefinitionError(f"subproject {name!r} is named twice", file=file,
+                                      pointer=p)
+        return
+    for name, spec in projects.items():
+        p = f"{pointer}/{escape(name)}"
+        check_module_name(name, "subproject", file, p)
+        if spec is None:
+            continue
+        expect(spec, dict, f"subproject {name!r} must be an object", file, p)
+        for key in spec:
+            _typo(key, SUBPROJECT_KEYS, file, f"{p}/{escape(key)}")
+        if "modules" in spec:
+            normalize_modules(spec["modules"], file, f"{p}/modules")
+        for key in ("tmpl", "extra"):
+            if key in spec:
+                check_relative_path(spec[key], f"the subproject's {key} folder", file,
+                                    f"{p}/{key}")
+
+
+def check_targets(targets: Any, file: str, pointer: str) -> None:
+    """``targets``: name -> ``{hosts, files, inherit}``; every host name is one."""
+    expect(targets, dict, "targets must be an object of name: target", file, pointer)
+    for name, target in targets.items():
+        p = f"{pointer}/{name}"
+        if target is None:
+            continue
+        expect(target, dict, f"target {name!r} must be an object", file, p)
+        for key in target:
+            _typo(key, TARGET_KEYS, file, f"{p}/{key}")
+        if "hosts" in target:
+            str_list(target["hosts"], "hosts", file, f"{p}/hosts")
+            for i, host in enumerate(target["hosts"]):
+                check_host(host, file, f"{p}/hosts/{i}")
+        if "files" in target:
+            str_list(target["files"], "files", file, f"{p}/files")
+        if "inherit" in target:
+            str_list(target["inherit"], "inherit", file, f"{p}/inherit")
+
+
+def check_deploy(deploy: Any, file: str, pointer: str) -> None:
+    """``deploy``: only its known keys, each of its type."""
+    expect(deploy, dict, "deploy must be an object", file, pointer)
+    for key, value in deploy.items():
+        p = f"{pointer}/{key}"
+        if key not in DEPLOY_KEYS:
+            raise DefinitionError(
+                f"unknown key {key!r} in deploy{suggest(key, DEPLOY_KEYS)}"
+                + ("" if suggest(key, DEPLOY_KEYS) else f" (known: {', '.join(DEPLOY_KEYS)})"),
+                file=file,
+                pointer=p,
+            )
+        if key == "url":
+            expect(value, str, "deploy.url must be a string", file, p)
+        elif key in ("exclude", "delete", "postcmd"):
+            str_list(value, f"deploy.{key}", file, p)
+        elif key == "jobs":
+            expect(value, int, "deploy.jobs must be a whole number", file, p)
+        else:
+            expect(value, dict, f"deploy.{key} must be an object", file, p)
+
+
+def normalize_modules(raw: Any, file: str, pointer: str = "") -> dict[str, dict[str, Any]]:
+    """Modules as ``{name: definition}`` from the seed's list form or an object."""
+    if isinstance(raw, list):
+        return _modules_from_list(raw, file, pointer)
+    if isinstance(raw, dict):
+        return _modules_from_object(raw, file, pointer)
+    raise DefinitionError(
+        f"modules must be a list of objects or an object, not {typename(raw)}",
+        file=file,
+        pointer=pointer or "/",
+    )
+
+
+def _modules_from_list(raw: list[Any], file: str, pointer: str) -> dict[str, dict[str, Any]]:
+    """``[{"name": "app", ...}, ...]``: each item names its module."""
+    out: dict[str, dict[str, Any]] = {}
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise DefinitionError(
+                'each module in a list must be an object with a "name" string',
+                file=file,
+                pointer=f"{pointer}/{i}",
+            )
+        check_module_name(item["name"], "module", file, f"{pointer}/{i}/name")
+        if item["name"] in out:
+            raise DefinitionError(
+                f"module {item['name']!r} is defined twice", file=file, pointer=f"{pointer}/{i}"
+            )
+        check_module(item, file, f"{pointer}/{i}")
+        out[item["name"]] = {k: v for k, v in item.items() if k != "name"}
+    return out
+
+
+def _modules_from_object(raw: dict[str, Any], file: str,
+                         pointer: str) -> dict[str, dict[str, Any]]:
+    """``{"app": {...}, ...}``: a null module is an empty one."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, item in raw.items():
+        check_module_name(name, "module", file, f"{pointer}/{escape(name)}")
+        if item is None:
+            item = {}
+        if not isinstance(item, dict):
+            raise DefinitionError(
+                f"module {name!r} must be an object, not {typename(item)}",
+                file=file,
+                pointer=f"{pointer}/{name}",
+            )
+        check_module(item, file, f"{pointer}/{name}")
+        out[name] = {k: v for k, v in item.items() if k != "name"}
+    return out
+
+
+def check_module(item: Mapping[str, Any], file: str, pointer: str) -> None:
+    """Keys of a module that name output files stay inside ``BUILD/<instance>/``."""
+    if item.get("genconfig_path") is not None:
+        check_relative_path(item["genconfig_path"], "genconfig_path", file,
+                            f"{pointer}/genconfig_path")
+    service = item.get("service")
+    if isinstance(service, dict) and service.get("name") is not None:
+        check_service_name(service["name"], file, f"{pointer}/service/name")

@@ -1,0 +1,29 @@
+"""The second stage: generated state, made once per instance family.
+
+:mod:`.kinds` says what can be generated and what a family wants,
+:mod:`.store` reads, fills and writes ``state/<family>/state.json``, and
+:mod:`.digest` makes the keyed digests the build keeps of it. State reads
+nothing of the definitions but their checking helpers.
+"""
+
+from __future__ import annotations
+
+from .digest import data_digest, digest_key, wants_digest
+from .kinds import GENERATORS, SECRET_KINDS, Generator, Want, wants_for
+from .store import State, load, read_state, rotate, state_path
+
+__all__ = [
+    "GENERATORS",
+    "SECRET_KINDS",
+    "Generator",
+    "State",
+    "Want",
+    "data_digest",
+    "digest_key",
+    "load",
+    "read_state",
+    "rotate",
+    "state_path",
+    "wants_digest",
+    "wants_for",
+]
