@@ -24,6 +24,7 @@ import getpass
 import json
 import os
 import posixpath
+import random
 import socket
 import time
 import uuid
@@ -35,11 +36,7 @@ from .errors import StateError
 
 STATE = "state.json"
 LOCKS = ".locks"
-MAX_POLL = 1.0  # seconds between two attempts at a held lock, at most
-
-
-def _token(mtime_ns: int, size: int) -> str:
-    return f"{mtime_ns}-{size}"
+MAX_POLL = 0.5  # seconds between two attempts at a held lock, at most
 
 
 class _Local:
@@ -48,34 +45,44 @@ class _Local:
     def __init__(self, fs: Any) -> None:
         self.fs = fs
 
-    def versions(self, base: str) -> dict[str, str]:
+    def _run(self, make: Any, *args: Any) -> Any:
+        """Run the coroutine ``make(*args)`` on the filesystem's event loop."""
+        from fsspec.asyn import sync
+
+        return sync(self.fs.loop, make, *args)
+
+    def files(self, folder: str) -> list[str]:
         try:
-            names = self.fs.ls(base, detail=False)  # the one listing
+            return [str(p) for p in self.fs.ls(folder, detail=False)]
         except FileNotFoundError:
-            return {}
+            return []
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+
+    def close(self) -> None:  # nothing to close on a folder
+        pass
+
+    def versions(self, base: str) -> dict[str, str]:
         out = {}
-        for name in names:
-            if posixpath.basename(name).startswith("."):
-                continue
+        for name in self.files(base):  # the one listing; then local stats
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 st = os.stat(posixpath.join(name, STATE))
-                out[posixpath.basename(name)] = _token(st.st_mtime_ns, st.st_size)
+                out[posixpath.basename(name)] = f"{st.st_mtime_ns}-{st.st_size}"
         return out
 
     def read(self, path: str) -> tuple[bytes, str] | None:
         try:
             with open(path, "rb") as f:
                 st = os.fstat(f.fileno())
-                return f.read(), _token(st.st_mtime_ns, st.st_size)
+                return f.read(), f"{st.st_mtime_ns}-{st.st_size}"
         except FileNotFoundError:
             return None
 
     def write(self, path: str, data: bytes) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            floor = os.stat(path).st_mtime_ns + 1
-        except FileNotFoundError:
-            floor = 0
+        floor = os.stat(path).st_mtime_ns + 1 if os.path.exists(path) else 0
         tmp = f"{path}.{uuid.uuid4().hex}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -101,40 +108,21 @@ class _Local:
             f.write(data)
         return True
 
-    def files(self, folder: str) -> list[str]:
-        try:
-            return [str(p) for p in self.fs.ls(folder, detail=False)]
-        except FileNotFoundError:
-            return []
-
-    def remove(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-    def close(self) -> None:
-        pass
-
 
 class _SFTP(_Local):
     """``sftp://``: sshfs for the listing, its asyncssh channels for the rest."""
-
-    def _run(self, make: Any, *args: Any) -> Any:
-        from fsspec.asyn import sync
-
-        return sync(self.fs.loop, make, *args)
 
     def versions(self, base: str) -> dict[str, str]:
         async def go() -> dict[str, str]:
             try:
                 names = [i["name"] for i in await self.fs._ls(base)  # the one listing
-                         if i["type"] == "directory" and not i["name"].rsplit("/", 1)[-1]
-                         .startswith(".")]
+                         if i["type"] == "directory"]
             except FileNotFoundError:
                 return {}
             async with self.fs._pool.get() as ch:  # the stats go out together
                 stats = await asyncio.gather(
                     *(ch.stat(posixpath.join(n, STATE)) for n in names), return_exceptions=True)
-            return {posixpath.basename(n): _token(int(a.mtime) * 10**9, a.size)
+            return {posixpath.basename(n): f"{int(a.mtime) * 10**9}-{a.size}"
                     for n, a in zip(names, stats, strict=True) if not isinstance(a, BaseException)}
         return self._run(go)
 
@@ -149,7 +137,7 @@ class _SFTP(_Local):
                         data = await fh.read()
                 except asyncssh.SFTPNoSuchFile:
                     return None
-            return bytes(data), _token(int(a.mtime) * 10**9, a.size)
+            return bytes(data), f"{int(a.mtime) * 10**9}-{a.size}"
         return self._run(go)
 
     def write(self, path: str, data: bytes) -> None:
@@ -189,27 +177,20 @@ class _SFTP(_Local):
             return True
         return self._run(go)
 
-    def remove(self, path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(path)
-
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.fs.client.close()
 
 
-class _S3(_SFTP):
+class _S3(_Local):
     """``s3://``: one LIST for the versions, one GET or PUT per object."""
 
     def versions(self, base: str) -> dict[str, str]:
         self.fs.invalidate_cache()
         found = self.fs.find(base, detail=True)  # one ListObjectsV2 per 1000 keys
-        out = {}
-        for name, info in found.items():
-            parts = name[len(base):].strip("/").split("/")
-            if len(parts) == 2 and parts[1] == STATE and not parts[0].startswith("."):
-                out[parts[0]] = str(info.get("ETag", "")).strip('"')
-        return out
+        rels = {name[len(base):].strip("/"): info for name, info in found.items()}
+        return {rel[:-len(STATE) - 1]: str(info["ETag"]).strip('"')
+                for rel, info in rels.items() if rel.count("/") == 1 and rel.endswith("/" + STATE)}
 
     def read(self, path: str) -> tuple[bytes, str] | None:
         bucket, key, _ = self.fs.split_path(path)
@@ -240,9 +221,6 @@ class _S3(_SFTP):
         self.fs.invalidate_cache()
         return list(self.fs.find(folder))
 
-    def close(self) -> None:
-        pass
-
 
 def _open(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     """The backend and base path behind ``url`` (copied from sync.open_destination)."""
@@ -268,11 +246,10 @@ def _open(url: str, options: dict[str, Any]) -> tuple[Any, str]:
             "port": parts.port or int(ssh.get("port", 22)),
             "username": parts.username or ssh.get("user") or os.environ.get("USER", "root"),
             "known_hosts": known, "timeout": float(ssh.get("timeout", 20)),
-            "skip_instance_cache": True}
-        if ssh.get("key"):
-            kwargs["client_keys"] = [os.path.expanduser(str(ssh["key"]))]
+            "skip_instance_cache": True,
+            **({"client_keys": [os.path.expanduser(str(ssh["key"]))]} if ssh.get("key") else {})}
         try:
-            fs = SSHFileSystem(parts.hostname, **{**kwargs, **extra})
+            fs = SSHFileSystem(parts.hostname, **kwargs, **extra)
         except Exception as exc:
             raise StateError(f"cannot connect to {url}: {type(exc).__name__}: {exc}") from exc
         return _SFTP(fs), path.rstrip("/") or "."
@@ -310,13 +287,9 @@ class RemoteStore:
             raise StateError(f"{family!r} is not a family name")
         return posixpath.join(self.base, family, *more)
 
-    def _lock_path(self, family: str) -> str:
-        self._path(family)
-        return posixpath.join(self.base, LOCKS, f"{family}.json")
-
     def versions(self) -> dict[str, str]:
         """``{family: version token}`` for every state file, from one listing."""
-        return self._b.versions(self.base)
+        return {k: v for k, v in self._b.versions(self.base).items() if not k.startswith(".")}
 
     def read(self, family: str) -> tuple[bytes, str] | None:
         """The family's state and its version token, or None if it has none."""
@@ -327,25 +300,26 @@ class RemoteStore:
         self._b.write(self._path(family, STATE), data)
 
     def _record(self, path: str) -> dict[str, Any] | None:
-        found = self._b.read(path)
-        if found is None:
+        if (found := self._b.read(path)) is None:
             return None
         try:
             rec = json.loads(found[0])
-            assert isinstance(rec, dict)
-        except (ValueError, AssertionError):
+        except ValueError:
+            rec = None
+        if not isinstance(rec, dict):
             rec = {"id": None, "holder": "an unreadable lock file"}
         return {**rec, "family": posixpath.basename(path)[:-len(".json")], "path": path}
 
     def _describe(self, rec: dict[str, Any]) -> str:
-        age = f" for {_age(time.time() - rec['created'])}" if rec.get("created") else ""
+        created = rec.get("created")
+        age = f" for {_age(time.time() - created)}" if isinstance(created, (int, float)) else ""
         return f"held by {rec.get('holder')}{age}"
 
     @contextlib.contextmanager
     def lock(self, family: str, *, timeout: float,
              holder: str | None = None) -> Iterator[dict[str, Any]]:
         """Hold the family's lock; wait for another holder up to ``timeout`` seconds."""
-        path = self._lock_path(family)
+        path = posixpath.join(self.base, LOCKS, posixpath.basename(self._path(family)) + ".json")
         rec = {"id": uuid.uuid4().hex, "family": family,
                "holder": holder or f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()}"}
         deadline, delay = time.monotonic() + timeout, 0.05
@@ -357,7 +331,7 @@ class RemoteStore:
                         f"{other.get('id')}") if other else "it could not be created"
                 raise StateError(f"state of family {family!r} is locked: {said} (waited "
                                  f"{timeout:g} s)", file=f"{self.url}/{LOCKS}/{family}.json")
-            time.sleep(min(delay, left))
+            time.sleep(min(delay * random.uniform(0.5, 1.0), left))  # jitter: no lockstep
             delay = min(delay * 2, MAX_POLL)
         try:
             yield rec
