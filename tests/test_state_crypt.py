@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from facsimile import state_crypt as sc
+from facsimile.state import crypt as sc
 from facsimile.errors import StateError
 
 pytestmark = pytest.mark.skipif(

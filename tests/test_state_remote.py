@@ -19,11 +19,11 @@ import pytest
 from servers import s3server, sshd  # noqa: F401  (fixtures)
 
 from facsimile.errors import StateError
-from facsimile.state_remote import RemoteStore
+from facsimile.state.remote import RemoteStore
 
 WORKER = """
 import json, sys, time
-from facsimile.state_remote import RemoteStore
+from facsimile.state.remote import RemoteStore
 url, options, mode, family, n = sys.argv[1], json.loads(sys.argv[2]), *sys.argv[3:6]
 store = RemoteStore(url, **options)
 if mode == "hold":

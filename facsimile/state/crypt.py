@@ -23,7 +23,7 @@ from typing import Any
 import pyrage
 from pyrage import ssh, x25519
 
-from .errors import StateError
+from ..errors import StateError
 
 FORMAT = 2
 PLAIN_FORMAT = 1

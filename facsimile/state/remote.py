@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .errors import StateError
+from ..errors import StateError
 
 STATE = "state.json"
 LOCKS = ".locks"
