@@ -149,8 +149,8 @@ def test_a_no_op_reads_no_state_file(built: Path, monkeypatch: pytest.MonkeyPatc
     """The check takes each family's state digest from ``.facsimile/state.json``
     while the state file's inode, size, mtime and ctime are unchanged."""
     from facsimile import state as S
+    from facsimile.build import Build
     from facsimile.project import Project
-    from facsimile.tasks import Build
 
     doit(built, check=True)  # the no-op that fills the cache
     read: list[Path] = []

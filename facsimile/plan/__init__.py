@@ -1,6 +1,6 @@
 """``facs plan``: what a build would change and why, changing nothing.
 
-It uses the same check as the doit tasks (:meth:`facsimile.tasks.Build.check`),
+It uses the same check as the doit tasks (:meth:`facsimile.build.Build.check`),
 so ``doit list --all --status`` and the plan always agree. State that does not
 exist yet is made in memory only, and listed as "would generate".
 """
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import FacsimileError
-from .project import Project
-from .state import MASK, State
-from .tasks import Build, Output
+from .. import render as R
+from ..build import Build, Output
+from ..errors import FacsimileError
+from ..project import Project
+from ..state import MASK, State
 
 
 @dataclass
@@ -162,8 +163,6 @@ def _is_binary(data: bytes) -> bool:
 
 def diff_output(build: Build, item: Stale) -> str:
     """A unified diff of one stale output against BUILD/, every state value masked."""
-    from . import render as R
-
     path = build.root.base / item.path
     old = path.read_bytes() if path.is_file() else b""
     o = item.output

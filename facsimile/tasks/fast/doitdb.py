@@ -22,28 +22,15 @@ and written in this one at the next change.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from doit.dependency import DatabaseException, JsonDB
 
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Garbage collection off while many long-lived objects are made (doit's
-    records, 10,000 tasks); they are frozen out of later collections after."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
+from ...build.collector import collector_paused
 
 
 class FacsimileDB(JsonDB):
