@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TemplateError
-from .layers import LayerIndex, escapes, rel_to
-from .tracking import TRACKED_ATTRS, Tracked, tojson_dumps, track
+from .layers import LayerIndex, rel_to
+from .tracking import track
 
 _search: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("facsimile_search")
 _loaded: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("facsimile_loaded")
@@ -26,81 +26,9 @@ _loaded: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("facsim
 
 def make_environment(index: LayerIndex) -> Any:
     """One Jinja2 environment per run; each template file is compiled once."""
-    import jinja2
+    from .jinja import Environment
 
-    class Undefined(jinja2.StrictUndefined):
-        __slots__ = ()
-
-        @property
-        def _undefined_message(self) -> str:  # type: ignore[override]
-            obj = self._undefined_obj
-            if isinstance(obj, Tracked):
-                return f"{obj._path}.{self._undefined_name} is undefined"
-            return str(super()._undefined_message)
-
-    class Environment(jinja2.Environment):
-        """Resolves names through the current search path; compiled per file."""
-
-        def __init__(self) -> None:
-            super().__init__(
-                undefined=Undefined,
-                keep_trailing_newline=True,
-                autoescape=False,
-                extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
-                cache_size=0,
-            )
-            self.policies["json.dumps_function"] = tojson_dumps
-            self.policies["json.dumps_kwargs"] = {"sort_keys": True}
-            self.by_file: dict[str, Any] = {}
-
-        def getattr(self, obj: Any, attribute: str) -> Any:
-            """``a.b`` on a context value: a key unless it names a method of the
-            mapping (``items``, ``get``...), as Jinja2 does, without raising an
-            AttributeError for every key first (a tenth of a full build)."""
-            if type(obj) is Tracked and attribute not in TRACKED_ATTRS:
-                try:
-                    return obj[attribute]
-                except KeyError:
-                    return self.undefined(obj=obj, name=attribute)
-            return super().getattr(obj, attribute)
-
-        def resolve(self, name: str) -> str:
-            """The file ``name`` loads in the current render."""
-            search = _search.get()
-            hit = index.resolve(name, search)
-            if hit is not None:
-                return hit
-            if escapes(name):
-                raise jinja2.TemplateNotFound(name, f"{name!r} escapes the template folders")
-            where = ", ".join(rel_to(index.base, f) for f in search)
-            raise jinja2.TemplateNotFound(
-                name, f"template {name!r} not found; searched in: {where}"
-            )
-
-        def _load_template(self, name: Any, globals: Any) -> Any:
-            # Jinja2's private hook of get_template and of every include,
-            # import and extends: loading by file, and recording what loaded
-            if isinstance(name, jinja2.Template):
-                return name
-            path = self.resolve(str(name))
-            t = self.by_file.get(path)
-            if t is None:
-                try:
-                    source = Path(path).read_text(encoding="utf-8")
-                except UnicodeDecodeError as exc:
-                    raise TemplateError("not UTF-8 text", file=rel_to(index.base, path)) from exc
-                code = self.compile(source, str(name), path)
-                # a plain copy of the globals, not Jinja2's ChainMap: every render
-                # and include copies them, and a ChainMap copies slowly (nothing
-                # changes the environment's globals once it is made)
-                t = self.template_class.from_code(self, code, dict(self.make_globals(None)))
-                self.by_file[path] = t
-            loaded = _loaded.get(None)
-            if loaded is not None:
-                loaded[str(name)] = path
-            return t
-
-    return Environment()
+    return Environment(index, _search, _loaded)
 
 
 @dataclass

@@ -1,0 +1,152 @@
+"""``facs plan --diff``: a stale output's new bytes against those in ``BUILD/``,
+every state value masked, in both (a rotated secret too)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import render as R
+from ..build import Build
+from ..errors import FacsimileError
+from ..state import MASK, State
+
+if TYPE_CHECKING:
+    from . import Stale
+
+
+def secrets_of(state: State) -> list[str]:
+    """Every state value as text, current and previous (longest first)."""
+    values: set[str] = set()
+    for section in ("modules", "generate"):
+        for entry in state.data.get(section, {}).values():
+            for v in [entry.get("value"), *entry.get("previous", [])]:
+                if v is not None and len(str(v)) >= 1:
+                    values.add(str(v))
+    return sorted(values, key=len, reverse=True)
+
+
+class MaskedInt(int):
+    """A generated number that prints as the mask but still adds and compares,
+    so that ``{{ state.node_id + 1000 }}`` renders in a diff."""
+
+    def __str__(self) -> str:
+        return MASK
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+
+def masked_context(ctx: dict[str, Any], state: State) -> dict[str, Any]:
+    """The context with every state value replaced by the mask."""
+    import copy
+
+    masked = copy.deepcopy(ctx)
+    for path in state.kinds():
+        parts = path.split(".")
+        node: Any = masked["module"] if parts[0] == "module" else masked["state"]
+        keys = parts[1:]
+        for k in keys[:-1]:
+            node = node.get(k, {})
+        if isinstance(node, dict) and keys[-1] in node:
+            value = node[keys[-1]]
+            is_int = isinstance(value, int) and not isinstance(value, bool)
+            node[keys[-1]] = MaskedInt(value) if is_int else MASK
+    return masked
+
+
+def _mask_text(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        if len(s) >= 4:
+            text = text.replace(s, MASK)
+    return text
+
+
+def _mask_old_lines(old: list[str], masked_new: list[str], secrets: list[str]) -> list[str]:
+    """Mask secrets in the old file, including values that have since changed.
+
+    A line of the masked new rendering with ``********`` in it is a pattern: an
+    old line that matches it has a (maybe rotated) secret at those places.
+    """
+    patterns = []
+    for line in masked_new:
+        if MASK in line:
+            parts = [re.escape(p) for p in line.split(MASK)]
+            patterns.append(re.compile("(.*?)".join(parts).join(["^", "$"]), re.S))
+    out = []
+    for line in old:
+        line = _mask_text(line, secrets)
+        for pat in patterns:
+            m = pat.match(line)
+            if m:
+                for g in sorted(range(1, (pat.groups or 0) + 1), reverse=True):
+                    line = line[: m.start(g)] + MASK + line[m.end(g):]
+                break
+        out.append(line)
+    return out
+
+
+def _is_binary(data: bytes) -> bool:
+    if b"\0" in data:
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def diff_output(build: Build, item: Stale) -> str:
+    """A unified diff of one stale output against BUILD/, every state value masked."""
+    path = build.root.base / item.path
+    old = path.read_bytes() if path.is_file() else b""
+    o = item.output
+    if o is None:  # an orphan: it would be deleted
+        new = b""
+        secrets = [s for st in build.project._states.values() for s in secrets_of(st)]
+        masked_new: list[str] = []
+    else:
+        inst = build.project.instances[o.instance]
+        state = build.state(inst, write=False)
+        secrets = secrets_of(state)
+        if o.kind == "extra":
+            new = Path(o.source).read_bytes()
+            masked_new = []
+        elif o.kind == "genconfig":
+            masked_mod = masked_context(build.context(inst, write=False, sub=o.sub),
+                                        state)["module"]
+            new = (json.dumps(masked_mod[o.name], indent=2, sort_keys=True) + "\n").encode()
+            masked_new = new.decode().splitlines(keepends=True)
+        else:
+            ctx = build.context(inst, write=False, sub=o.sub)
+            search = build.search(inst, o.sub)
+            try:
+                masked = R.render(build.env, o.name, search, masked_context(ctx, state),
+                                  build.root.base, this=o.this)
+            except FacsimileError as exc:
+                return f"--- {item.path}\n+++ {item.path}\n! cannot render: {exc}\n"
+            new = masked.data
+            masked_new = new.decode("utf-8").splitlines(keepends=True)
+    if _is_binary(old) or _is_binary(new):
+        return f"Binary file {item.path} differs\n"
+    old_lines = _mask_old_lines(old.decode("utf-8").splitlines(keepends=True), masked_new,
+                                secrets)
+    new_lines = [_mask_text(line, secrets) for line in new.decode("utf-8")
+                 .splitlines(keepends=True)]
+    lines = difflib.unified_diff(
+        old_lines, new_lines,
+        fromfile=f"a/{item.path}" if old else "/dev/null",
+        tofile=f"b/{item.path}" if new or o is not None else "/dev/null",
+    )
+    text = "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n"
+                   for ln in lines)
+    if not text:  # e.g. a rotated password: the only change is behind the mask
+        text = f"  (no difference in {item.path} once generated values are masked)\n"
+    return text
+
+
