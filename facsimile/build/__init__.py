@@ -16,16 +16,14 @@ from typing import Any
 from .. import definitions as D
 from ..project import Project
 from ..render import LayerIndex
-from .check import DB_FILE, Checker, read_db
-from .digests import Digests, JsonCache
-from .make import Maker, scrub, write_if_changed
+from .check import DB_FILE, Checker
+from .digests import Digests
+from .make import Maker
 from .orphans import orphans, remove_output
-from .outputs import FAN_OUT, Output, Outputs
+from .outputs import Output, Outputs
 from .record import Record
 
-__all__ = ["DB_FILE", "FAN_OUT", "Build", "Checker", "Digests", "JsonCache", "Maker",
-           "Output", "Outputs", "Record", "read_db", "remove_output", "scrub",
-           "write_if_changed"]
+__all__ = ["DB_FILE", "Build", "Output", "Record", "remove_output"]
 
 
 class Build:

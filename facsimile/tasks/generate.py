@@ -104,22 +104,24 @@ def _output_tasks(build: Build, mode: RunMode, inst: D.Instance, checkouts: list
     others counted in ``out`` (omitted, or batched)."""
     build_dir = str(build.root.build)
     outputs = list(build.outputs(inst).values())
-    check = build.check
+    check, lean, batched = build.check, mode.lean, mode.batch
+    fresh, omitted = True, 0
     for o in outputs:
         reasons = check(o)
         if not reasons:
-            if mode.lean:
-                out.omitted += 1  # doit would only skip it: spare it the task
+            if lean:
+                omitted += 1  # doit would only skip it: spare it the task
                 continue
         else:
-            out.fresh = False
-            if mode.batch:
+            fresh = False
+            if batched:
                 out.batch.append(o.rel)  # made by the instance's task, see fast.batch
                 if reasons == ["new"]:
                     out.new.add(o.rel)
                 continue
         out.names.append(o.task)
         yield _output_task(build, o, reasons, checkouts, build_dir)
+    out.fresh, out.omitted = fresh, omitted
     build.note_checked(inst, outputs, out.fresh)
 
 
