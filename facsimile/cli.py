@@ -315,7 +315,8 @@ def run_doit(project: Project, argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from .tasks import Build, doit_config, guarded_tasks
+    from .build import Build
+    from .tasks import doit_config, guarded_tasks
 
     def task_facsimile() -> Any:
         """facsimile's tasks."""
@@ -433,8 +434,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if code != 0:
             return code
     elif args.dry_run or args.check:
+        from .build import Build
         from .plan import make_plan
-        from .tasks import Build
 
         stale = len(make_plan(Build(project), [inst.name]).stale)
         if stale:

@@ -23,8 +23,9 @@ DOIT_CONFIG = doit_config(_ROOT)
 
 def task_facsimile() -> Iterator[dict[str, Any]]:
     """facsimile's tasks: build:<instance>/<path>, build:<instance>, sync:<instance>."""
+    from .build import Build
     from .project import Project
-    from .tasks import Build, guarded_tasks
+    from .tasks import guarded_tasks
 
     yield from guarded_tasks(lambda: Build(Project.load(_ROOT or find_root())))
 

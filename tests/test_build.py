@@ -148,9 +148,9 @@ def test_rotated_state_rebuilds_exactly_its_users(built: Path) -> None:
 def test_a_no_op_reads_no_state_file(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The check takes each family's state digest from ``.facsimile/state.json``
     while the state file's inode, size, mtime and ctime are unchanged."""
+    from facsimile.build import Build
     from facsimile.project import Project
     from facsimile.state import store as S
-    from facsimile.tasks import Build
 
     doit(built, check=True)  # the no-op that fills the cache
     read: list[Path] = []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from doit.dependency import DatabaseException, JSONCodec
 
-from facsimile.doitdb import FacsimileDB
+from facsimile.tasks.fast.doitdb import FacsimileDB
 
 
 def open_db(path: Path) -> FacsimileDB:

@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import DODO, doit, write_tree
 from test_build import _records, ran
 
-from facsimile import pool
+from facsimile.tasks.fast import pool
 
 INSTANCES = 12
 TEMPLATES = pool.PER_HELPER // INSTANCES + 1  # enough outputs for one helper

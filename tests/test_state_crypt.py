@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from facsimile.state import crypt as sc
 from facsimile.errors import StateError
+from facsimile.state import crypt as sc
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("age", "age-keygen", "ssh-keygen", "git")),

@@ -1,7 +1,8 @@
 """doit's JSON database, written only when something changed, atomically, and
 re-encoding only the records that changed.
 
-Registered as the doit backend ``facsimile`` (an entry point of this package).
+Registered as the doit backend ``facsimile`` (an entry point of this package,
+``facsimile.tasks.fast.doitdb:FacsimileDB``).
 A no-op build changes nothing, so it skips the dump. A dump goes to a
 temporary file renamed into place, so an interrupted run never leaves a
 truncated database.
@@ -14,36 +15,23 @@ The file is one JSON object with one task's record per line::
     }
 
 so a run that changed a few records writes the others' lines back as they
-were read, instead of encoding 10,000 records again (a quarter of a second at
-50,000 outputs). A file in any other JSON layout (doit's own) is read as well,
-and written in this one at the next change.
+were read, instead of encoding 10,000 records again. A file in any other JSON
+layout (doit's own) is read as well, and written in this one at the next
+change.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from doit.dependency import DatabaseException, JsonDB
 
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Garbage collection off while many long-lived objects are made (doit's
-    records, 10,000 tasks); they are frozen out of later collections after."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
+from ...build.collector import collector_paused
 
 
 class FacsimileDB(JsonDB):
@@ -64,7 +52,7 @@ class FacsimileDB(JsonDB):
 
     def _load(self) -> Any:
         """Load with the collector off: 10,000 records are as many new dicts, and
-        collecting while they are made costs a third of the load. They live for
+        collecting while they are made is slow. They live for
         the whole run, so they are frozen out of later collections too."""
         with open(self.name, encoding="utf-8") as fh:
             text = fh.read()

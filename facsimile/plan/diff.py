@@ -1,81 +1,22 @@
-"""``facs plan``: what a build would change and why, changing nothing.
-
-It uses the same check as the doit tasks (:meth:`facsimile.tasks.Build.check`),
-so ``doit list --all --status`` and the plan always agree. State that does not
-exist yet is made in memory only, and listed as "would generate".
-"""
+"""``facs plan --diff``: a stale output's new bytes against those in ``BUILD/``,
+every state value masked, in both (a rotated secret too)."""
 
 from __future__ import annotations
 
 import difflib
 import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import FacsimileError
-from .mask import MASK
-from .project import Project
-from .state import State
-from .tasks import Build, Output
+from .. import render as R
+from ..build import Build
+from ..errors import FacsimileError
+from ..mask import MASK
+from ..state import State
 
-
-@dataclass
-class Stale:
-    task: str
-    instance: str
-    path: str  # BUILD/<instance>/<rel>
-    reasons: list[str]
-    output: Output | None = None  # None for an orphan
-
-
-@dataclass
-class Plan:
-    stale: list[Stale] = field(default_factory=list)
-    up_to_date: int = 0
-    generate: dict[str, list[str]] = field(default_factory=dict)  # family -> paths
-
-    @property
-    def changes(self) -> bool:
-        return bool(self.stale)
-
-
-def make_plan(build: Build, instances: Iterable[str] | None = None) -> Plan:
-    """Check every output of the chosen instances (all when none)."""
-    project = build.project
-    names = list(instances or [])
-    plan = Plan()
-    for inst in project.select(names):
-        state = build.state(inst, write=False)
-        if state.generated and inst.family not in plan.generate:
-            plan.generate[inst.family] = [w.path for w in state.generated]
-        outputs = list(build.outputs(inst).values())
-        fresh = True
-        for o in outputs:
-            reasons = build.check(o, every=True)
-            fresh = fresh and not reasons
-            if reasons:
-                plan.stale.append(
-                    Stale(o.task, inst.name, f"BUILD/{inst.name}/{o.rel}", reasons, o)
-                )
-            else:
-                plan.up_to_date += 1
-        build.note_checked(inst, outputs, fresh)
-        for f in build.orphans(inst.name):
-            rel = build.root.rel(f)
-            plan.stale.append(Stale(f"build:{inst.name}", inst.name, rel, ["orphan"]))
-    if not names:
-        for f in build.orphans(None):
-            rel = build.root.rel(f)
-            inst_name = rel.split("/")[1] if rel.count("/") else ""
-            plan.stale.append(Stale("build:_removed", inst_name, rel, ["orphan"]))
-    build.save_caches()
-    return plan
-
-
-# --------------------------------------------------------------------------- diff
+if TYPE_CHECKING:
+    from . import Stale
 
 
 def secrets_of(state: State) -> list[str]:
@@ -163,8 +104,6 @@ def _is_binary(data: bytes) -> bool:
 
 def diff_output(build: Build, item: Stale) -> str:
     """A unified diff of one stale output against BUILD/, every state value masked."""
-    from . import render as R
-
     path = build.root.base / item.path
     old = path.read_bytes() if path.is_file() else b""
     o = item.output
@@ -212,44 +151,3 @@ def diff_output(build: Build, item: Stale) -> str:
     return text
 
 
-# --------------------------------------------------------------------------- output
-
-
-def print_plan(
-    project: Project,
-    instances: list[str],
-    *,
-    diff: bool = False,
-    as_json: bool = False,
-    out: Callable[[str], None] = print,
-) -> int:
-    """Print the plan; exit code 0 when nothing is stale, 2 when something is."""
-    build = Build(project)
-    plan = make_plan(build, instances)
-    if as_json:
-        doc: dict[str, Any] = {
-            "stale": [
-                {"task": s.task, "instance": s.instance, "path": s.path, "reasons": s.reasons}
-                | ({"diff": diff_output(build, s)} if diff else {})
-                for s in plan.stale
-            ],
-            "up_to_date": plan.up_to_date,
-            "would_generate": plan.generate,
-        }
-        out(json.dumps(doc, indent=2))
-        return 2 if plan.changes else 0
-    for family, paths in sorted(plan.generate.items()):
-        out(f"state {family}: would generate {', '.join(paths)}")
-    for s in plan.stale:
-        out(f"{s.path}: {'; '.join(s.reasons)}")
-        if diff:
-            text = diff_output(build, s)
-            if text:
-                out(text.rstrip("\n"))
-    orphans = sum(1 for s in plan.stale if s.reasons == ["orphan"])
-    stale = len(plan.stale) - orphans
-    out(
-        f"plan: {stale} to build, {orphans} to delete, {plan.up_to_date} up to date"
-        if plan.changes else f"plan: nothing to do, {plan.up_to_date} up to date"
-    )
-    return 2 if plan.changes else 0

@@ -1,6 +1,6 @@
 """Helper processes for large batched runs.
 
-A batched run (see :func:`facsimile.tasks._run_batch`) makes each instance's
+A batched run (see :meth:`facsimile.tasks.fast.FastRun.run_batch`) makes each instance's
 stale outputs in one action (``build:_stale``, or the instance's own task), one
 instance after another. When there is a lot to make and more than one core,
 forked helpers take instances from the end of the run's plan while doit's
@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .errors import FacsimileError
+from ...errors import FacsimileError
 
 PER_HELPER = 1000  # outputs per helper: below, a fork and its copied pages cost more than it saves
 JOBS_VAR = "FACSIMILE_JOBS"

@@ -1,0 +1,218 @@
+"""The check: why an output is stale, from its record in doit's database.
+
+The same check decides each output task's ``uptodate`` and makes ``facs plan``,
+so the two always agree. It runs for every output on every run, so the common
+path is kept to dict lookups and one ``stat``; it reads the stored record dict
+by the keys of :mod:`facsimile.build.record` rather than building a
+:class:`~facsimile.build.record.Record` per output.
+
+Also: the contexts against which every output of an instance was found up to
+date (``.facsimile/verified.json``), and the records whose context digest a
+run may bring up to date (:meth:`Checker.refreshed`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import define as D
+from ..digest import ABSENT, file_digest
+from ..errors import BuildError
+from ..render import LayerIndex
+from .digests import Digests, JsonCache
+from .outputs import Output, Outputs
+from .record import KEY_CONTEXT, KEY_FILES, KEY_NAMES, KEY_OUTPUT, KEY_SOURCE, KEY_VALUES, Record
+
+DB_FILE = ".doit.db"
+VALUES = "_values_:"  # doit's key of a task's saved values in its database
+
+
+class Checker:
+    """Compares each output's record with what its inputs are now."""
+
+    def __init__(self, outputs: Outputs, digests: Digests, index: LayerIndex) -> None:
+        self.outputs = outputs
+        self.digests = digests
+        self.index = index
+        self.project = outputs.project
+        self._db: dict[str, Any] | None = None
+        self._resolved_rel: dict[tuple[str, str | None, str], str] = {}
+        self.moved: set[str] = set()  # instances with records of an older context digest
+        # bound once: the check runs for every output
+        self._known_files = digests.files
+        self._fdigest = digests.fdigest
+        self._context_digest = digests.context_digest
+        self._src = outputs.src
+        self._build_dir = outputs.build_dir
+
+    @property
+    def db(self) -> dict[str, Any]:
+        """doit's database as saved by the last run (read-only here): the one doit
+        loaded (:meth:`use_db`), else read from ``.doit.db``."""
+        if self._db is None:
+            self._db = read_db(self.project.root.base / DB_FILE)
+        return self._db
+
+    def use_db(self, data: dict[str, Any]) -> None:
+        """Check against ``data``, the database doit has already loaded."""
+        self._db = data
+
+    @property
+    def verified(self) -> JsonCache:
+        """Context digests against which every output of an instance was last found
+        up to date. A value change that no template reads leaves old digests in
+        the records; this spares the following no-ops a per-value check."""
+        return self.digests.cache("verified.json")
+
+    def check(self, o: Output, *, every: bool = False) -> list[str]:
+        """Why ``o`` is stale (empty when it is up to date); first reason unless ``every``."""
+        entry = self.db.get(f"build:{o.instance}/{o.rel}")
+        rec = entry.get(VALUES) if isinstance(entry, dict) else None
+        out = f"{self._build_dir}{o.instance}{os.sep}{o.rel}"
+        if not isinstance(rec, dict) or KEY_SOURCE not in rec:
+            # no record: never built, or its last build failed (doit drops the record
+            # of a failed task), or ``doit forget``
+            return ["new" if not os.path.lexists(out)
+                    else "no record of its last build (it failed, or doit forget)"]
+        try:
+            st = os.stat(out)
+        except OSError:
+            return ["missing from BUILD"]
+        reasons: list[str] = []
+        src = self._src(o)
+        prev_src = rec.get(KEY_SOURCE)
+        if prev_src != src:
+            reasons.append(f"{'extra' if o.kind == 'extra' else 'template'} changed: {src}"
+                           + (f" (was {prev_src})" if prev_src else ""))
+            if not every:
+                return reasons
+        known = self._known_files
+        for rel, dig in rec.get(KEY_FILES, {}).items():
+            now = known.get(rel) or self._fdigest(rel)
+            if now != dig:
+                if rel == src:
+                    what = "extra changed" if o.kind == "extra" else "template changed"
+                else:
+                    what = "include changed"
+                reasons.append(f"{what}: {rel}" + (" (deleted)" if now == ABSENT else ""))
+                if not every:
+                    return reasons
+        inst = self.project.instances[o.instance]
+        names = rec.get(KEY_NAMES)
+        if names and self._names_changed(inst, o, names, reasons, every) and not every:
+            return reasons
+        values = rec.get(KEY_VALUES)
+        if values:
+            current = self._context_digest(inst, write=False, sub=o.sub)
+            if rec.get(KEY_CONTEXT) != current:
+                self.moved.add(o.instance)  # see refreshed
+                if (self.verified.get(f"{o.instance}|{o.sub or ''}") != current
+                        and self._values_changed(inst, o, values, reasons, every)
+                        and not every):
+                    return reasons
+        o_rec = rec.get(KEY_OUTPUT)
+        if o_rec and (st.st_mtime_ns, st.st_size) != (o_rec[0], o_rec[1]) and (
+            file_digest(out, self.digests.key(write=False)) != o_rec[2]
+        ):
+            reasons.append("output modified in BUILD")
+        return reasons
+
+    def _names_changed(self, inst: D.Instance, o: Output, names: dict[str, str],
+                       reasons: list[str], every: bool) -> bool:
+        """Add a reason per template name that now resolves to another file."""
+        found = False
+        for name, rel in names.items():
+            key = (o.instance, o.sub, name)
+            now_rel = self._resolved_rel.get(key)
+            if now_rel is None:
+                hit = self.index.resolve(name, self.outputs.search(inst, o.sub))
+                now_rel = self._resolved_rel[key] = ABSENT if hit is None else \
+                    self.outputs.rel(hit)
+            if now_rel != rel:
+                reasons.append(f"include changed: {name} now from {now_rel}")
+                found = True
+                if not every:
+                    break
+        return found
+
+    def _values_changed(self, inst: D.Instance, o: Output, values: dict[str, str],
+                        reasons: list[str], every: bool) -> bool:
+        """Add a reason per context value read whose digest changed."""
+        found = False
+        for path, dig in values.items():
+            if self.digests.value_digest(inst, path, o.sub) != dig:
+                base = path.removesuffix("[keys]")
+                state_paths = self.project.secret_paths(
+                    self.digests.state(inst, write=False), every=True, sub=o.sub)
+                kind = "state" if base in state_paths else "value"
+                what = f"{base} (its keys)" if path.endswith("[keys]") else path
+                reasons.append(f"{kind} changed: {what}")
+                found = True
+                if not every:
+                    break
+        return found
+
+    def note_checked(self, inst: D.Instance, outputs: list[Output], all_fresh: bool) -> None:
+        """After checking every output of ``inst``: remember or forget its contexts."""
+        for sub in {o.sub for o in outputs}:
+            key = f"{inst.name}|{sub or ''}"
+            if all_fresh:
+                self.verified[key] = self.digests.context_digest(inst, write=False, sub=sub)
+            else:
+                self.verified.pop(key, None)
+
+    def refreshed(self, instance: str, made: set[str]) -> list[tuple[str, dict[str, Any]]]:
+        """After making an instance's stale outputs: the records of the others, given
+        the current context digest, as ``(task name, values)`` to save.
+
+        They were found up to date against the current context (their value
+        digests compared, or the instance's context verified), so their digests
+        hold for it. Without this, a context that moved through a value no
+        template reads would cost a value-by-value check of every output on the
+        next run. Only done when the database is being written anyway.
+        """
+        if instance not in self.moved:
+            return []  # every record checked had the current digest already
+        inst = self.project.instances[instance]
+        data = self.db
+        current: dict[str | None, str] = {}
+        out = []
+        for o in self.outputs.outputs(inst).values():
+            if o.rel in made:
+                continue
+            entry = data.get(o.task)
+            rec = entry.get(VALUES) if isinstance(entry, dict) else None
+            if not isinstance(rec, dict) or KEY_CONTEXT not in rec:
+                continue
+            # the digest they were checked against (state as it was before this run)
+            now = current.get(o.sub)
+            if now is None:
+                now = current[o.sub] = self.digests.context_digest(inst, write=False, sub=o.sub)
+            if rec[KEY_CONTEXT] != now:
+                out.append((o.task, Record.from_values(rec).replace(context=now).to_values()))
+        return out
+
+
+def read_db(path: Path) -> dict[str, Any]:
+    """doit's JSON database (nothing when there is none yet).
+
+    One that cannot be read is an error, as it is for doit itself: a plan that
+    called every output "new" would disagree with the build.
+    """
+    from .collector import collector_paused
+
+    try:
+        with open(path, encoding="utf-8") as fh, collector_paused():
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"doit's database cannot be read ({exc}); delete it to rebuild "
+                         "everything, or restore it", file=path.name) from exc
+    if not isinstance(data, dict):
+        raise BuildError("doit's database is not a JSON object; delete it to rebuild "
+                         "everything", file=path.name)
+    return data

@@ -1,0 +1,200 @@
+"""Making one output: render (or copy, or generate) its bytes, write them only
+when they changed, and return its :class:`~facsimile.build.record.Record`.
+
+Also clearing the way when an old output stands where a new one must go, and
+keeping every state value out of an error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import render as R
+from ..digest import bytes_digest, digest
+from ..errors import BuildError, TemplateError
+from ..mask import MASK
+from ..state import State
+from .digests import Digests
+from .outputs import Output, Outputs
+from .record import Record
+
+
+class Maker:
+    """Makes outputs, one at a time, in whichever process calls it."""
+
+    def __init__(self, outputs: Outputs, digests: Digests, index: R.LayerIndex) -> None:
+        self.outputs = outputs
+        self.digests = digests
+        self.index = index
+        self.project = outputs.project
+        self._env: Any = None
+
+    @property
+    def env(self) -> Any:
+        """The run's Jinja2 environment, made when first needed."""
+        if self._env is None:
+            self._env = R.make_environment(self.index)
+        return self._env
+
+    def build_one(self, instance: str, rel: str, absent: bool = False) -> Record:
+        """Make one output; returns what it was made from.
+
+        ``absent``: the file was not there when the run began (no need to look).
+        """
+        inst = self.project.instances[instance]
+        o = self.outputs.outputs(inst)[rel]
+        digests = self.digests
+        src_rel = self.outputs.src(o)
+        if o.kind == "genconfig":
+            mode = 0o600  # it holds the module's password
+            mod = digests.context(inst, write=True, sub=o.sub)["module"][o.name]
+            data = (json.dumps(mod, indent=2, sort_keys=True) + "\n").encode()
+            # one digest per key, so that a plan names the key that changed
+            k = digests.key(write=True)
+            values = {f"module.{o.name}.{n}": digest(v, k) for n, v in sorted(mod.items())}
+            values[f"module.{o.name}[keys]"] = digest(sorted(mod), k)
+            record = Record(src_rel, {}, values=values,
+                            context=digests.context_digest(inst, write=True, sub=o.sub))
+        elif o.kind == "version":
+            mode = 0o644
+            version = digests.context(inst, write=True)["project"]["version"]
+            data = f"{version}\n".encode()
+            record = Record(src_rel, {},
+                            values={"project.version": digest(version, digests.key(write=True))},
+                            context=digests.context_digest(inst, write=True))
+        elif o.kind == "extra":
+            mode = digests.mode(o.source)
+            data = Path(o.source).read_bytes()
+            record = Record(src_rel, {src_rel: bytes_digest(data)})
+        else:
+            mode = digests.mode(o.source)
+            data, record = self._render(inst, o, src_rel)
+        out = self.outputs.out_str(o)
+        try:
+            written = write_if_changed(out, data, mode, absent=absent)
+        except (NotADirectoryError, IsADirectoryError):
+            self.clear_way(o)  # an old output stands where this one must go
+            written = write_if_changed(out, data, mode)
+        record.output = [*written, bytes_digest(data, digests.key(write=True))]
+        return record
+
+    def _render(self, inst: Any, o: Output, src_rel: str) -> tuple[bytes, Record]:
+        """A template's bytes, and the record of what the render loaded and read."""
+        digests = self.digests
+        ctx = digests.context(inst, write=True, sub=o.sub)
+        try:
+            r = R.render(self.env, o.name, self.outputs.search(inst, o.sub), ctx,
+                         self.project.root.base, this=o.this)
+        except TemplateError as exc:
+            raise TemplateError(
+                scrub(exc.message, digests.state(inst, write=True)),
+                file=exc.file, line=exc.line,
+            ) from None
+        rels = {path: self.outputs.rel(path) for path in r.loaded.values()}
+        return r.data, Record(
+            src_rel,
+            {rel: digests.fdigest(rel) for rel in rels.values()},
+            names={n: rels[p] for n, p in r.loaded.items() if n != o.name},
+            values=digests.read_digests(inst.name, o.sub, r.reads),
+            context=digests.context_digest(inst, write=True, sub=o.sub),
+        )
+
+    def clear_way(self, o: Output) -> None:
+        """Remove what stands in ``o``'s way in BUILD/: a file where one of its folders
+        must be (a template that became a folder of templates), or a folder where
+        its file must be (the other way round). Neither is an output any more;
+        when one is, the two outputs cannot both exist and that is an error."""
+        import shutil
+
+        outputs = self.outputs.outputs(self.project.instances[o.instance])
+        src = self.outputs.src
+        base = f"{self.outputs.build_dir}{o.instance}"
+        parts = o.rel.split("/")
+        for i in range(1, len(parts)):
+            rel = "/".join(parts[:i])
+            path = f"{base}{os.sep}{rel}"
+            if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+                if rel in outputs:
+                    raise BuildError(
+                        f"{src(outputs[rel])} makes BUILD/{o.instance}/{rel}, which "
+                        f"{src(o)} needs as a folder: rename one of them")
+                os.unlink(path)
+                return
+        path = f"{base}{os.sep}{o.rel}"
+        if os.path.isdir(path) and not os.path.islink(path):
+            inside = next((r for r in outputs if r.startswith(o.rel + "/")), None)
+            if inside is not None:
+                raise BuildError(
+                    f"{src(o)} makes BUILD/{o.instance}/{o.rel}, which "
+                    f"{src(outputs[inside])} needs as a folder: rename one of them")
+            shutil.rmtree(path)
+
+
+def write_if_changed(path: Path | str, data: bytes, mode: int, *,
+                     absent: bool = False) -> tuple[int, int]:
+    """Atomically write ``data`` unless the file already holds it; keep ``mode``.
+
+    Returns the file's ``(mtime_ns, size)``. The temporary file, next to its
+    place, is created with ``mode`` less the umask (so a secret is never
+    readable by others, not even half-written), given the whole ``mode``, and
+    renamed over it. Missing folders are made when the first file in them is.
+    ``absent``: the caller saw no file there, so it is not looked at first (were
+    one made since, the rename still replaces it atomically).
+    """
+    target = str(path)
+    if not absent:
+        try:
+            st = os.stat(target)
+            if st.st_size == len(data) and _read(target) == data:
+                if st.st_mode & 0o7777 != mode:
+                    os.chmod(target, mode)
+                return st.st_mtime_ns, st.st_size
+        except FileNotFoundError:
+            pass
+    folder, sep, base = target.rpartition(os.sep)
+    folder = folder if sep else "."
+    tmp = f"{folder}{os.sep}.{base}.{os.getpid()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, mode)
+    except FileNotFoundError:  # no folder yet: made on the first file only
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:  # left by a killed process of the same pid
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            st = os.fstat(fd)
+            if st.st_mode & 0o7777 != mode:  # the umask took bits that the mode asks for
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return st.st_mtime_ns, st.st_size
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def scrub(text: str, state: State) -> str:
+    """Replace every state value in ``text`` with the mask."""
+    for section in ("modules", "generate"):
+        for entry in state.data.get(section, {}).values():
+            for value in (entry.get("value"), *entry.get("previous", ())):
+                if isinstance(value, str) and len(value) >= 4:
+                    text = text.replace(value, MASK)
+    return text

@@ -1,0 +1,183 @@
+"""Which outputs an instance has: the files of its template and extra layers
+(a later layer's replacing an earlier one's), fan-out templates, generated
+module configs and the project version file; and where each is written.
+
+Also the template search path of an instance (or subproject), which rendering
+and the check both resolve names through.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from .. import checkout as C
+from .. import define as D
+from ..errors import BuildError
+from ..project import Project
+from ..render import LIB, LayerIndex
+
+FAN_OUT = ("{module}", "{host}", "{daemon}")  # placeholders of fan-out template paths
+
+
+class Output(NamedTuple):
+    """One file of ``BUILD/<instance>/``: where it comes from (a tuple: 10,000
+    of them are made on every run, and a frozen dataclass costs three times as much)."""
+
+    instance: str
+    rel: str  # path inside BUILD/<instance>/
+    kind: str  # "tmpl", "extra", "genconfig" or "version"
+    name: str  # template name (path inside its layer), extra path, or module
+    source: str  # the file it is made from (absolute)
+    this: str | None = None  # fan-out: context path bound to ``this`` ("module.app")
+    sub: str | None = None  # subproject whose modules and templates it uses
+
+    @property
+    def task(self) -> str:
+        return f"build:{self.instance}/{self.rel}"
+
+
+class Outputs:
+    """The outputs of a project's instances, found once per run."""
+
+    def __init__(self, project: Project, index: LayerIndex) -> None:
+        self.project = project
+        self.root = project.root
+        self.index = index
+        self.prefix = str(self.root.base) + os.sep
+        self.build_dir = str(self.root.build) + os.sep
+        self._outputs: dict[str, dict[str, Output]] = {}
+        self._layers: dict[tuple[str, str, str | None], dict[str, Output]] = {}
+        self._search: dict[tuple[str, str | None], tuple[str, ...]] = {}
+
+    def tmpl_layers(self, inst: D.Instance, sub: str | None = None) -> list[Path]:
+        """Template layer folders, lowest first: source checkouts' folders, then tmpl/."""
+        if sub is not None:
+            folder = self.project.subprojects()[sub]["tmpl"]
+            return [folder / layer for layer in inst.layers]
+        folders = [C.ensure(src, self.root.src) / src.tmpl for src in self.project.sources(inst)]
+        return [*folders, *(self.root.tmpl / layer for layer in inst.layers)]
+
+    def search(self, inst: D.Instance, sub: str | None = None) -> tuple[str, ...]:
+        """Template search path, highest layer first, then ``_lib`` (cached; strings,
+        since it keys a cache on every template load and a Path hashes slowly)."""
+        key = (inst.name, sub)
+        found = self._search.get(key)
+        if found is None:
+            found = tuple(str(f) for f in (*reversed(self.tmpl_layers(inst, sub)),
+                                           self.root.tmpl / LIB))
+            self._search[key] = found
+        return found
+
+    def rel(self, path: str) -> str:
+        """``path`` relative to the root, by string (hot path)."""
+        return path[len(self.prefix):] if path.startswith(self.prefix) else path
+
+    def src(self, o: Output) -> str:
+        """What an output is made from, as the user names it."""
+        if o.kind == "genconfig":
+            return f"genconfig of module {o.name}"
+        if o.kind == "version":
+            return "project version"
+        return self.rel(o.source)
+
+    def out_str(self, o: Output) -> str:
+        """Where ``o`` is written."""
+        return f"{self.build_dir}{o.instance}{os.sep}{o.rel}"
+
+    def outputs(self, inst: D.Instance) -> dict[str, Output]:
+        """Every output of ``inst`` by path, sorted: later layers replace earlier ones."""
+        found = self._outputs.get(inst.name)
+        if found is not None:
+            return found
+        sources = self.project.sources(inst)
+        folders = tuple(str(f) for f in self.tmpl_layers(inst)) if sources else ()
+        tmpl, extra = self._layer_files(tuple(inst.layers), folders)
+        if any("{" in rel for rel in tmpl):
+            tmpl = self._fan_out(inst, tmpl)
+        gen = self._generated(inst)
+        for a_map, b_map in ((tmpl, extra), (tmpl, gen), (extra, gen)):
+            both = sorted(set(a_map) & set(b_map)) if a_map and b_map else ()
+            if both:
+                a, b = a_map[both[0]], b_map[both[0]]
+                raise BuildError(
+                    f"{self.src(a)} and {self.src(b)} both make "
+                    f"BUILD/{inst.name}/{both[0]}: rename or remove one"
+                )
+        name = inst.name
+        result = {rel: Output(name, *o[1:]) for rel, o in sorted({**tmpl, **extra, **gen}.items())}
+        self._outputs[name] = result
+        return result
+
+    def _generated(self, inst: D.Instance) -> dict[str, Output]:
+        """Outputs made from the model, not a file: module configs, the version file."""
+        gen = {}
+        for mname, mdata in inst.modules.items():
+            if mdata.get("genconfig"):
+                rel = str(mdata.get("genconfig_path") or f"etc/{mname}.json")
+                gen[rel] = Output("", rel, "genconfig", mname, str(self.root.project_file),
+                                  f"module.{mname}")
+        if self.project.data.get("version") is not None:
+            rel = f"etc/{self.project.name}.version"
+            gen[rel] = Output("", rel, "version", self.project.name,
+                              str(self.root.project_file), "project.version")
+        return gen
+
+    def _layer_files(self, layers: tuple[str, ...], folders: tuple[str, ...]) -> tuple[
+            dict[str, Output], dict[str, Output]]:
+        """Templates and extra files of a stack of layers, by output path, a later
+        layer's replacing an earlier one's; the outputs name no instance yet.
+        ``folders``: the template folders when source checkouts add some, else
+        ``tmpl/<layer>``."""
+        tmpl: dict[str, Output] = {}
+        extra: dict[str, Output] = {}
+        base = {"tmpl": str(self.root.tmpl), "extra": str(self.root.extra)}
+        for folder in folders or [f"{base['tmpl']}{os.sep}{layer}" for layer in layers]:
+            tmpl.update(self._folder_outputs(folder, "tmpl", None))
+        for layer in layers:
+            extra.update(self._folder_outputs(f"{base['extra']}{os.sep}{layer}", "extra", None))
+        for sub, spec in self.project.subprojects().items():
+            for layer in layers:
+                tmpl.update(self._folder_outputs(str(spec["tmpl"] / layer), "tmpl", sub))
+                extra.update(self._folder_outputs(str(spec["extra"] / layer), "extra", sub))
+        return tmpl, extra
+
+    def _folder_outputs(self, folder: str, kind: str, sub: str | None) -> dict[str, Output]:
+        """The outputs one layer folder makes (once per run; they name no instance)."""
+        key = (folder, kind, sub)
+        found = self._layers.get(key)
+        if found is None:
+            found = self._layers[key] = {}
+            prefix = f"{sub}/" if sub else ""
+            for rel, path in self.index.files(folder).items():
+                out = prefix + (rel[:-3] if kind == "tmpl" and rel.endswith(".j2") else rel)
+                found[out] = Output("", out, kind, rel, path, sub=sub)
+        return found
+
+    def _fan_out(self, inst: D.Instance, tmpl: dict[str, Output]) -> dict[str, Output]:
+        """Templates named with ``{module}``, ``{host}`` or ``{daemon}``: one output per
+        item (a subproject's template fans out over its own modules and daemons)."""
+        from ..project import daemons
+
+        out: dict[str, Output] = {}
+        for rel, o in tmpl.items():
+            keys = [k for k in FAN_OUT if k in rel] if "{" in rel else []
+            if not keys:
+                out[rel] = o
+                continue
+            if len(keys) > 1:
+                raise BuildError(f"{self.src(o)}: a template path may fan out over one of "
+                                 f"{', '.join(FAN_OUT)}, not {' and '.join(keys)}")
+            key = keys[0]
+            modules = self.project.subprojects()[o.sub]["modules"] if o.sub else inst.modules
+            if key == "{module}":
+                items = [(m, f"module.{m}") for m in modules]
+            elif key == "{host}":
+                items = [(h, f"hosts.{h}") for h, _ in inst.hosts]
+            else:
+                items = [(d, f"daemons.{d}") for d, _ in daemons(modules)]
+            for name, path in items:
+                new = rel.replace(key, name)
+                out[new] = Output(o.instance, new, o.kind, o.name, o.source, path, o.sub)
+        return out

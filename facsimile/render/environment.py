@@ -1,0 +1,96 @@
+"""The Jinja2 environment of a run, and rendering one template with a tracked
+context into bytes plus what they were made from (:class:`Rendered`).
+
+One environment per run: each template file is compiled once, whatever name
+or search path loads it. Names resolve through the layers of the output
+being rendered (:meth:`facsimile.render.layers.LayerIndex.resolve`). An error
+becomes a :class:`~facsimile.errors.TemplateError` naming the innermost
+template file and line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import TemplateError
+from .layers import LayerIndex, rel_to
+from .tracking import track
+
+_search: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("facsimile_search")
+_loaded: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("facsimile_loaded")
+
+
+def make_environment(index: LayerIndex) -> Any:
+    """One Jinja2 environment per run; each template file is compiled once."""
+    from .jinja import Environment
+
+    return Environment(index, _search, _loaded)
+
+
+@dataclass
+class Rendered:
+    """Bytes of one output and what they were made from."""
+
+    data: bytes
+    loaded: dict[str, str]  # template name -> file
+    reads: dict[str, Any]  # context path -> value (in memory only)
+
+
+def render(
+    env: Any,
+    name: str,
+    search: tuple[str, ...],
+    ctx: Mapping[str, Any],
+    base: Path,
+    this: str | None = None,
+) -> Rendered:
+    """Render template ``name`` with a tracked ``ctx``; errors name file, line, name."""
+    import jinja2
+
+    rec: dict[str, Any] = {}
+    loaded: dict[str, str] = {}
+    tracked = track(ctx, rec, this)
+    t_search = _search.set(search)
+    t_loaded = _loaded.set(loaded)
+    try:
+        text = env.get_template(name).render(tracked)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"syntax error: {exc.message}", file=rel_to(base, exc.filename or name),
+            line=exc.lineno,
+        ) from exc
+    except jinja2.TemplateNotFound as exc:
+        msg = exc.message or f"template {exc.name!r} not found"
+        f, line = _template_frame(exc, base, loaded)
+        raise TemplateError(msg, file=f, line=line) from exc
+    except TemplateError:
+        raise
+    except Exception as exc:
+        f, line = _template_frame(exc, base, loaded)
+        text = getattr(exc, "message", None) or str(exc)
+        kind = "" if isinstance(exc, jinja2.UndefinedError) else f"{type(exc).__name__}: "
+        raise TemplateError(f"{kind}{text}", file=f or name, line=line) from exc
+    finally:
+        _search.reset(t_search)
+        _loaded.reset(t_loaded)
+    return Rendered(text.encode("utf-8"), loaded, rec)
+
+
+def _template_frame(
+    exc: BaseException, base: Path, loaded: dict[str, str]
+) -> tuple[str, int | None]:
+    """The innermost template file and line in ``exc``'s traceback (a compiled
+    template's code object carries its file name, so its frames name it)."""
+    files = set(loaded.values())
+    found: tuple[str, int | None] = ("", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        fname = tb.tb_frame.f_code.co_filename
+        if fname in files:
+            found = (rel_to(base, fname), tb.tb_lineno)
+        tb = tb.tb_next
+    return found

@@ -1,0 +1,56 @@
+"""facsimile's doit integration, the only package that imports doit: the task
+dicts (:mod:`.generate`), their actions (:mod:`.actions`), the reporter
+(:mod:`.reporter`), the run mode (:mod:`.mode`, :mod:`.invocation`) and the
+fast path of batched runs and the database backend (:mod:`.fast`).
+
+A root's ``dodo.py`` and ``facs build`` both hand doit :func:`guarded_tasks`
+and :func:`doit_config`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .. import define as D
+from ..build import DB_FILE, Build
+from ..build.collector import collector_paused
+from ..errors import FacsimileError
+from .generate import generate, use_doits_db
+from .invocation import doit_command
+from .mode import decide
+from .reporter import Reporter
+
+__all__ = ["Reporter", "doit_config", "generate", "guarded_tasks"]
+
+
+def guarded_tasks(make: Callable[[], Build]) -> Iterator[dict[str, Any]]:
+    """Tasks from ``generate(make())``, in the mode of the doit command creating
+    them; a user error is one line and exit 1, no traceback."""
+    run = doit_command()
+    try:
+        # Creating 10k+ tasks allocates many long-lived objects: collecting while
+        # creating them is slow.
+        with collector_paused():
+            build = make()
+            use_doits_db(build)
+            extra = [dict(t) for t in build.project.tasks()]
+            mode = decide(run, build.project.instances, selected=False, extra_tasks=bool(extra))
+            yield from generate(build, mode, extra_tasks=extra)
+    except FacsimileError as exc:
+        print(f"facsimile: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def doit_config(root: D.Root | None) -> dict[str, Any]:
+    """DOIT_CONFIG for a root: facsimile's database backend and reporter."""
+    cfg: dict[str, Any] = {
+        "backend": "facsimile",
+        "default_tasks": ["build"],
+        "reporter": Reporter,
+        "check_file_uptodate": "md5",
+    }
+    if root is not None:
+        cfg["dep_file"] = str(root.base / DB_FILE)
+    return cfg

@@ -1,0 +1,173 @@
+"""Batches: the stale outputs of an instance made in one doit action, and each
+output's record saved in doit's database under its own task name.
+
+``build:_stale`` (a plain ``doit``) makes every instance's batch in one action
+(:func:`stale_action`); in a run that names instances, each one's group task
+makes its own (:func:`batch_action`). A failed output keeps its previous
+file and loses its record (as doit drops a failed task's); the others are
+made. A :class:`FastRun` holds what the batches of one run share: the plan a
+helper process may take from, the database backend, and the reporter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...build import Build
+from ...errors import FacsimileError
+from . import pool as P
+from .doitdb import FacsimileDB
+
+
+def save_record(backend: Any, checker: str, task: str, values: dict[str, Any]) -> None:
+    """Save a successful output task's record as doit itself does
+    (``doit.dependency.Dependency.save_success`` for a task without file
+    dependencies whose result is falsy): its values, the checker's class name,
+    and an empty list of file dependencies, in that order."""
+    backend.set(task, "_values_:", values)
+    backend.set(task, "checker:", checker)
+    backend.set(task, "deps:", ())
+
+
+@dataclass
+class FastRun:
+    """What the batches of one run share.
+
+    ``backend`` and ``checker``: doit's database backend and the name of its
+    file checker's class (doit's dependency manager, made before the tasks).
+    ``reporter``: set by :class:`facsimile.tasks.reporter.Reporter` just before
+    doit runs a batch task (``None`` under another reporter: no lines then).
+    """
+
+    build: Build
+    backend: Any
+    checker: str
+    jobs: int = 1  # processes the plan may use
+    plan: list[P.Batch] = field(default_factory=list)  # in doit's order
+    reporter: Any = None
+    _helper: P.Helper | bool | None = field(default=False, repr=False)
+
+    def helper(self) -> P.Helper | None:
+        """The run's helper processes, started by the first action that asks when the
+        plan is worth it (:func:`facsimile.tasks.fast.pool.helpers`); else ``None``."""
+        if self._helper is False:
+            self._helper = None
+            count = P.helpers(self.plan, self.jobs)
+            if count:
+                self.build.key(write=True)  # made once, before there are two processes
+                with contextlib.suppress(OSError):  # no semaphores, no fork: one process
+                    self._helper = P.Helper(self.plan, self._helper_work, count)
+                    self._save_on_dump(self._helper)
+        return self._helper  # type: ignore[return-value]
+
+    def _helper_work(self, batch: P.Batch) -> P.Made:
+        """A batch made in a helper process: its orphans first, then its outputs."""
+        if batch.orphans:
+            self.build.prune(batch.instance)
+        return make_batch(self.build, batch)
+
+    def _save_on_dump(self, helper: P.Helper) -> None:
+        """When the run ends before it waited for every helper's outcome (Ctrl-C, or
+        a failed task in a run that names instances), save the outcomes already
+        sent with the database: their files are written."""
+        if not isinstance(self.backend, FacsimileDB):
+            return
+
+        def save() -> None:
+            for instance, made in helper.received().items():
+                self.save(instance, made, count=False)  # the summary is written
+
+        self.backend.before_dump.append(save)
+
+    def prune(self, instance: str | None, found: bool) -> None:
+        """Delete an instance's orphans, unless a helper process took the instance
+        (it prunes it there, before making its outputs)."""
+        helper = self.helper()
+        if helper is not None and instance is not None and not helper.take(instance):
+            return
+        if found:
+            self.build.prune(instance)
+
+    def run_batch(self, batch: P.Batch) -> list[str]:
+        """Make one instance's stale outputs (its orphans first, when ``batch.orphans``)
+        and save their records; returns a line per failed output. When a helper
+        process took the instance, this waits for what it made."""
+        instance = batch.instance
+        reporter = self.reporter
+        made = None
+        helper = self.helper()
+        if helper is not None and not helper.take(instance):
+            made = helper.outcome(instance)
+            if made is None:  # the helper went away first: make it here, orphans first
+                self.build.prune(instance)
+            elif reporter is not None:
+                for rel in batch.rels:
+                    reporter.started(f"build:{instance}/{rel}")
+        elif batch.orphans:
+            self.build.prune(instance)
+        if made is None:
+            made = make_batch(self.build, batch, None if reporter is None else reporter.started)
+        self.save(instance, made)
+        if made.failed:
+            return [f"build:{instance}/{rel}: {msg}" for rel, msg in made.failed]
+        for task, values in self.build.checker.refreshed(instance, set(batch.rels)):
+            self.backend.set(task, "_values_:", values)
+        return []
+
+    def save(self, instance: str, made: P.Made, *, count: bool = True) -> None:
+        """Save what a batch made in doit's database, as each output's own task would;
+        ``count``: in the reporter's summary."""
+        reporter = self.reporter if count else None
+        for rel, values in made.records:
+            save_record(self.backend, self.checker, f"build:{instance}/{rel}", values)
+            if reporter is not None:
+                reporter.made()
+        for rel, _ in made.failed:
+            self.backend.remove(f"build:{instance}/{rel}")
+
+    def flush(self) -> None:
+        if self.reporter is not None:
+            self.reporter.flush()
+
+
+def make_batch(build: Build, batch: P.Batch,
+               started: Callable[[str], None] | None = None) -> P.Made:
+    """Make a batch's outputs one after the other; a failed one does not stop the rest."""
+    made = P.Made([], [])
+    for rel in batch.rels:
+        if started is not None:
+            started(f"build:{batch.instance}/{rel}")
+        try:
+            record = build.build_one(batch.instance, rel, absent=rel in batch.new)
+        except FacsimileError as exc:
+            made.failed.append((rel, str(exc)))
+        else:
+            made.records.append((rel, record.to_values()))
+    return made
+
+
+def batch_action(run: FastRun, instance: str, rels: list[str], new: frozenset[str]) -> Any:
+    """Make the stale outputs of one instance in one doit action (serial group runs);
+    its task's first action pruned its orphans."""
+    failed = run.run_batch(P.Batch(instance, rels, new, False))
+    run.flush()
+    return _failure(failed)
+
+
+def stale_action(run: FastRun, batches: list[P.Batch]) -> Any:
+    """Make the stale outputs of every instance in one doit action (a plain ``doit``),
+    instance by instance, each one's orphans first."""
+    failed = []
+    for batch in batches:
+        failed += run.run_batch(batch)
+    run.flush()
+    return _failure(failed)
+
+
+def _failure(failed: list[str]) -> Any:
+    from doit.exceptions import TaskFailed
+
+    return TaskFailed("\n".join(failed)) if failed else None
