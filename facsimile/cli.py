@@ -354,80 +354,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- sync
 
 
-def run_sync(
-    project: Project,
-    instance: str,
-    *,
-    dry_run: bool = False,
-    check: bool = False,
-    repair: bool = False,
-    target: str | None = None,
-    host: str | None = None,
-    always: bool = False,
-    out: Callable[[str], None] = _out,
-) -> int:
-    """Push ``BUILD/<instance>`` to its hosts (see :mod:`facsimile.sync`)."""
-    from .sync import sync_instance
-
-    inst = project.instance(instance)
-    _check_sync_args(project, inst, target, host)
-    return sync_instance(
-        instance=inst.name,
-        project=project.name,
-        root=project.root.base,
-        build_dir=project.root.build / inst.name,
-        deploy=_deploy(project, inst),
-        targets=inst.targets,
-        dry_run=dry_run,
-        check=check,
-        repair=repair,
-        target=target,
-        host=host,
-        always=always,
-        out=out,
-    )
-
-
-def _check_sync_args(project: Project, inst: D.Instance, target: str | None,
-                     host: str | None) -> None:
-    """``--target`` and ``--host`` name ones the instance has; every host name is
-    one (a '/', '..', '?' or '#' in it would mix up destinations)."""
-    from .sync import host_problem
-
-    if target is not None and target not in inst.targets:
-        raise DefinitionError(f"instance {inst.name} has no target {target!r} "
-                              f"(targets: {', '.join(inst.targets) or 'none'})")
-    for tname, spec in inst.targets.items():
-        for i, h in enumerate((spec or {}).get("hosts", [])):
-            problem = host_problem(h)
-            if problem:
-                prov = D.provenance(project.defs, inst)
-                files = (prov.get(f"targets.{tname}.hosts") or prov.get(f"targets.{tname}")
-                         or inst.files[-1:])
-                raise DefinitionError(f"instance {inst.name}, target {tname}: {problem}",
-                                      file=files[-1] if files else None,
-                                      pointer=f"/targets/{tname}/hosts/{i}")
-    if host is not None:
-        known = list(dict.fromkeys(h for h, t in inst.hosts if target is None or t == target))
-        if host not in known:
-            where = f"target {target} of instance {inst.name}" if target else \
-                f"instance {inst.name}"
-            raise DefinitionError(f"{where} has no host {host!r} "
-                                  f"(hosts: {', '.join(known) or 'none'})")
-
-
-def _deploy(project: Project, inst: D.Instance) -> dict[str, Any]:
-    """``deploy`` with the default owned folders: the project's and each subproject's."""
-    deploy = dict(inst.data.get("deploy", {}))
-    if "delete" not in deploy:
-        deploy["delete"] = ["{project}", *project.subprojects()]
-    return deploy
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
+    from .sync.run import check_sync_args, run_sync
+
     project = _project(args)
     inst = project.instance(args.instance)
-    _check_sync_args(project, inst, args.target, args.host)  # before a build it would make useless
+    check_sync_args(project, inst, args.target, args.host)  # before a build it would make useless
     if not (args.no_build or args.dry_run or args.check):
         code = run_doit(project, ["run", f"build:{inst.name}"])
         if code != 0:
@@ -442,7 +374,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                  "this shows BUILD/ as it is now (facs build, or sync without --dry-run)")
     return run_sync(project, inst.name, dry_run=args.dry_run, check=args.check,
                     repair=args.repair, target=args.target, host=args.host,
-                    always=args.always)
+                    always=args.always, out=_out)
 
 
 # ---------------------------------------------------------------------- init

@@ -982,7 +982,7 @@ def remove_output(path: str, build_dir: str) -> None:
 def _sync_action(build: Build, instance: str) -> Any:
     from doit.exceptions import TaskFailed
 
-    from .cli import run_sync
+    from .sync import run_sync
 
     try:
         code = run_sync(build.project, instance)
