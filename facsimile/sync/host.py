@@ -1,8 +1,10 @@
 """Syncing one destination, in the mode asked for: ``sync_host`` plans it (from
 the manifest, or for check and repair from digests and modes read at the
 destination), then reports drift (check), prints the plan (dry run), or
-carries it out and runs ``deploy.postcmd``. Its ``HostResult`` is one line of
-the instance's summary.
+carries it out and runs ``deploy.postcmd``. Its ``HostResult`` (ok or failed,
+changed, drift) is what the instance's summary counts. Also ``Job``, the unit
+of work (a destination and its files), and ``Mode``, what the sync is asked to
+do.
 """
 
 from __future__ import annotations
