@@ -476,7 +476,7 @@ def test_repair_fixes_a_mode_changed_on_the_host(moded: Dest, tmp_path: Path) ->
 def test_0600_kept_on_every_path_and_after_a_mode_only_change(
         tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     """``sftp`` puts file by file, ``sftp-tar`` sends 50+ files as one tar stream."""
-    from facsimile.sync import TAR_THRESHOLD
+    from facsimile.sync.destinations.ssh import TAR_THRESHOLD
 
     d = Dest(kind.split("-")[0], tmp_path, request)
     deploy = dict(d.deploy)

@@ -73,7 +73,7 @@ def _sync_action(build: Build, instance: str) -> Any:
     """Push a built instance to its hosts (the action of ``sync:<instance>``)."""
     from doit.exceptions import TaskFailed
 
-    from ..cli import run_sync
+    from ..sync import run_sync
 
     try:
         code = run_sync(build.project, instance)

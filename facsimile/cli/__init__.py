@@ -1,0 +1,170 @@
+"""``facs``: inspect definitions and state, build, plan and sync.
+
+Argument parsing and printing only: ``main`` and the parser live here, one
+module per command group (``show``, ``state``, ``build``, ``sync``) holds the
+commands, and they call the stages for anything to decide or compute. Errors
+are one line on stderr (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import FacsimileError
+from .build import cmd_build, cmd_init, cmd_plan
+from .show import cmd_list, cmd_show
+from .state import cmd_state_rotate, cmd_state_show
+from .sync import cmd_sync
+
+EPILOG = """\
+The root is the nearest folder above the working directory with
+define/facsimile.json (or config/facsimile.json); --root overrides.
+Exit codes: 0 ok, 1 error, 2 something to do (plan) or drift found (sync --check)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facs`` command."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except FacsimileError as exc:
+        if args.debug:
+            raise
+        print(f"facs: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("facs: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`facs plan --diff | head -1`): not an error, stop quietly.
+        # stdout now points at devnull so the interpreter's final flush cannot fail
+        # again; exit 141 (128 + SIGPIPE), what a shell shows for a command that a
+        # broken pipe ended, so `set -o pipefail` still sees the output was cut short.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """A command function that prints ``parser``'s help and fails (a group
+    given no action)."""
+    def func(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 1
+
+    return func
+
+
+def _common() -> argparse.ArgumentParser:
+    """--root and --debug, accepted after the command too (facs sync dev --root X)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
+                        help="the facsimile root (default: found by walking up)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of errors")
+    return common
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The ``facs`` argument parser, every command with its options."""
+    from .. import __version__
+
+    p = argparse.ArgumentParser(
+        prog="facs",
+        description="Build exact copies of an environment's configuration for every "
+        "instance, and push them to the hosts.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--root", metavar="DIR", help="the facsimile root (default: found by "
+                   "walking up from the working directory)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument("--version", action="version", version=f"facs {__version__}")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+    common = _common()
+
+    def cmd(name: str, func: Callable[[argparse.Namespace], int] | None, help_: str) -> Any:
+        sp = sub.add_parser(name, help=help_, description=help_, parents=[common])
+        sp.set_defaults(func=func or _usage(sp))
+        return sp
+
+    cmd("list", cmd_list, "list instances and subinstances with their targets, hosts and regions")
+
+    sp = cmd("show", cmd_show, "print an instance's resolved definition (secrets masked)")
+    sp.add_argument("instance", help="instance or subinstance name, e.g. prod.ch1")
+    sp.add_argument("--json", action="store_true", help="print only the JSON document")
+    sp.add_argument("--explain", metavar="KEY", help="print one value (a.b.c) and the "
+                    "definition file(s) that set it")
+    sp.add_argument("--reveal", action="store_true", help="show secret values unmasked")
+
+    _add_state(cmd("state", None, "show or rotate generated state"), common)
+
+    sp = cmd("build", cmd_build, "build instances into BUILD/ (all when none is named); "
+             "the same as running doit")
+    sp.add_argument("instances", nargs="*", metavar="INSTANCE")
+    sp.add_argument("-n", "--process", type=int, default=0, metavar="N",
+                    help="run N tasks in parallel (doit -n N -P process)")
+    sp.add_argument("-v", "--verbosity", type=int, default=None, choices=(0, 1, 2),
+                    help="doit verbosity")
+
+    sp = cmd("plan", cmd_plan, "list stale outputs with the reason, changing nothing "
+             "(exit 0: nothing to do, 2: something is stale, 1: error)")
+    sp.add_argument("instances", nargs="*", metavar="INSTANCE")
+    sp.add_argument("--diff", action="store_true", help="show a unified diff of each stale "
+                    "output (state values masked)")
+    sp.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    _add_sync(cmd("sync", cmd_sync, "push an instance's build to every host of its targets"))
+
+    sp = cmd("init", cmd_init, "create a new facsimile root with a small example")
+    sp.add_argument("dir", type=Path)
+    return p
+
+
+def _add_state(sp: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """The actions of ``facs state``."""
+    ssub = sp.add_subparsers(title="state commands", metavar="ACTION")
+    s1 = ssub.add_parser("show", help="generated values of an instance family (masked)",
+                         parents=[common],
+                         description="Generated values of an instance's family (made now "
+                         "if missing). Secrets are masked unless --reveal.")
+    s1.add_argument("instance")
+    s1.add_argument("--reveal", action="store_true", help="show secret values unmasked")
+    s1.set_defaults(func=cmd_state_show)
+    s2 = ssub.add_parser("rotate", help="give a generated value a new one", parents=[common],
+                         description="Give NAME a new value: a generate entry, or a module "
+                         "name (its password). The next build rewrites exactly its users.")
+    s2.add_argument("instance")
+    s2.add_argument("name", help="a generate entry or a module name")
+    s2.set_defaults(func=cmd_state_rotate)
+
+
+def _add_sync(sp: argparse.ArgumentParser) -> None:
+    """The options of ``facs sync``."""
+    sp.add_argument("instance")
+    sp.add_argument("--dry-run", action="store_true", help="print what would be put and "
+                    "deleted; change nothing")
+    sp.add_argument("--check", action="store_true", help="report drift at the destinations "
+                    "(exit 2) without fixing it")
+    sp.add_argument("--target", metavar="T", help="only this target")
+    sp.add_argument("--host", metavar="H", help="only this host")
+    sp.add_argument("--repair", action="store_true", help="re-read the destinations and "
+                    "push whatever drifted there too")
+    sp.add_argument("--always", action="store_true", help="run deploy.postcmd even when "
+                    "nothing changed")
+    sp.add_argument("--no-build", action="store_true", help="push BUILD/ as it is, "
+                    "without building first")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Carrying a ``HostPlan`` out, crash-safely (``apply_host``).
+
+Why the manifest can be trusted after a crash: it is only ever replaced after
+every put and delete it describes has completed. A sync killed half way leaves
+the previous manifest, so every file it had already put still differs from
+that manifest and is put again (idempotently) by the next sync; every delete
+is attempted again. Each file is at any moment either its old or its new
+content, since it only changes by a rename (or an atomic S3 put). A file the
+killed sync put that the next build no longer has is still found: before its
+first put, a sync records the old manifest and its planned puts in
+``.facsimile/pending.json`` and removes that record after the manifest.
+A temporary file gets its final mode before any content, so a 0600 secret is
+never readable by others on the way.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Callable
+
+from .destinations.base import Destination
+from .manifest import MANIFEST, PENDING, document, record
+from .planner import HostPlan
+
+
+def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None]) -> int:
+    """Carry the plan out; the manifest last. Returns bytes sent.
+
+    Before the first put, ``.facsimile/pending.json`` records the old manifest,
+    any earlier pending record and every planned put: should this sync be killed
+    before its manifest, the next one still knows each file it may have put
+    (and deletes it if the build no longer has it). Temporary files a killed
+    sync left in the folders written to are removed.
+    """
+    progress = _Progress(plan, out)
+    if plan.puts:
+        _write_pending(dest, plan)
+    _remove_leftovers(dest, plan)
+    if plan.puts:
+        dest.put_many([p.file for p in plan.puts], progress)
+    if plan.deletes:
+        dest.delete_many(plan.deletes)
+    # every selected file is now in place: that is what facsimile owns here
+    manifest = {rel: record(f) for rel, f in plan.files.items()}
+    if plan.changes or manifest != plan.manifest:
+        dest.write_bytes(MANIFEST, document(manifest))
+    if plan.puts or plan.pending:
+        dest.remove(PENDING)
+    return progress.sent
+
+
+def _write_pending(dest: Destination, plan: HostPlan) -> None:
+    """Record every file this sync or an earlier, killed one may have put."""
+    files = {**plan.pending, **plan.manifest}
+    files.update({p.file.rel: record(p.file) for p in plan.puts})
+    dest.write_bytes(PENDING, document(files))
+
+
+def _remove_leftovers(dest: Destination, plan: HostPlan) -> None:
+    """Remove temporary files a killed sync left in the folders written to."""
+    folders = {posixpath.dirname(rel)
+               for rel in (*(p.file.rel for p in plan.puts), *plan.pending)}
+    if folders:
+        leftovers = [rel for rel in dest.tmp_files(folders) if rel not in plan.files]
+        if leftovers:
+            dest.delete_many(leftovers)
+
+
+class _Progress:
+    """Counts the bytes sent; every two seconds or more, prints the percentage."""
+
+    def __init__(self, plan: HostPlan, out: Callable[[str], None]) -> None:
+        self.label = f"{plan.target}/{plan.host}"
+        self.total = sum(p.file.size for p in plan.puts)
+        self.out = out
+        self.sent = 0
+        self.last = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.sent += n
+        now = time.monotonic()
+        if now - self.last > 2 and self.total:
+            self.out(f"  {self.label}: {self.sent * 100 // self.total}% of "
+                     f"{human_size(self.total)}")
+            self.last = now
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes as ``512 B``, ``1.5 kB``, ``2.0 MB`` or ``3.1 GB`` (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"

@@ -1,0 +1,190 @@
+"""What every destination is: ``Destination``, one folder on an fsspec
+filesystem, with the operations a sync needs (read, find, put, delete, write
+a record, list leftover temporary files, read digests and modes, run a
+command). The base class does each with single-file fsspec calls, looping for
+the batch ones; a backend overrides only what it can do better. Also the
+temporary-name rule shared by the backends, and the registry of backends by
+URL scheme (``register``; ``open_destination`` in the package looks it up).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import SplitResult
+
+from ...errors import SyncError
+from ..scan import LocalFile
+
+TMP_SUFFIX = ".facsimile-tmp"
+
+
+
+@dataclass(frozen=True)
+class Location:
+    """A destination URL taken apart, for a backend's opener."""
+
+    url: str
+    parts: SplitResult
+    path: str  # the URL's path, unquoted
+    shown: str  # the URL fit for messages (password masked)
+    options: dict[str, Any]  # deploy.storage_options, for the fsspec filesystem
+
+
+#: ``opener(location, deploy, label)``: the destination behind ``location``
+Opener = Callable[[Location, Mapping[str, Any], str], "Destination"]
+
+#: scheme -> opener; the first scheme a backend registers is the one error messages name
+OPENERS: dict[str, Opener] = {}
+PRIMARY: list[str] = []
+
+
+def register(*schemes: str) -> Callable[[Opener], Opener]:
+    """Decorator: the opener of a backend for the URL ``schemes`` (the first is its name)."""
+    def deco(opener: Opener) -> Opener:
+        for scheme in schemes:
+            OPENERS[scheme] = opener
+        PRIMARY.append(schemes[0])
+        return opener
+
+    return deco
+
+
+def tmp_name(final: str) -> str:
+    """The temporary name next to ``final`` that a put writes, then renames."""
+    return posixpath.join(posixpath.dirname(final),
+                          f".{posixpath.basename(final)}{TMP_SUFFIX}")
+
+
+def is_tmp_name(name: str) -> bool:
+    """Whether the file name ``name`` is one that ``tmp_name`` makes."""
+    return name.startswith(".") and name.endswith(TMP_SUFFIX) and len(name) > len(TMP_SUFFIX) + 1
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the file descriptor ``fd``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Destination:
+    """One destination folder on an fsspec filesystem."""
+
+    has_modes = False  # True where files have modes that a sync keeps
+    runs_commands = False  # True where deploy.postcmd can run (ssh)
+
+    def __init__(self, fs: Any, base: str, label: str) -> None:
+        self.fs = fs
+        self.base = base.rstrip("/") or "/"
+        self.label = label
+
+    def path(self, rel: str) -> str:
+        """The filesystem path of ``rel``."""
+        return posixpath.join(self.base, rel)
+
+    def read(self, rel: str) -> bytes | None:
+        """The content of ``rel``, None where it cannot be read."""
+        try:
+            return bytes(self.fs.cat_file(self.path(rel)))
+        except (FileNotFoundError, OSError):
+            return None
+
+    def find(self, rel_folder: str) -> list[str]:
+        """Every file below ``rel_folder`` (relative paths)."""
+        top = self.path(rel_folder)
+        try:
+            found = self.fs.find(top)
+        except (FileNotFoundError, OSError):
+            return []
+        out = []
+        prefix = self.base.rstrip("/") + "/"
+        for p in found:
+            p = "/" + p.lstrip("/") if self.base.startswith("/") else p
+            if p.startswith(prefix):
+                out.append(p[len(prefix):])
+        return out
+
+    def put_many(self, files: list[LocalFile], progress: Callable[[int], None]) -> None:
+        """Put each of ``files``, calling ``progress`` with the bytes of each one done."""
+        for f in files:
+            self.put(f)
+            progress(f.size)
+
+    def put(self, f: LocalFile) -> None:
+        """Write ``f`` to a temporary name next to its place, then rename it in."""
+        final = self.path(f.rel)
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        tmp = tmp_name(final)
+        # the empty file gets its final mode before any content goes in
+        self.fs.pipe_file(tmp, b"")
+        self.chmod(tmp, f.mode)
+        self.fs.put_file(f.path, tmp)
+        self.fs.mv(tmp, final)
+
+    def chmod(self, path: str, mode: int) -> None:
+        """Set a mode where the backend has modes (the base put calls it)."""
+
+    def delete_many(self, rels: list[str]) -> None:
+        """Remove ``rels`` (missing ones are no error), then the folders left empty."""
+        for rel in rels:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(self.path(rel))
+        self.prune_dirs(rels)
+
+    def prune_dirs(self, rels: list[str]) -> None:
+        """Remove folders that deletes left empty (never the base)."""
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write a record (mode 0600 where there are modes) through a temporary name."""
+        final = self.path(rel)
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        tmp = tmp_name(final)
+        self.fs.pipe_file(tmp, b"")
+        self.chmod(tmp, 0o600)
+        self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, final)
+
+    def remove(self, rel: str) -> None:
+        """Remove ``rel`` if it is there."""
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.rm_file(self.path(rel))
+
+    def tmp_files(self, folders: Iterable[str]) -> list[str]:
+        """Temporary files (``.NAME.facsimile-tmp``) directly in ``folders``, which a
+        killed sync may have left behind."""
+        out = []
+        for folder in sorted(set(folders)):
+            try:
+                names = self.fs.ls(self.path(folder) if folder else self.base, detail=False)
+            except (FileNotFoundError, OSError):
+                continue
+            for name in names:
+                base = posixpath.basename(str(name).rstrip("/"))
+                if is_tmp_name(base):
+                    out.append(posixpath.join(folder, base) if folder else base)
+        return out
+
+    def digests(self, rels: list[str]) -> dict[str, str | None]:
+        """The sha256 of each file at the destination (None where missing)."""
+        out: dict[str, str | None] = {}
+        for rel in rels:
+            data = self.read(rel)
+            out[rel] = hashlib.sha256(data).hexdigest() if data is not None else None
+        return out
+
+    def modes(self, rels: list[str]) -> dict[str, int | None]:
+        """The mode of each file at the destination (where ``has_modes``)."""
+        return {}
+
+    def run(self, command: str) -> tuple[int, str]:
+        """Run ``command`` at the destination: exit status and output."""
+        raise SyncError("post-commands run only on ssh destinations")
+
+    def close(self) -> None:
+        """Let go of the connection, if any."""

@@ -1,0 +1,100 @@
+"""``file://`` destinations: fsspec's local filesystem. A put creates its
+temporary file with the final mode through ``os.open`` (no one else can read a
+secret at any moment, nor after a kill), fills it, and renames it in with
+``os.replace``; folders that deletes leave empty are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ...errors import SyncError
+from ..scan import LocalFile
+from .base import Destination, Location, is_tmp_name, register, tmp_name, write_all
+
+
+class LocalDestination(Destination):
+    """``file://``: fsspec's local filesystem; renames are atomic, modes kept."""
+
+    has_modes = True
+
+    def _write(self, rel: str, mode: int, write: Callable[[int], None]) -> None:
+        """Create the temporary file with ``mode`` (no one else may read it at any
+        moment, nor after a kill), let ``write`` fill it, rename it in."""
+        final = self.path(rel)
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        tmp = tmp_name(final)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # left by a killed sync, maybe with another mode
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                     mode & 0o777)
+        try:
+            os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
+            write(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, final)
+
+    def put(self, f: LocalFile) -> None:
+        def write(fd: int) -> None:
+            with open(f.path, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    write_all(fd, chunk)
+
+        self._write(f.rel, f.mode, write)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        self._write(rel, 0o600, lambda fd: write_all(fd, data))
+
+    def prune_dirs(self, rels: list[str]) -> None:
+        for rel in rels:
+            parent = posixpath.dirname(self.path(rel))
+            while parent.startswith(self.base + "/"):
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    break
+                parent = posixpath.dirname(parent)
+
+    def modes(self, rels: list[str]) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for rel in rels:
+            try:
+                out[rel] = os.stat(self.path(rel)).st_mode & 0o7777
+            except OSError:
+                out[rel] = None
+        return out
+
+    def tmp_files(self, folders: Iterable[str]) -> list[str]:
+        out = []
+        for folder in sorted(set(folders)):
+            try:
+                with os.scandir(self.path(folder) if folder else self.base) as it:
+                    out += [posixpath.join(folder, e.name) if folder else e.name
+                            for e in it if is_tmp_name(e.name) and e.is_file()]
+            except OSError:
+                continue
+        return out
+
+
+@register("file")
+def open_local(where: Location, deploy: Mapping[str, Any], label: str) -> Destination:
+    """A ``file:///path`` (or ``file://localhost/path``) destination."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    if where.parts.netloc not in ("", "localhost"):
+        raise SyncError(f"destination {where.shown!r} names the host {where.parts.netloc!r}: "
+                        "a file URL takes an absolute path, file:///path (three slashes) or "
+                        "file://{root}/path")
+    if not where.path.startswith("/"):
+        raise SyncError(f"destination {where.shown!r} is not an absolute path: write "
+                        "file:///path or file://{root}/path")
+    return LocalDestination(LocalFileSystem(**where.options), where.path, label)

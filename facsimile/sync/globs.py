@@ -1,0 +1,50 @@
+"""The glob patterns of the deploy settings: ``targets.<t>.files``,
+``deploy.exclude`` and ``deploy.delete``. ``glob_regex`` turns a pattern into a
+regular expression over a file's relative path (``/`` separated),
+``matches`` tests a path against several, and ``check_pattern`` refuses a
+pattern that would reach outside the destination.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from ..errors import SyncError
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """``**`` crosses folders, ``*`` and ``?`` stay within one; a pattern without
+    ``/`` matches a file name at any depth (as in rsync and .gitignore)."""
+    anywhere = "/" not in pattern.rstrip("/")
+    pattern = pattern.rstrip("/")
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        out.append({"*": "[^/]*", "?": "[^/]"}.get(c, re.escape(c)))
+        i += 1
+    body = "".join(out)
+    # a folder name matches everything below it too
+    return re.compile(("(?:.*/)?" if anywhere else "") + body + "(?:/.*)?$")
+
+
+def matches(rel: str, patterns: Iterable[re.Pattern[str]]) -> bool:
+    """Whether the relative path ``rel`` matches any of ``patterns``."""
+    return any(p.match(rel) for p in patterns)
+
+
+def check_pattern(pattern: str, what: str) -> None:
+    """Refuse ``pattern`` (named ``what`` in the error) if it is absolute or has '..'."""
+    parts = pattern.split("/")
+    if pattern.startswith("/") or ".." in parts:
+        raise SyncError(f"{what} {pattern!r} would escape the destination: "
+                        "use a relative pattern without '..'")

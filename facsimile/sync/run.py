@@ -1,0 +1,97 @@
+"""The sync stage's entry point for a loaded project: ``run_sync`` checks the
+``--target`` and ``--host`` filters and every host name against the instance
+(``check_sync_args``), completes its deploy settings (``deploy_settings``),
+and pushes ``BUILD/<instance>`` with ``sync_instance``. The ``facs sync``
+command and the build's ``sync:<instance>`` task both call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DefinitionError
+from .jobs import sync_instance
+from .urls import host_problem
+
+if TYPE_CHECKING:
+    from ..define import Instance
+    from ..project import Project
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def run_sync(
+    project: Project,
+    instance: str,
+    *,
+    dry_run: bool = False,
+    check: bool = False,
+    repair: bool = False,
+    target: str | None = None,
+    host: str | None = None,
+    always: bool = False,
+    out: Callable[[str], None] = _print,
+) -> int:
+    """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`); the exit code."""
+    inst = project.instance(instance)
+    check_sync_args(project, inst, target, host)
+    return sync_instance(
+        instance=inst.name,
+        project=project.name,
+        root=project.root.base,
+        build_dir=project.root.build / inst.name,
+        deploy=deploy_settings(project, inst),
+        targets=inst.targets,
+        dry_run=dry_run,
+        check=check,
+        repair=repair,
+        target=target,
+        host=host,
+        always=always,
+        out=out,
+    )
+
+
+def check_sync_args(project: Project, inst: Instance, target: str | None,
+                    host: str | None) -> None:
+    """``--target`` and ``--host`` name ones the instance has; every host name is
+    one (a '/', '..', '?' or '#' in it would mix up destinations)."""
+    if target is not None and target not in inst.targets:
+        raise DefinitionError(f"instance {inst.name} has no target {target!r} "
+                              f"(targets: {', '.join(inst.targets) or 'none'})")
+    for tname, spec in inst.targets.items():
+        for i, h in enumerate((spec or {}).get("hosts", [])):
+            problem = host_problem(h)
+            if problem:
+                raise _host_error(project, inst, tname, i, problem)
+    if host is not None:
+        known = list(dict.fromkeys(h for h, t in inst.hosts if target is None or t == target))
+        if host not in known:
+            where = f"target {target} of instance {inst.name}" if target else \
+                f"instance {inst.name}"
+            raise DefinitionError(f"{where} has no host {host!r} "
+                                  f"(hosts: {', '.join(known) or 'none'})")
+
+
+def _host_error(project: Project, inst: Instance, tname: str, i: int,
+                problem: str) -> DefinitionError:
+    """The error for the ``i``-th host of target ``tname``, naming the file that set it."""
+    from ..define import provenance
+
+    prov = provenance(project.defs, inst)
+    files = (prov.get(f"targets.{tname}.hosts") or prov.get(f"targets.{tname}")
+             or inst.files[-1:])
+    return DefinitionError(f"instance {inst.name}, target {tname}: {problem}",
+                           file=files[-1] if files else None,
+                           pointer=f"/targets/{tname}/hosts/{i}")
+
+
+def deploy_settings(project: Project, inst: Instance) -> dict[str, Any]:
+    """``deploy`` with the default owned folders: the project's and each subproject's."""
+    deploy = dict(inst.data.get("deploy", {}))
+    if "delete" not in deploy:
+        deploy["delete"] = ["{project}", *project.subprojects()]
+    return deploy
