@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..define.names import host_problem
 from ..errors import SyncError
 from .destinations import open_destination
 from .globs import check_pattern, glob_regex, matches
 from .host import HostResult, Job, Mode, sync_host
 from .scan import LocalFile, scan_build
-from .urls import DEFAULT_URL, fill, host_problem
+from .urls import DEFAULT_URL, fill
 
 DEFAULT_JOBS = 8
 

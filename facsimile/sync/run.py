@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..define.names import host_problem
 from ..errors import DefinitionError
 from .jobs import sync_instance
-from .urls import host_problem
 
 if TYPE_CHECKING:
     from ..define import Instance

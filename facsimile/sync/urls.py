@@ -1,32 +1,17 @@
 """Destination URLs: the ``deploy.url`` template (``DEFAULT_URL``) and how it is
-filled (``fill``), the rule for the host names filled into it
-(``host_problem``), and the form of a URL fit for output, its password masked
-(``shown_url``).
+filled (``fill``), and the form of a URL fit for output, its password masked
+(``shown_url``). The host names filled into it follow the one rule of
+:mod:`facsimile.define.names`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import SyncError
 
 DEFAULT_URL = "file://{root}/DEPLOY/{instance}/{host}"
-
-HOST_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\]")
-HOST_RULE = ("letters, digits, and '.', '-', '_' between them (no '..'), "
-             "or an IPv6 address in brackets")
-
-
-def host_problem(host: Any) -> str | None:
-    """Why ``host`` cannot be a host name (it is filled into URLs and folder
-    names, so ``/``, ``..``, ``?``, ``#`` or spaces would mix up destinations)."""
-    if not isinstance(host, str) or not HOST_RE.fullmatch(host) or ".." in host:
-        return f"host name {host!r} is not allowed: use {HOST_RULE}"
-    return None
-
 
 def shown_url(url: str) -> str:
     """``url`` fit for output: a password in it is masked."""
