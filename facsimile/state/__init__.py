@@ -2,7 +2,9 @@
 
 :mod:`.kinds` says what can be generated and what a family wants,
 :mod:`.store` reads, fills and writes ``state/<family>/state.json``, and
-:mod:`.digest` makes the keyed digests the build keeps of it. State reads
+:mod:`.digest` makes the keyed digests the build keeps of it; :mod:`.crypt`
+seals a family's values to age recipients and :mod:`.remote` keeps state at a
+URL under a lock. State reads
 nothing of the definitions but their checking helpers.
 """
 
@@ -10,7 +12,16 @@ from __future__ import annotations
 
 from .digest import data_digest, digest_key, wants_digest
 from .kinds import GENERATORS, SECRET_KINDS, Generator, Want, wants_for
-from .store import State, load, read_state, rotate, state_path
+from .store import (
+    State,
+    ensure_lineage,
+    lineage_of,
+    load,
+    read_state,
+    rotate,
+    serial_of,
+    state_path,
+)
 
 __all__ = [
     "GENERATORS",
@@ -20,9 +31,12 @@ __all__ = [
     "Want",
     "data_digest",
     "digest_key",
+    "ensure_lineage",
+    "lineage_of",
     "load",
     "read_state",
     "rotate",
+    "serial_of",
     "state_path",
     "wants_digest",
     "wants_for",

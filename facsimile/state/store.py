@@ -18,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import uuid
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,16 @@ class State:
     def generate_values(self) -> dict[str, Any]:
         """``{name: value}`` of every ``generate`` entry."""
         return {k: v["value"] for k, v in self.data.get("generate", {}).items()}
+
+    @property
+    def lineage(self) -> str | None:
+        """The family's lineage: a random id (not secret) given at its first write."""
+        return lineage_of(self.data)
+
+    @property
+    def serial(self) -> int:
+        """The family's serial: it grows with every value written (see :func:`serial_of`)."""
+        return serial_of(self.data)
 
     def kinds(self) -> dict[str, str]:
         """``{"module.app.password": "password", "state.x": "token:32"}``."""
@@ -97,6 +108,22 @@ def read_state(path: Path, shown: str | None = None) -> dict[str, Any]:
     data.setdefault("generate", {})
     data.setdefault("next_id", 1)
     return data
+
+
+def lineage_of(data: Mapping[str, Any]) -> str | None:
+    """A state document's lineage, if it has one yet."""
+    value = data.get("lineage")
+    return value if isinstance(value, str) and value else None
+
+
+def serial_of(data: Mapping[str, Any]) -> int:
+    """The sum of the entries' revisions (a missing one counts 1). A stored counter
+    would conflict on every concurrent write in git; this sum grows with every
+    value made or rotated, and the merge of two clones' rotations of different
+    entries is above both."""
+    return sum(entry.get("rev", 1) if isinstance(entry, Mapping) else 1
+               for section in SECTIONS if isinstance(data.get(section), Mapping)
+               for entry in data[section].values())
 
 
 def check_state(data: Any, shown: str) -> None:
@@ -180,7 +207,9 @@ def locked(path: Path, shown: str | None = None) -> Iterator[None]:
         os.close(fd)
 
 
-def _write(path: Path, data: Mapping[str, Any], shown: str) -> None:
+def _write(path: Path, data: dict[str, Any], shown: str) -> None:
+    """Write a family's state; its first write gives it a lineage."""
+    data.setdefault("lineage", uuid.uuid4().hex)
     try:
         write_state(path, data)
     except OSError as exc:
@@ -215,6 +244,8 @@ def fill(
                 raise StateError(f"no generator for kind {want.kind!r}", pointer=want.path)
             value = gen(want.arg)
         new = {"kind": want.kind, "value": value}
+        if entry is not None:  # a first value is revision 1, written without "rev"
+            new["rev"] = entry.get("rev", 1) + 1
         if entry is not None and isinstance(entry.get("value"), str):
             # the values it replaces, newest first: a plan --diff masks them in the
             # outputs that still hold them
@@ -279,6 +310,21 @@ def load(
         if made:
             _write(path, data, shown)
     return State(family, path, data)
+
+
+def ensure_lineage(state_dir: Path, family: str, *,
+                   shown_root: Path | None = None) -> tuple[str, int]:
+    """The family's lineage and serial, giving an existing state file written before
+    lineages existed its lineage now (under the lock)."""
+    path = state_path(state_dir, family)
+    shown = _shown(path, shown_root)
+    data = read_state(path, shown)
+    if lineage_of(data) is None:
+        with locked(path, shown):
+            data = read_state(path, shown)
+            if lineage_of(data) is None:
+                _write(path, data, shown)
+    return lineage_of(data) or "", serial_of(data)
 
 
 def rotate(
