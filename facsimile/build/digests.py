@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import define as D
 from .. import state as S
+from ..atomic import write_atomic
 from ..digest import ABSENT, bytes_digest, digest, file_digest
 from ..project import Project
 from ..render import lookup_path
@@ -212,10 +213,7 @@ class JsonCache(dict):  # type: ignore[type-arg]
         if self == self._saved:
             return
         with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self, sort_keys=True))
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(self, sort_keys=True).encode())
         self._saved = dict(self)
 
 

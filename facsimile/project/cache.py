@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .. import define as D
+from ..atomic import write_atomic
 
 #: 8: the classes moved to facsimile.define; 7: provenance made when asked
 CACHE_FORMAT = 8
@@ -106,11 +105,4 @@ def _write_cache(path: Path, payload: Any) -> None:
     """Best effort: a cache that cannot be written only costs time."""
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        write_atomic(path, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), 0o600)

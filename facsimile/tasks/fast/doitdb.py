@@ -22,15 +22,14 @@ change.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 from doit.dependency import DatabaseException, JsonDB
 
+from ...atomic import write_atomic
 from ...build.collector import collector_paused
 
 
@@ -97,21 +96,16 @@ class FacsimileDB(JsonDB):
         lines = self._patched()
         if lines is None:  # not one record a line: every record encoded
             lines = [_line(k, r) for k, r in self._db.items()]
-        folder = os.path.dirname(os.path.abspath(self.name))
-        fd, tmp = tempfile.mkstemp(prefix=".doit.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        def write(fd: int) -> None:
+            with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as fh:
                 fh.write("{\n")
                 for i, part in enumerate(lines):
                     if i:
                         fh.write(",\n")
                     fh.write(part)
                 fh.write("\n}\n")
-            os.replace(tmp, self.name)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+
+        write_atomic(os.path.abspath(self.name), write, 0o600)
         self._text = None  # a second dump in this process writes every record
         self._keys = []
         self._touched = set()

@@ -1,0 +1,68 @@
+"""The one atomic write: a temporary file next to its place, renamed over it.
+
+Every file facsimile writes (outputs in ``BUILD/``, state, the digest key,
+doit's database, caches, files at a local destination) is written this way,
+so a reader sees the old content or the new, never a part, and a write that
+fails or is killed leaves the old file. The temporary file is created with
+the final mode (less the umask, then exactly the mode), so a secret is never
+readable by others, not even half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` to ``fd`` (``os.write`` may write fewer)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def write_atomic(path: str | Path, data: bytes | Callable[[int], None], mode: int = 0o644, *,
+                 tmp: str | None = None, fsync: bool = False) -> os.stat_result:
+    """Replace ``path`` with ``data`` (bytes, or a function that writes to the open fd).
+
+    ``tmp``: the temporary file's path (default ``.<name>.<pid>.tmp`` beside it;
+    one left by a killed process is replaced). Missing folders are made.
+    ``fsync``: flush to disk before the rename (state, whose loss is not a
+    rebuild). Returns the temporary file's stat, taken after writing: the
+    new file's mtime and size.
+    """
+    target = str(path)
+    if tmp is None:
+        folder, sep, base = target.rpartition(os.sep)
+        tmp = f"{folder if sep else '.'}{os.sep}.{base}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, _FLAGS, mode & 0o777)
+    except FileNotFoundError:  # no folder yet: made on the first file only
+        os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
+        fd = os.open(tmp, _FLAGS, mode & 0o777)
+    except FileExistsError:  # left by a killed process
+        os.unlink(tmp)
+        fd = os.open(tmp, _FLAGS, mode & 0o777)
+    try:
+        try:
+            if callable(data):
+                data(fd)
+            else:
+                write_all(fd, data)
+            if fsync:
+                os.fsync(fd)
+            st = os.fstat(fd)
+            if st.st_mode & 0o7777 != mode:  # the umask took bits that the mode asks for
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return st
