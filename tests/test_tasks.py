@@ -66,6 +66,28 @@ def test_doit_creates_tasks_inside_its_commands_execute(tmp_path: Path) -> None:
     assert doit_command() is None  # outside doit
 
 
+def test_the_loader_of_facs_build_tells_the_task_creator_its_command(tmp_path: Path) -> None:
+    """``facs build`` needs no stack walk: doit's loader API hands the loader the
+    command, its options and its arguments, and the task creator reads them."""
+    from doit.cmd_run import Run
+    from doit.doit_cmd import DoitMain
+
+    from facsimile.tasks.invocation import invocation_loader
+
+    seen: list[Any] = []
+
+    def task_probe() -> Any:
+        seen.append(loader.invocation)
+        yield {"basename": "probe", "actions": None}
+
+    loader = invocation_loader({"task_probe": task_probe, "DOIT_CONFIG": {
+        "dep_file": str(tmp_path / "db.json"), "backend": "json", "verbosity": 0}})
+    assert DoitMain(loader, extra_config={"GLOBAL": {}}).run(["run", "-n", "2", "probe"]) == 0
+    (run,) = seen
+    assert isinstance(run.command, Run) and run.args == ["probe"]
+    assert run.params.get("num_process") == 2
+
+
 def test_the_run_mode_of_each_command() -> None:
     from doit.cmd_list import List
     from doit.cmd_run import Run

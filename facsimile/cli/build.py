@@ -12,18 +12,17 @@ from .common import load_project, out
 
 def run_doit(project: Project, argv: list[str]) -> int:
     """Run doit in this process on the project's tasks."""
-    from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
     from ..build import Build
-    from ..tasks import doit_config, guarded_tasks
+    from ..tasks import doit_config, guarded_tasks, invocation_loader
 
     def task_facsimile() -> Any:
         """facsimile's tasks."""
-        yield from guarded_tasks(lambda: Build(project))
+        yield from guarded_tasks(lambda: Build(project), loader.invocation)
 
-    loader = ModuleTaskLoader({"task_facsimile": task_facsimile,
-                               "DOIT_CONFIG": doit_config(project.root)})
+    loader = invocation_loader({"task_facsimile": task_facsimile,
+                                "DOIT_CONFIG": doit_config(project.root)})
     try:
         return int(DoitMain(loader, extra_config={"GLOBAL": {}}).run(argv))
     except SystemExit as exc:

@@ -18,17 +18,19 @@ from ..build import DB_FILE, Build
 from ..build.collector import collector_paused
 from ..errors import FacsimileError
 from .generate import generate, use_doits_db
-from .invocation import doit_command
+from .invocation import Invocation, doit_command, invocation_loader
 from .mode import decide
 from .reporter import Reporter
 
-__all__ = ["Reporter", "doit_config", "generate", "guarded_tasks"]
+__all__ = ["Reporter", "doit_config", "generate", "guarded_tasks", "invocation_loader"]
 
 
-def guarded_tasks(make: Callable[[], Build]) -> Iterator[dict[str, Any]]:
+def guarded_tasks(make: Callable[[], Build],
+                  run: Invocation | None = None) -> Iterator[dict[str, Any]]:
     """Tasks from ``generate(make())``, in the mode of the doit command creating
-    them; a user error is one line and exit 1, no traceback."""
-    run = doit_command()
+    them (``run``, from :func:`invocation_loader`; else found on the stack); a
+    user error is one line and exit 1, no traceback."""
+    run = run or doit_command()
     try:
         # Creating 10k+ tasks allocates many long-lived objects: collecting while
         # creating them is slow.

@@ -2,19 +2,22 @@
 depends on doit's internals to find it.
 
 doit hands a task creator nothing about the command line: its loader API
-(``TaskLoader2.load_tasks(cmd, pos_args)``) gives the command to the loader,
-and the loader is chosen before ``dodo.py`` is read (by ``DoitMain``, from
-``GLOBAL.loader`` in the root's doit config), so a dodo file cannot supply
-one. :func:`doit_command` finds the command in the call stack instead: doit
-creates tasks inside ``DoitCmdBase.execute(self, params, args)``, whose
-locals are the command, its options and its positional arguments.
-``tests/test_invocation.py`` pins that behaviour of doit, so an upgrade that
+(``TaskLoader2.setup(opt_values)``, ``load_tasks(cmd, pos_args)``) gives the
+command to the loader. ``facs build`` runs doit with such a loader
+(:func:`invocation_loader`), which hands the task creator what it was told.
+Plain ``doit`` cannot: the loader is chosen before ``dodo.py`` is read (by
+``DoitMain``, from ``GLOBAL.loader`` in the root's doit config), so a dodo file
+cannot supply one. For it, :func:`doit_command` finds the command in the call
+stack: doit creates tasks inside ``DoitCmdBase.execute(self, params, args)``,
+whose locals are the command, its options and its positional arguments.
+``tests/test_tasks.py`` pins that behaviour of doit, so an upgrade that
 changes it fails there first.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 
@@ -41,3 +44,22 @@ def doit_command() -> Invocation | None:
             return Invocation(cmd, params, args)
         frame = frame.f_back
     return None
+
+
+def invocation_loader(namespace: Mapping[str, Any]) -> Any:
+    """A doit task loader over ``namespace`` (task creators and ``DOIT_CONFIG``)
+    that records the command it loads tasks for in its ``invocation``."""
+    from doit.cmd_base import ModuleTaskLoader
+
+    class InvocationLoader(ModuleTaskLoader):
+        invocation: Invocation | None = None
+        _params: Any = None
+
+        def setup(self, opt_values: Any) -> None:
+            self._params = opt_values  # doit fills in the defaults before load_tasks
+
+        def load_tasks(self, cmd: Any, pos_args: list[str]) -> Any:
+            self.invocation = Invocation(cmd, self._params, list(pos_args))
+            return super().load_tasks(cmd, pos_args)
+
+    return InvocationLoader(dict(namespace))
