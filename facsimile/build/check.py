@@ -37,6 +37,8 @@ from .record import (
 )
 
 DB_FILE = ".doit.db"
+#: whether BUILD/ keeps the modes written (not on Windows: a file is 0666 or 0444)
+MODES_KEPT = os.name != "nt"
 VALUES = "_values_:"  # doit's key of a task's saved values in its database
 
 
@@ -127,7 +129,7 @@ class Checker:
                         and not every):
                     return reasons
         m = rec.get(KEY_MODE)
-        if m is None or st.st_mode & 0o7777 != m[0] or (
+        if m is None or (MODES_KEPT and st.st_mode & 0o7777 != m[0]) or (
                 m[2] is not None and self._src_mode.get(o.source) != m[2]) or (
                 m[3] != (self._rules.get(o.instance) or self.digests.mode_rules(inst)).digest):
             why = self._mode_changed(inst, o, m, st.st_mode & 0o7777)
@@ -148,7 +150,7 @@ class Checker:
         inputs of its mode moved (see :mod:`facsimile.build.modes`)."""
         if m is None:
             return "mode not recorded (built before modes were)"
-        if now != m[0]:
+        if MODES_KEPT and now != m[0]:
             return f"mode modified in BUILD: {mode_str(now)} (built {mode_str(m[0])})"
         rules = self.digests.mode_rules(inst)
         source = self.digests.mode(o.source) if o.kind in ("tmpl", "extra") else None
