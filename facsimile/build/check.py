@@ -23,10 +23,22 @@ from ..digest import ABSENT, file_digest
 from ..errors import BuildError
 from ..render import LayerIndex
 from .digests import Digests, JsonCache
+from .modes import MODES_PATH, decide, mode_record, mode_str
 from .outputs import Output, Outputs
-from .record import KEY_CONTEXT, KEY_FILES, KEY_NAMES, KEY_OUTPUT, KEY_SOURCE, KEY_VALUES, Record
+from .record import (
+    KEY_CONTEXT,
+    KEY_FILES,
+    KEY_MODE,
+    KEY_NAMES,
+    KEY_OUTPUT,
+    KEY_SOURCE,
+    KEY_VALUES,
+    Record,
+)
 
 DB_FILE = ".doit.db"
+#: whether BUILD/ keeps the modes written (not on Windows: a file is 0666 or 0444)
+MODES_KEPT = os.name != "nt"
 VALUES = "_values_:"  # doit's key of a task's saved values in its database
 
 
@@ -40,13 +52,16 @@ class Checker:
         self.project = outputs.project
         self._db: dict[str, Any] | None = None
         self._resolved_rel: dict[tuple[str, str | None, str], str] = {}
-        self.moved: set[str] = set()  # instances with records of an older context digest
+        # instances with records of an older context digest, or of older modes
+        self.moved: set[str] = set()
         # bound once: the check runs for every output
         self._known_files = digests.files
         self._fdigest = digests.fdigest
         self._context_digest = digests.context_digest
         self._src = outputs.src
         self._build_dir = outputs.build_dir
+        self._src_mode = digests.modes
+        self._rules = digests.rules
 
     @property
     def db(self) -> dict[str, Any]:
@@ -113,12 +128,45 @@ class Checker:
                         and self._values_changed(inst, o, values, reasons, every)
                         and not every):
                     return reasons
+        m = rec.get(KEY_MODE)
+        if m is None or (MODES_KEPT and st.st_mode & 0o7777 != m[0]) or (
+                m[2] is not None and self._src_mode.get(o.source) != m[2]) or (
+                m[3] != (self._rules.get(o.instance) or self.digests.mode_rules(inst)).digest):
+            why = self._mode_changed(inst, o, m, st.st_mode & 0o7777)
+            if why:
+                reasons.append(why)
+                if not every:
+                    return reasons
         o_rec = rec.get(KEY_OUTPUT)
         if o_rec and (st.st_mtime_ns, st.st_size) != (o_rec[0], o_rec[1]) and (
             file_digest(out, self.digests.key(write=False)) != o_rec[2]
         ):
             reasons.append("output modified in BUILD")
         return reasons
+
+    def _mode_changed(self, inst: D.Instance, o: Output, m: list[Any] | None,
+                      now: int) -> str | None:
+        """Why ``o``'s mode is wrong now, or ``None``; reached only when one of the
+        inputs of its mode moved (see :mod:`facsimile.build.modes`)."""
+        if m is None:
+            return "mode not recorded (built before modes were)"
+        if MODES_KEPT and now != m[0]:
+            return f"mode modified in BUILD: {mode_str(now)} (built {mode_str(m[0])})"
+        rules = self.digests.mode_rules(inst)
+        source = self.digests.mode(o.source) if o.kind in ("tmpl", "extra") else None
+        modes_moved = m[3] != rules.digest
+        src_moved = m[2] is not None and source != m[2]
+        if not src_moved and (not modes_moved
+                              or self.verified.get(f"{o.instance}|modes") == rules.digest):
+            return None
+        if modes_moved:
+            self.moved.add(o.instance)  # see refreshed
+        # a recorded source mode means no glob matched under the recorded modes
+        want = decide(rules.match(o.rel) if modes_moved else None, bool(m[1]), source)
+        if want == m[0]:
+            return None
+        why = MODES_PATH if modes_moved else f"the mode of {self._src(o)}"
+        return f"mode changed: {mode_str(m[0])} -> {mode_str(want)} ({why})"
 
     def _names_changed(self, inst: D.Instance, o: Output, names: dict[str, str],
                        reasons: list[str], every: bool) -> bool:
@@ -163,19 +211,25 @@ class Checker:
                 self.verified[key] = self.digests.context_digest(inst, write=False, sub=sub)
             else:
                 self.verified.pop(key, None)
+        key = f"{inst.name}|modes"
+        if all_fresh and outputs:
+            self.verified[key] = self.digests.mode_rules(inst).digest
+        else:
+            self.verified.pop(key, None)
 
     def refreshed(self, instance: str, made: set[str]) -> list[tuple[str, dict[str, Any]]]:
         """After making an instance's stale outputs: the records of the others, given
-        the current context digest, as ``(task name, values)`` to save.
+        the current context digest and modes, as ``(task name, values)`` to save.
 
         They were found up to date against the current context (their value
-        digests compared, or the instance's context verified), so their digests
-        hold for it. Without this, a context that moved through a value no
-        template reads would cost a value-by-value check of every output on the
-        next run. Only done when the database is being written anyway.
+        digests compared, or the instance's context verified) and modes, so their
+        digests hold for them. Without this, a context that moved through a value
+        no template reads (or ``modes`` that changed no output's mode) would cost a
+        value-by-value (or glob-by-glob) check of every output on the next run.
+        Only done when the database is being written anyway.
         """
         if instance not in self.moved:
-            return []  # every record checked had the current digest already
+            return []  # every record checked had the current digests already
         inst = self.project.instances[instance]
         data = self.db
         current: dict[str | None, str] = {}
@@ -185,15 +239,33 @@ class Checker:
                 continue
             entry = data.get(o.task)
             rec = entry.get(VALUES) if isinstance(entry, dict) else None
-            if not isinstance(rec, dict) or KEY_CONTEXT not in rec:
+            if not isinstance(rec, dict) or KEY_SOURCE not in rec:
                 continue
-            # the digest they were checked against (state as it was before this run)
-            now = current.get(o.sub)
-            if now is None:
-                now = current[o.sub] = self.digests.context_digest(inst, write=False, sub=o.sub)
-            if rec[KEY_CONTEXT] != now:
-                out.append((o.task, Record.from_values(rec).replace(context=now).to_values()))
+            changes: dict[str, Any] = {}
+            if KEY_CONTEXT in rec:
+                # the digest they were checked against (state as it was before this run)
+                now = current.get(o.sub)
+                if now is None:
+                    now = current[o.sub] = self.digests.context_digest(inst, write=False,
+                                                                       sub=o.sub)
+                if rec[KEY_CONTEXT] != now:
+                    changes["context"] = now
+            mode = self._refreshed_mode(inst, o, rec.get(KEY_MODE))
+            if mode is not None:
+                changes["mode"] = mode
+            if changes:
+                out.append((o.task, Record.from_values(rec).replace(**changes).to_values()))
         return out
+
+    def _refreshed_mode(self, inst: D.Instance, o: Output, m: list[Any] | None) -> list[Any] | None:
+        """An up-to-date output's mode record made against the current ``modes``,
+        when it was made against older ones (else ``None``)."""
+        rules = self.digests.mode_rules(inst)
+        if m is None or m[3] == rules.digest:
+            return None
+        source = self.digests.mode(o.source) if o.kind in ("tmpl", "extra") else None
+        fresh = mode_record(rules, o.rel, bool(m[1]), source)
+        return fresh if fresh[0] == m[0] else None
 
 
 def read_db(path: Path) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ..digest import ABSENT, bytes_digest, digest, file_digest
 from ..project import Project
 from ..render import lookup_path
 from ..state import State
+from .modes import ModeRules, secret_closure
 
 
 class Digests:
@@ -39,6 +40,8 @@ class Digests:
         self.built_digest: dict[tuple[str, str | None, str], str] = {}
         self.files: dict[str, str] = {}  # root-relative path -> content digest
         self.modes: dict[str, int] = {}
+        self.rules: dict[str, ModeRules] = {}
+        self.secrets: dict[tuple[str, str | None], frozenset[str]] = {}
         self.caches: dict[str, JsonCache] = {}
         self.state_digests: dict[tuple[str, bool], tuple[list[int] | None, str]] = {}
         self._key: bytes | None = None
@@ -159,6 +162,23 @@ class Digests:
                 d = cache[ck] = digest(reads[path], k)
             out[path] = d
         return out
+
+    def mode_rules(self, inst: D.Instance) -> ModeRules:
+        """The instance's ``modes``, compiled once per run."""
+        found = self.rules.get(inst.name)
+        if found is None:
+            found = self.rules[inst.name] = ModeRules(inst.data.get("modes"))
+        return found
+
+    def secret_reads(self, inst: D.Instance, sub: str | None) -> frozenset[str]:
+        """Context paths whose read means a render read a generated secret (see
+        :func:`facsimile.build.modes.secret_closure`); the build's state."""
+        key = (inst.name, sub)
+        found = self.secrets.get(key)
+        if found is None:
+            paths = self.project.secret_paths(self.state(inst, write=True), sub=sub)
+            found = self.secrets[key] = secret_closure(paths)
+        return found
 
     # ------------------------------------------------------------ files
 

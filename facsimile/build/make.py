@@ -19,6 +19,7 @@ from ..errors import BuildError, TemplateError
 from ..mask import MASK
 from ..state import State
 from .digests import Digests
+from .modes import mode_record
 from .outputs import Output, Outputs
 from .record import Record
 
@@ -49,8 +50,9 @@ class Maker:
         o = self.outputs.outputs(inst)[rel]
         digests = self.digests
         src_rel = self.outputs.src(o)
+        source: int | None = None  # the mode of the file it is made from
         if o.kind == "genconfig":
-            mode = 0o600  # it holds the module's password
+            secret = True  # it holds the module's password
             mod = digests.context(inst, write=True, sub=o.sub)["module"][o.name]
             data = (json.dumps(mod, indent=2, sort_keys=True) + "\n").encode()
             # one digest per key, so that a plan names the key that changed
@@ -60,19 +62,22 @@ class Maker:
             record = Record(src_rel, {}, values=values,
                             context=digests.context_digest(inst, write=True, sub=o.sub))
         elif o.kind == "version":
-            mode = 0o644
+            secret = False
             version = digests.context(inst, write=True)["project"]["version"]
             data = f"{version}\n".encode()
             record = Record(src_rel, {},
                             values={"project.version": digest(version, digests.key(write=True))},
                             context=digests.context_digest(inst, write=True))
         elif o.kind == "extra":
-            mode = digests.mode(o.source)
+            secret, source = False, digests.mode(o.source)
             data = Path(o.source).read_bytes()
             record = Record(src_rel, {src_rel: bytes_digest(data)})
         else:
-            mode = digests.mode(o.source)
-            data, record = self._render(inst, o, src_rel)
+            source = digests.mode(o.source)
+            data, record, reads = self._render(inst, o, src_rel)
+            secret = not digests.secret_reads(inst, o.sub).isdisjoint(reads)
+        record.mode = mode_record(digests.mode_rules(inst), o.rel, secret, source)
+        mode = record.mode[0]
         out = self.outputs.out_str(o)
         try:
             written = write_if_changed(out, data, mode, absent=absent)
@@ -82,8 +87,9 @@ class Maker:
         record.output = [*written, bytes_digest(data, digests.key(write=True))]
         return record
 
-    def _render(self, inst: Any, o: Output, src_rel: str) -> tuple[bytes, Record]:
-        """A template's bytes, and the record of what the render loaded and read."""
+    def _render(self, inst: Any, o: Output, src_rel: str) -> tuple[bytes, Record, Any]:
+        """A template's bytes, the record of what the render loaded and read, and the
+        context paths it read."""
         digests = self.digests
         ctx = digests.context(inst, write=True, sub=o.sub)
         try:
@@ -101,7 +107,7 @@ class Maker:
             names={n: rels[p] for n, p in r.loaded.items() if n != o.name},
             values=digests.read_digests(inst.name, o.sub, r.reads),
             context=digests.context_digest(inst, write=True, sub=o.sub),
-        )
+        ), r.reads
 
     def clear_way(self, o: Output) -> None:
         """Remove what stands in ``o``'s way in BUILD/: a file where one of its folders

@@ -20,6 +20,7 @@ KEY_NAMES = "n"
 KEY_VALUES = "v"
 KEY_CONTEXT = "c"
 KEY_OUTPUT = "o"
+KEY_MODE = "m"
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Record:
     values: dict[str, str] | None = None  # context path -> keyed digest of its value
     context: str | None = None  # keyed digest of the whole instance context
     output: list[Any] | None = None  # [mtime_ns, size, keyed digest] of the file written
+    mode: list[Any] | None = None  # [mode, secret, source mode, modes digest]: build.modes
 
     def to_values(self) -> dict[str, Any]:
         """The dict doit stores, keys in the order they have always been written."""
@@ -45,13 +47,17 @@ class Record:
             out[KEY_CONTEXT] = self.context
         if self.output is not None:
             out[KEY_OUTPUT] = self.output
+        if self.mode is not None:
+            out[KEY_MODE] = self.mode
         return out
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> Record:
         """A stored dict read back (one written by :meth:`to_values`)."""
         return cls(values[KEY_SOURCE], values.get(KEY_FILES, {}), values.get(KEY_NAMES),
-                   values.get(KEY_VALUES), values.get(KEY_CONTEXT), values.get(KEY_OUTPUT))
+                   values.get(KEY_VALUES), values.get(KEY_CONTEXT), values.get(KEY_OUTPUT),
+                   values.get(KEY_MODE))
 
     def replace(self, **changes: Any) -> Record:
+        """A copy with ``changes`` (field name -> value)."""
         return dataclasses.replace(self, **changes)

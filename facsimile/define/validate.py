@@ -1,17 +1,18 @@
 """Checks of the keys facsimile itself reads from a definition file.
 
-Each definition's ``inherit``, ``targets``, ``deploy``, ``generate`` and
-``modules`` (and the project's ``name``, ``class`` and ``projects``) are
+Each definition's ``inherit``, ``targets``, ``deploy``, ``generate``,
+``modules`` and ``modes`` (and the project's ``name``, ``class`` and ``projects``) are
 checked for type and shape when the file is read; a near-miss key name
 ('delpoy') is refused with a suggestion. Free keys are the user's.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import DefinitionError
+from ..errors import DefinitionError, SyncError
 from .names import (
     check_host,
     check_module_name,
@@ -21,13 +22,15 @@ from .names import (
 from .shapes import close_match, escape, expect, str_list, suggest, typename
 
 #: keys of an instance definition that facsimile itself reads
-INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules")
+INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules", "modes")
 #: keys of facsimile.json that belong to the project and are not inherited
 PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class")
 DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options")
 TARGET_KEYS = ("hosts", "files", "inherit")
 SUBPROJECT_KEYS = ("modules", "tmpl", "extra")
 GENERATE_KINDS = ("password", "token", "uuid", "id")
+#: a file mode in ``modes``: octal permission bits, "0640" or "640"
+MODE_RE = re.compile(r"0?[0-7]{3}")
 
 
 def _typo(key: str, known: tuple[str, ...], file: str, pointer: str) -> None:
@@ -86,6 +89,8 @@ def check_definition(data: dict[str, Any], file: str, *, is_project: bool = Fals
             parse_kind(spec, file, f"/generate/{name}")
     if "modules" in data and not is_project:
         normalize_modules(data["modules"], file, "/modules")
+    if "modes" in data:
+        check_modes(data["modes"], file, "/modes")
     if is_project:
         _check_project_keys(data, file)
 
@@ -147,6 +152,39 @@ def check_targets(targets: Any, file: str, pointer: str) -> None:
             str_list(target["files"], "files", file, f"{p}/files")
         if "inherit" in target:
             str_list(target["inherit"], "inherit", file, f"{p}/inherit")
+
+
+def parse_mode(text: Any) -> int | None:
+    """``"0640"`` or ``"640"`` -> ``0o640``; ``None`` for anything else, and for a
+    mode its owner cannot read (the build reads every output back)."""
+    if not isinstance(text, str) or not MODE_RE.fullmatch(text):
+        return None
+    mode = int(text, 8)
+    return mode if mode & 0o400 else None
+
+
+def check_modes(modes: Any, file: str, pointer: str) -> None:
+    """``modes``: output glob -> octal mode string; the globs are sync's
+    (``targets.files``), so the same relative, ``..``-free patterns."""
+    if modes is None:
+        return
+    expect(modes, dict, 'modes must be an object of glob: mode, like {"etc/app/*.ini": "0640"}',
+           file, pointer)
+    from ..sync import check_pattern  # sync's own glob rules (imported only when used)
+
+    for glob, mode in modes.items():
+        p = f"{pointer}/{escape(glob)}"
+        if not glob:
+            raise DefinitionError("a glob in modes must not be empty", file=file, pointer=p)
+        try:
+            check_pattern(glob, "the glob")
+        except SyncError as exc:
+            raise DefinitionError(exc.message, file=file, pointer=p) from None
+        if mode is not None and parse_mode(mode) is None:
+            raise DefinitionError(
+                f"bad mode {mode!r} for {glob!r}: an octal string like '0640' or '640', "
+                "readable by its owner",
+                file=file, pointer=p)
 
 
 def check_deploy(deploy: Any, file: str, pointer: str) -> None:
