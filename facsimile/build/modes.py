@@ -47,7 +47,7 @@ class ModeRules:
         if self._rules is None:
             found = []
             if self.modes:
-                from ..sync import glob_regex  # sync's globs, imported only when used
+                from ..globs import glob_regex  # imported only when used
 
                 for i, (glob, text) in enumerate(self.modes.items()):
                     mode = parse_mode(text)

@@ -170,7 +170,7 @@ def check_modes(modes: Any, file: str, pointer: str) -> None:
         return
     expect(modes, dict, 'modes must be an object of glob: mode, like {"etc/app/*.ini": "0640"}',
            file, pointer)
-    from ..sync import check_pattern  # sync's own glob rules (imported only when used)
+    from ..globs import check_pattern  # imported only when used
 
     for glob, mode in modes.items():
         p = f"{pointer}/{escape(glob)}"

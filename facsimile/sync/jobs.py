@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 from ..define.names import host_problem
 from ..errors import SyncError
+from ..globs import check_pattern, glob_regex, matches
 from .destinations import open_destination
-from .globs import check_pattern, glob_regex, matches
 from .host import HostResult, Job, Mode, sync_host
 from .scan import LocalFile, scan_build
 from .urls import DEFAULT_URL, fill

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..globs import matches
 from .destinations.base import Destination
-from .globs import matches
 from .manifest import Records, read_manifest, read_pending
 from .scan import LocalFile
 

@@ -1,5 +1,6 @@
-"""The glob patterns of the deploy settings: ``targets.<t>.files``,
-``deploy.exclude`` and ``deploy.delete``. ``glob_regex`` turns a pattern into a
+"""The glob patterns of the definitions: ``targets.<t>.files``,
+``deploy.exclude``, ``deploy.delete`` (read by the sync) and ``modes`` (read by
+the build). ``glob_regex`` turns a pattern into a
 regular expression over a file's relative path (``/`` separated),
 ``matches`` tests a path against several, and ``check_pattern`` refuses a
 pattern that would reach outside the destination.
