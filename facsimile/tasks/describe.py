@@ -1,11 +1,13 @@
 """What ``doit info build:<instance>/<path>`` says about an output besides doit's
-attributes: the task's ``doc``, made from the output's record (only for
-``doit info``): where it comes from and what it depends on, the templates
+attributes: the task's ``doc`` and ``meta``, made from the output's record (only
+for ``doit info``): where it comes from and what it depends on, the templates
 (includes too), the values it read, and the state entries it read, by name
 (never a value).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..build import Build, Output
 from ..build.record import KEY_FILES, KEY_NAMES, KEY_SOURCE, KEY_VALUES
@@ -13,31 +15,25 @@ from ..build.record import KEY_FILES, KEY_NAMES, KEY_SOURCE, KEY_VALUES
 _VALUES = "_values_:"
 
 
-def describe(build: Build, o: Output) -> str:
-    """The doc of ``o``'s task: its source and the dependencies its record lists."""
-    lines = [f"output BUILD/{o.instance}/{o.rel} of instance {o.instance}"]
+def describe(build: Build, o: Output) -> tuple[str, dict[str, Any]]:
+    """The doc (doit keeps one line) and the meta of ``o``'s task: its source, and
+    the dependencies its record lists, by name."""
+    doc = f"output BUILD/{o.instance}/{o.rel} of instance {o.instance}"
     entry = build.checker.db.get(o.task)
     rec = entry.get(_VALUES) if isinstance(entry, dict) else None
     if not isinstance(rec, dict) or KEY_SOURCE not in rec:
-        lines.append("not built yet: its dependencies are known once it is")
-        return "\n".join(lines)
-    lines.append(f"made from {rec[KEY_SOURCE]}")
-    files = sorted(rec.get(KEY_FILES) or {})
-    if files:
-        lines.append("templates and files read:")
-        lines += [f" - {f}" for f in files]
+        return doc + ", not built yet (its dependencies are known once it is)", {}
+    meta: dict[str, Any] = {"made from": rec[KEY_SOURCE],
+                            "templates and files read": sorted(rec.get(KEY_FILES) or {})}
     names = rec.get(KEY_NAMES) or {}
     if names:
-        lines.append("templates loaded by name (includes, imports):")
-        lines += [f" - {n} -> {f}" for n, f in sorted(names.items())]
+        meta["templates loaded by name"] = [f"{n} -> {f}" for n, f in sorted(names.items())]
     values, state = _paths(build, o, rec.get(KEY_VALUES) or {})
     if values:
-        lines.append("values read:")
-        lines += [f" - {v}" for v in values]
+        meta["values read"] = values
     if state:
-        lines.append("state entries read (names only):")
-        lines += [f" - {v}" for v in state]
-    return "\n".join(lines)
+        meta["state entries read (names only)"] = state
+    return f"{doc}, made from {rec[KEY_SOURCE]}", meta
 
 
 def _paths(build: Build, o: Output, values: dict[str, str]) -> tuple[list[str], list[str]]:

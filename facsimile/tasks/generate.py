@@ -129,7 +129,7 @@ def _output_tasks(build: Build, mode: RunMode, inst: D.Instance, checkouts: list
         out.names.append(o.task)
         task = _output_task(build, o, reasons, checkouts, build_dir)
         if mode.info:
-            task["doc"] = describe(build, o)
+            task["doc"], task["meta"] = describe(build, o)
         yield task
     out.fresh, out.omitted = fresh, omitted
     build.note_checked(inst, outputs, out.fresh)
