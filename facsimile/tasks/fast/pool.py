@@ -16,9 +16,8 @@ state is not there yet, the state file, under the family's lock. It sends back
 digests and error messages, which are already free of secrets. When it dies,
 doit's process makes whatever it had not sent. When doit's process stops early
 (a task failed, Ctrl-C), the helpers are stopped too, and the outcomes they had
-sent are saved with the database (:meth:`Helper.received`). An output of an
-instance a helper was still making is built again by the next run: its bytes
-are the same, so the file is not rewritten.
+sent are saved with the database (:meth:`Helper.received`), the instance a
+helper was in the middle of as far as it got (:class:`Made` ``partial``).
 """
 
 from __future__ import annotations
