@@ -71,11 +71,13 @@ class Build:
         """Files in ``BUILD/<instance>/`` (or of removed instances) that no output makes."""
         return orphans(self.project, self.finder, instance)
 
-    def prune(self, instance: str | None) -> None:
-        """Delete orphans and the folders they leave empty."""
+    def prune(self, instance: str | None) -> int:
+        """Delete orphans and the folders they leave empty; returns how many."""
         build_dir = str(self.root.build)
-        for f in self.orphans(instance):
+        found = self.orphans(instance)
+        for f in found:
             remove_output(str(f), build_dir)
+        return len(found)
 
 
 def _build_for_root(root: str) -> Build:

@@ -114,8 +114,11 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("instances", nargs="*", metavar="INSTANCE")
     sp.add_argument("-n", "--process", type=int, default=0, metavar="N",
                     help="run N tasks in parallel (doit -n N -P process)")
-    sp.add_argument("-v", "--verbosity", type=int, default=None, choices=(0, 1, 2),
-                    help="doit verbosity")
+    sp.add_argument("-q", "--quiet", action="store_const", const=0, dest="verbosity",
+                    help="print only errors and the summary (doit -v 0)")
+    sp.add_argument("-v", "--verbosity", type=int, nargs="?", const=2, default=None,
+                    choices=(0, 1, 2), metavar="N", help="-v: every output made, with "
+                    "the reason (doit -v 2); -v N: doit verbosity N (0 quiet, 1 default)")
 
     sp = cmd("plan", cmd_plan, "list stale outputs with the reason, changing nothing "
              "(exit 0: nothing to do, 2: something is stale, 1: error)")

@@ -17,6 +17,7 @@ from .. import define as D
 from ..build import DB_FILE, Build
 from ..build.collector import collector_paused
 from ..errors import FacsimileError
+from .console import configure
 from .generate import generate, use_doits_db
 from .invocation import Invocation, doit_command, invocation_loader
 from .mode import decide
@@ -31,6 +32,7 @@ def guarded_tasks(make: Callable[[], Build],
     them (``run``, from :func:`invocation_loader`; else found on the stack); a
     user error is one line and exit 1, no traceback."""
     run = run or doit_command()
+    configure(None if run is None else run.params.get("verbosity"))
     try:
         # Creating 10k+ tasks allocates many long-lived objects: collecting while
         # creating them is slow.
@@ -43,6 +45,9 @@ def guarded_tasks(make: Callable[[], Build],
     except FacsimileError as exc:
         print(f"facsimile: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("facsimile: interrupted before the build began", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def doit_config(root: D.Root | None) -> dict[str, Any]:

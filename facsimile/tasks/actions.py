@@ -25,14 +25,29 @@ class DoitValues(dict):  # type: ignore[type-arg]
         return False
 
 
-def stale(*reasons: str) -> bool:
-    """Always false: a stale task's ``uptodate`` entry, whose args say why (``doit info``)."""
-    return False
+class Stale:
+    """A stale task's ``uptodate`` entry: false, and reads as its reasons, in words
+    (``doit info`` prints it; the reporter's ``-v`` lines read :attr:`reasons`)."""
+
+    __slots__ = ("reasons",)
+    __signature__ = inspect.Signature()  # doit inspects the signature of each callable
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = list(reasons)
+
+    def __call__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "stale: " + "; ".join(self.reasons)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Stale, (self.reasons,))
 
 
 def uptodate(reasons: list[str]) -> Any:
-    """``True``, or ``(stale, reasons, {})`` so that ``doit info`` shows the reasons."""
-    return (stale, list(reasons), {}) if reasons else True
+    """``True``, or a :class:`Stale` that says why."""
+    return Stale(reasons) if reasons else True
 
 
 def render_action(build: Build, instance: str, rel: str) -> Any:
@@ -88,5 +103,5 @@ def _presign(*funcs: Any) -> None:
         f.__signature__ = inspect.signature(f)
 
 
-_presign(stale, render_action, prune_action, batch_action, stale_action, remove_output,
+_presign(render_action, prune_action, batch_action, stale_action, remove_output,
          checkout_action, _sync_action)

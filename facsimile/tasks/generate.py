@@ -23,6 +23,7 @@ from .. import checkout as C
 from .. import define as D
 from ..build import DB_FILE, Build, Output, remove_output
 from .actions import _sync_action, checkout_action, prune_action, render_action, uptodate
+from .describe import describe
 from .fast import FastRun, stale_action
 from .fast import batch_action as batch_action_
 from .fast import pool as P
@@ -57,6 +58,8 @@ def generate(build: Build, mode: RunMode, instances: list[str] | None = None,
             quiet += out.omitted
             continue
         batch = P.Batch(inst.name, out.batch, frozenset(out.new), bool(orphans))
+        if fast is not None and out.reasons:
+            fast.reasons.update(out.reasons)
         if mode.fold and not checkouts and not named:
             folded.append(batch)
             folded_fresh += out.omitted
@@ -79,7 +82,7 @@ def generate(build: Build, mode: RunMode, instances: list[str] | None = None,
             "doc": "delete the BUILD trees of removed instances",
             "actions": [(prune_action, (build, None))],
             "uptodate": [uptodate([f"orphan: {build.root.rel(f)}" for f in gone])],
-            "meta": {"up_to_date": quiet},
+            "meta": {"up_to_date": quiet, "orphans": len(gone)},
         }
     build.save_caches()
     yield from extra_tasks
@@ -88,7 +91,7 @@ def generate(build: Build, mode: RunMode, instances: list[str] | None = None,
 class _InstanceOutcome:
     """What checking an instance's outputs found."""
 
-    __slots__ = ("batch", "fresh", "names", "new", "omitted")
+    __slots__ = ("batch", "fresh", "names", "new", "omitted", "reasons")
 
     def __init__(self) -> None:
         self.names: list[str] = []  # output tasks made
@@ -96,6 +99,7 @@ class _InstanceOutcome:
         self.new: set[str] = set()  # of those, the ones not in BUILD/ yet
         self.fresh = True  # every output up to date
         self.omitted = 0  # up-to-date outputs that got no task
+        self.reasons: dict[str, list[str]] = {}  # why each batched output is made (-v)
 
 
 def _output_tasks(build: Build, mode: RunMode, inst: D.Instance, checkouts: list[str],
@@ -105,6 +109,7 @@ def _output_tasks(build: Build, mode: RunMode, inst: D.Instance, checkouts: list
     build_dir = str(build.root.build)
     outputs = list(build.outputs(inst).values())
     check, lean, batched = build.check, mode.lean, mode.batch
+    reasons_of = out.reasons if mode.verbose else None
     fresh, omitted = True, 0
     for o in outputs:
         reasons = check(o)
@@ -116,11 +121,16 @@ def _output_tasks(build: Build, mode: RunMode, inst: D.Instance, checkouts: list
             fresh = False
             if batched:
                 out.batch.append(o.rel)  # made by the instance's task, see fast.batch
+                if reasons_of is not None:
+                    reasons_of[o.task] = reasons
                 if reasons == ["new"]:
                     out.new.add(o.rel)
                 continue
         out.names.append(o.task)
-        yield _output_task(build, o, reasons, checkouts, build_dir)
+        task = _output_task(build, o, reasons, checkouts, build_dir)
+        if mode.info:
+            task["doc"], task["meta"] = describe(build, o)
+        yield task
     out.fresh, out.omitted = fresh, omitted
     build.note_checked(inst, outputs, out.fresh)
 

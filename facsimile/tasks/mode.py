@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .console import VERBOSE, level_of
 from .invocation import Invocation
 
 FAST_VAR = "FACSIMILE_FAST"
@@ -38,6 +39,8 @@ class RunMode:
     fold: bool = False  # every batched instance in one task, build:_stale
     runs_all: bool = True  # the run builds every instance (none named)
     named: frozenset[str] = frozenset()  # the task names the command was given
+    verbose: bool = False  # ``-v 2``: the reporter prints why each output is made
+    info: bool = False  # ``doit info``: an output task's doc lists its dependencies
 
     def names(self, task: str) -> bool:
         """Whether the command named ``task``."""
@@ -59,16 +62,24 @@ def decide(run: Invocation | None, instances: Iterable[str], selected: bool,
     ``instances``: the project's instance names; ``selected``: the tasks are made
     for chosen instances only; ``extra_tasks``: the project adds tasks of its own.
     """
+    verbose = run is not None and level_of(run.params.get("verbosity")) == VERBOSE
     args = _group_run_args(run, instances)
     if args is None or not fast_enabled():
-        return PLAIN
+        return RunMode(verbose=verbose, info=_is_info(run))
     batch = not run.params.get("num_process")  # type: ignore[union-attr]
     named = frozenset(args)
     quiet_ok = (not selected and not extra_tasks
                 and not any(a == "sync" or a.startswith("sync:") for a in args))
     runs_all = not args or "build" in named or "sync" in named
     return RunMode(lean=True, batch=batch, quiet_ok=quiet_ok,
-                   fold=batch and quiet_ok and runs_all, runs_all=runs_all, named=named)
+                   fold=batch and quiet_ok and runs_all, runs_all=runs_all, named=named,
+                   verbose=verbose)
+
+
+def _is_info(run: Invocation | None) -> bool:
+    from doit.cmd_info import Info
+
+    return run is not None and isinstance(run.command, Info)
 
 
 def _group_run_args(run: Invocation | None, instances: Iterable[str]) -> list[str] | None:

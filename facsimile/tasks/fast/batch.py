@@ -12,9 +12,8 @@ helper process may take from, the database backend, and the reporter.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...build import Build
 from ...errors import FacsimileError
@@ -48,6 +47,7 @@ class FastRun:
     jobs: int = 1  # processes the plan may use
     plan: list[P.Batch] = field(default_factory=list)  # in doit's order
     reporter: Any = None
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # why each is made (-v)
     _helper: P.Helper | bool | None = field(default=False, repr=False)
 
     def helper(self) -> P.Helper | None:
@@ -65,20 +65,21 @@ class FastRun:
 
     def _helper_work(self, batch: P.Batch) -> P.Made:
         """A batch made in a helper process: its orphans first, then its outputs."""
-        if batch.orphans:
-            self.build.prune(batch.instance)
-        return make_batch(self.build, batch)
+        deleted = self.build.prune(batch.instance) if batch.orphans else 0
+        return make_batch(self.build, batch)._replace(deleted=deleted)
 
     def _save_on_dump(self, helper: P.Helper) -> None:
         """When the run ends before it waited for every helper's outcome (Ctrl-C, or
-        a failed task in a run that names instances), save the outcomes already
-        sent with the database: their files are written."""
+        a failed task in a run that names instances), stop the helpers and save the
+        outcomes they sent with the database: their files are written."""
         if not isinstance(self.backend, FacsimileDB):
             return
 
         def save() -> None:
+            helper.finish()
             for instance, made in helper.received().items():
-                self.save(instance, made, count=False)  # the summary is written
+                self._report(instance, made)
+                self.save(instance, made)
 
         self.backend.before_dump.append(save)
 
@@ -89,42 +90,74 @@ class FastRun:
         if helper is not None and instance is not None and not helper.take(instance):
             return
         if found:
-            self.build.prune(instance)
+            self._deleted(self.build.prune(instance))
 
     def run_batch(self, batch: P.Batch) -> list[str]:
         """Make one instance's stale outputs (its orphans first, when ``batch.orphans``)
         and save their records; returns a line per failed output. When a helper
-        process took the instance, this waits for what it made."""
-        instance = batch.instance
-        reporter = self.reporter
-        made = None
+        process took the instance, this waits for what it made (and makes here
+        what it did not)."""
+        instance, rels = batch.instance, set(batch.rels)
+        failed: list[tuple[str, str]] = []
         helper = self.helper()
         if helper is not None and not helper.take(instance):
             made = helper.outcome(instance)
             if made is None:  # the helper went away first: make it here, orphans first
-                self.build.prune(instance)
-            elif reporter is not None:
-                for rel in batch.rels:
-                    reporter.started(f"build:{instance}/{rel}")
-        elif batch.orphans:
-            self.build.prune(instance)
-        if made is None:
-            made = make_batch(self.build, batch, None if reporter is None else reporter.started)
-        self.save(instance, made)
-        if made.failed:
-            return [f"build:{instance}/{rel}: {msg}" for rel, msg in made.failed]
-        for task, values in self.build.checker.refreshed(instance, set(batch.rels)):
+                batch = batch._replace(orphans=True)
+            else:
+                self._report(instance, made)
+                self.save(instance, made)
+                failed += made.failed
+                done = {rel for rel, _ in made.records} | {rel for rel, _ in made.failed}
+                batch = batch._replace(rels=[r for r in batch.rels if r not in done],
+                                       orphans=False)
+        if batch.rels or batch.orphans:
+            failed += self._make_here(batch).failed
+        if failed:
+            return [f"build:{instance}/{rel}: {msg}" for rel, msg in failed]
+        for task, values in self.build.checker.refreshed(instance, rels):
             self.backend.set(task, "_values_:", values)
         return []
 
-    def save(self, instance: str, made: P.Made, *, count: bool = True) -> None:
-        """Save what a batch made in doit's database, as each output's own task would;
-        ``count``: in the reporter's summary."""
-        reporter = self.reporter if count else None
+    def _make_here(self, batch: P.Batch) -> P.Made:
+        """Make a batch in this process and save it; after Ctrl-C, save what was
+        made by then and stop."""
+        if batch.orphans:
+            self._deleted(self.build.prune(batch.instance))
+        try:
+            made = make_batch(self.build, batch, self._watch())
+        except P.Interrupted as stopped:
+            self.save(batch.instance, stopped.made)
+            raise KeyboardInterrupt from None
+        self.save(batch.instance, made)
+        return made
+
+    def _watch(self) -> Any:
+        """What :func:`make_batch` tells of each output: the reporter, with reasons."""
+        reporter = self.reporter
+        if reporter is None:
+            return None
+        return _Watch(reporter, self.reasons)
+
+    def _report(self, instance: str, made: P.Made) -> None:
+        """Tell the reporter what a helper made."""
+        self._deleted(made.deleted)
+        if self.reporter is None:
+            return
+        for rel, _ in made.records:
+            name = f"build:{instance}/{rel}"
+            self.reporter.made(name, self.reasons.get(name))
+        for rel, msg in made.failed:
+            self.reporter.failed(f"build:{instance}/{rel}", msg)
+
+    def _deleted(self, count: int) -> None:
+        if count and self.reporter is not None:
+            self.reporter.deleted(count)
+
+    def save(self, instance: str, made: P.Made) -> None:
+        """Save what a batch made in doit's database, as each output's own task would."""
         for rel, values in made.records:
             save_record(self.backend, self.checker, f"build:{instance}/{rel}", values)
-            if reporter is not None:
-                reporter.made()
         for rel, _ in made.failed:
             self.backend.remove(f"build:{instance}/{rel}")
 
@@ -133,19 +166,43 @@ class FastRun:
             self.reporter.flush()
 
 
-def make_batch(build: Build, batch: P.Batch,
-               started: Callable[[str], None] | None = None) -> P.Made:
-    """Make a batch's outputs one after the other; a failed one does not stop the rest."""
+class _Watch(NamedTuple):
+    """The reporter's view of a batch made in this process."""
+
+    reporter: Any
+    reasons: dict[str, list[str]]
+
+    def started(self, name: str) -> None:
+        self.reporter.started(name)
+
+    def made(self, name: str) -> None:
+        self.reporter.made(name, self.reasons.get(name))
+
+    def failed(self, name: str, message: str) -> None:
+        self.reporter.failed(name, message)
+
+
+def make_batch(build: Build, batch: P.Batch, watch: _Watch | None = None) -> P.Made:
+    """Make a batch's outputs one after the other; a failed one does not stop the rest.
+    Ctrl-C raises :class:`facsimile.tasks.fast.pool.Interrupted` with what was made."""
     made = P.Made([], [])
-    for rel in batch.rels:
-        if started is not None:
-            started(f"build:{batch.instance}/{rel}")
-        try:
-            record = build.build_one(batch.instance, rel, absent=rel in batch.new)
-        except FacsimileError as exc:
-            made.failed.append((rel, str(exc)))
-        else:
-            made.records.append((rel, record.to_values()))
+    try:
+        for rel in batch.rels:
+            name = f"build:{batch.instance}/{rel}"
+            if watch is not None:
+                watch.started(name)
+            try:
+                record = build.build_one(batch.instance, rel, absent=rel in batch.new)
+            except FacsimileError as exc:
+                made.failed.append((rel, str(exc)))
+                if watch is not None:
+                    watch.failed(name, str(exc))
+            else:
+                made.records.append((rel, record.to_values()))
+                if watch is not None:
+                    watch.made(name)
+    except KeyboardInterrupt:
+        raise P.Interrupted(made._replace(partial=True)) from None
     return made
 
 

@@ -16,9 +16,8 @@ state is not there yet, the state file, under the family's lock. It sends back
 digests and error messages, which are already free of secrets. When it dies,
 doit's process makes whatever it had not sent. When doit's process stops early
 (a task failed, Ctrl-C), the helpers are stopped too, and the outcomes they had
-sent are saved with the database (:meth:`Helper.received`). An output of an
-instance a helper was still making is built again by the next run: its bytes
-are the same, so the file is not rewritten.
+sent are saved with the database (:meth:`Helper.received`), the instance a
+helper was in the middle of as far as it got (:class:`Made` ``partial``).
 """
 
 from __future__ import annotations
@@ -52,10 +51,21 @@ class Batch(NamedTuple):
 
 
 class Made(NamedTuple):
-    """What making a batch gave: records of the outputs made, messages of the failed."""
+    """What making a batch gave: records of the outputs made, messages of the failed,
+    orphans deleted; ``partial``: it was stopped before its end (Ctrl-C)."""
 
     records: list[tuple[str, dict[str, Any]]]  # (rel, record)
     failed: list[tuple[str, str]]  # (rel, message)
+    deleted: int = 0
+    partial: bool = False
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while a batch was being made: what it had made by then."""
+
+    def __init__(self, made: Made) -> None:
+        super().__init__()
+        self.made = made
 
 
 def cores() -> int:
@@ -159,6 +169,16 @@ class Helper:
             self._done.clear()
         return got
 
+    def finish(self, timeout: float = 10.0) -> None:
+        """Stop the helpers that still run and wait (up to ``timeout`` seconds) for
+        what they send as they stop (:meth:`received` has it then)."""
+        if not self._reader.is_alive():
+            return
+        for pid in list(self.pids):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        self._reader.join(timeout)
+
     def stop(self) -> None:
         """Stop the helpers that still run, and reap them."""
         pids, self.pids = self.pids, []
@@ -216,8 +236,12 @@ class Helper:
 
 def _stop_helper(signum: int, frame: Any) -> None:
     """A helper's signal handler: unwind (a write in progress removes its temporary
-    file), then exit."""
-    raise SystemExit(1)
+    file; the batch in progress is sent as far as it got), then exit. Once: Ctrl-C
+    and doit's process stopping it both signal it, and a second signal during the
+    unwinding would leave the temporary file."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def _helper_main(helper: Helper, work: Callable[[Batch], Made], fd: int, me: int) -> None:
@@ -236,12 +260,14 @@ def _helper_main(helper: Helper, work: Callable[[Batch], Made], fd: int, me: int
                 made: Made | None
                 try:
                     made = work(batch)
+                except Interrupted as stopped:
+                    made = stopped.made  # sent as far as it got, then stop
                 except Exception:
                     made = None  # doit's process makes it again, and reports the error
                 body = pickle.dumps((batch.instance, made), protocol=pickle.HIGHEST_PROTOCOL)
                 out.write(_HEAD.pack(len(body)) + body)
                 out.flush()
-                if made is None:
+                if made is None or made.partial:
                     break
     except BaseException:
         code = 1
