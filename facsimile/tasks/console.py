@@ -7,10 +7,9 @@ Levels follow doit's ``-v``: ``0`` is quiet (errors and the summary only),
 ``1`` (the default) one line per output made when the output is not a
 terminal, ``2`` verbose (every output made, with the reason it was stale).
 
-The progress line is our own carriage-return line, not a library's: on a
-no-op of about 0.3 s, importing ``rich.progress`` costs 0.38 s or more and
-``tqdm`` 0.08 s or more (``python -X importtime``), and a line this plain
-needs neither.
+The progress line is our own carriage-return line, not a library's:
+importing ``rich.progress`` or ``tqdm`` costs a large part of a no-op build
+(``python -X importtime``), and a line this plain needs neither.
 """
 
 from __future__ import annotations
