@@ -22,6 +22,7 @@ from .. import define as D
 from ..digest import ABSENT, file_digest
 from ..errors import BuildError
 from ..render import LayerIndex
+from .checkouts import retarget
 from .digests import Digests, JsonCache
 from .outputs import Output, Outputs
 from .record import KEY_CONTEXT, KEY_FILES, KEY_NAMES, KEY_OUTPUT, KEY_SOURCE, KEY_VALUES, Record
@@ -41,6 +42,9 @@ class Checker:
         self._db: dict[str, Any] | None = None
         self._resolved_rel: dict[tuple[str, str | None, str], str] = {}
         self.moved: set[str] = set()  # instances with records of an older context digest
+        #: records up to date once their paths moved to a checkout's new version
+        #: (:func:`~facsimile.build.checkouts.retarget`): a batched run saves them
+        self.retargeted: dict[str, dict[str, Any]] = {}
         # bound once: the check runs for every output
         self._known_files = digests.files
         self._fdigest = digests.fdigest
@@ -81,6 +85,37 @@ class Checker:
             st = os.stat(out)
         except OSError:
             return ["missing from BUILD"]
+        inst = self.project.instances[o.instance]
+        reasons = self._files_changed(inst, o, rec, every)
+        moved = None
+        if reasons and self.project.sources(inst):
+            # a checkout's new version: compare the same paths in the checkout in use
+            moved = retarget(rec, self.outputs.checkout_prefixes(inst))
+            if moved is not None:
+                reasons = self._files_changed(inst, o, moved, every)
+        if reasons and not every:
+            return reasons
+        values = rec.get(KEY_VALUES)
+        if values:
+            current = self._context_digest(inst, write=False, sub=o.sub)
+            if rec.get(KEY_CONTEXT) != current:
+                self.moved.add(o.instance)  # see refreshed
+                if (self.verified.get(f"{o.instance}|{o.sub or ''}") != current
+                        and self._values_changed(inst, o, values, reasons, every)
+                        and not every):
+                    return reasons
+        o_rec = rec.get(KEY_OUTPUT)
+        if o_rec and (st.st_mtime_ns, st.st_size) != (o_rec[0], o_rec[1]) and (
+            file_digest(out, self.digests.key(write=False)) != o_rec[2]
+        ):
+            reasons.append("output modified in BUILD")
+        if moved is not None and not reasons:
+            self.retargeted[o.task] = moved
+        return reasons
+
+    def _files_changed(self, inst: D.Instance, o: Output, rec: dict[str, Any],
+                       every: bool) -> list[str]:
+        """Why ``o``'s own file, the files it read, or what its names load changed."""
         reasons: list[str] = []
         src = self._src(o)
         prev_src = rec.get(KEY_SOURCE)
@@ -100,24 +135,9 @@ class Checker:
                 reasons.append(f"{what}: {rel}" + (" (deleted)" if now == ABSENT else ""))
                 if not every:
                     return reasons
-        inst = self.project.instances[o.instance]
         names = rec.get(KEY_NAMES)
-        if names and self._names_changed(inst, o, names, reasons, every) and not every:
-            return reasons
-        values = rec.get(KEY_VALUES)
-        if values:
-            current = self._context_digest(inst, write=False, sub=o.sub)
-            if rec.get(KEY_CONTEXT) != current:
-                self.moved.add(o.instance)  # see refreshed
-                if (self.verified.get(f"{o.instance}|{o.sub or ''}") != current
-                        and self._values_changed(inst, o, values, reasons, every)
-                        and not every):
-                    return reasons
-        o_rec = rec.get(KEY_OUTPUT)
-        if o_rec and (st.st_mtime_ns, st.st_size) != (o_rec[0], o_rec[1]) and (
-            file_digest(out, self.digests.key(write=False)) != o_rec[2]
-        ):
-            reasons.append("output modified in BUILD")
+        if names:
+            self._names_changed(inst, o, names, reasons, every)
         return reasons
 
     def _names_changed(self, inst: D.Instance, o: Output, names: dict[str, str],
