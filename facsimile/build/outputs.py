@@ -53,6 +53,7 @@ class Outputs:
         self._layers: dict[tuple[str, str, str | None], dict[str, Output]] = {}
         self._search: dict[tuple[str, str | None], tuple[str, ...]] = {}
         self._checkouts: dict[tuple[str, str], Checkout] = {}
+        self._prefixes: dict[str, dict[str, str]] = {}
 
     def checkouts(self, inst: D.Instance) -> list[Checkout]:
         """The instance's source checkouts (cloned now if missing), each found once per run."""
@@ -105,8 +106,12 @@ class Outputs:
         return found
 
     def checkout_prefixes(self, inst: D.Instance) -> dict[str, str]:
-        """``{source name: "SRC/<name>-<version>/"}`` of the instance's checkouts."""
-        return {co.name: self.rel(co.folder) + "/" for co in self.checkouts(inst)}
+        """``{source name: "SRC/<name>-<version>/"}`` of the instance's checkouts (cached)."""
+        found = self._prefixes.get(inst.name)
+        if found is None:
+            found = self._prefixes[inst.name] = {
+                co.name: self.rel(co.folder) + "/" for co in self.checkouts(inst)}
+        return found
 
     def rel(self, path: str) -> str:
         """``path`` relative to the root, by string (hot path)."""
