@@ -6,6 +6,10 @@ path is kept to dict lookups and one ``stat``; it reads the stored record dict
 by the keys of :mod:`facsimile.build.record` rather than building a
 :class:`~facsimile.build.record.Record` per output.
 
+A stale record of an instance with source checkouts is checked once more with
+its paths moved to the checkouts in use (a version bump), by content; one then
+found up to date is kept in :attr:`Checker.retargeted` for a run to save.
+
 Also: the contexts against which every output of an instance was found up to
 date (``.facsimile/verified.json``), and the records whose context digest a
 run may bring up to date (:meth:`Checker.refreshed`).
