@@ -84,10 +84,11 @@ def retarget(rec: Mapping[str, Any], current: Mapping[str, str]) -> dict[str, An
         if not (sep and sep2) or f"{head}/{folder}/" in prefixes:
             return path
         names = [n for n in current if folder.startswith(f"{n}-")]
-        if not names or current[max(names, key=len)].split("/")[0] != head:
+        now = current[max(names, key=len)] if names else None
+        if now is None or not now.startswith(f"{head}/"):
             return path
         moved = True
-        return current[max(names, key=len)] + rest
+        return now + rest
 
     out = dict(rec)
     out[KEY_SOURCE] = move(rec[KEY_SOURCE])
