@@ -6,6 +6,10 @@ path is kept to dict lookups and one ``stat``; it reads the stored record dict
 by the keys of :mod:`facsimile.build.record` rather than building a
 :class:`~facsimile.build.record.Record` per output.
 
+A stale record of an instance with source checkouts is checked once more with
+its paths moved to the checkouts in use (a version bump), by content; one then
+found up to date is kept in :attr:`Checker.retargeted` for a run to save.
+
 Also: the contexts against which every output of an instance was found up to
 date (``.facsimile/verified.json``), and the records whose context digest a
 run may bring up to date (:meth:`Checker.refreshed`).
@@ -22,6 +26,7 @@ from .. import define as D
 from ..digest import ABSENT, file_digest
 from ..errors import BuildError
 from ..render import LayerIndex
+from .checkouts import retarget
 from .digests import Digests, JsonCache
 from .modes import MODES_PATH, decide, mode_record, mode_str
 from .outputs import Output, Outputs
@@ -54,6 +59,9 @@ class Checker:
         self._resolved_rel: dict[tuple[str, str | None, str], str] = {}
         # instances with records of an older context digest, or of older modes
         self.moved: set[str] = set()
+        #: records up to date once their paths moved to a checkout's new version
+        #: (:func:`~facsimile.build.checkouts.retarget`): a batched run saves them
+        self.retargeted: dict[str, dict[str, Any]] = {}
         # bound once: the check runs for every output
         self._known_files = digests.files
         self._fdigest = digests.fdigest
@@ -96,28 +104,15 @@ class Checker:
             st = os.stat(out)
         except OSError:
             return ["missing from BUILD"]
-        reasons: list[str] = []
-        src = self._src(o)
-        prev_src = rec.get(KEY_SOURCE)
-        if prev_src != src:
-            reasons.append(f"{'extra' if o.kind == 'extra' else 'template'} changed: {src}"
-                           + (f" (was {prev_src})" if prev_src else ""))
-            if not every:
-                return reasons
-        known = self._known_files
-        for rel, dig in rec.get(KEY_FILES, {}).items():
-            now = known.get(rel) or self._fdigest(rel)
-            if now != dig:
-                if rel == src:
-                    what = "extra changed" if o.kind == "extra" else "template changed"
-                else:
-                    what = "include changed"
-                reasons.append(f"{what}: {rel}" + (" (deleted)" if now == ABSENT else ""))
-                if not every:
-                    return reasons
         inst = self.project.instances[o.instance]
-        names = rec.get(KEY_NAMES)
-        if names and self._names_changed(inst, o, names, reasons, every) and not every:
+        reasons = self._files_changed(inst, o, rec, every)
+        moved = None
+        if reasons and self.project.sources(inst):
+            # a checkout's new version: compare the same paths in the checkout in use
+            moved = retarget(rec, self.outputs.checkout_prefixes(inst))
+            if moved is not None:
+                reasons = self._files_changed(inst, o, moved, every)
+        if reasons and not every:
             return reasons
         values = rec.get(KEY_VALUES)
         if values:
@@ -142,6 +137,35 @@ class Checker:
             file_digest(out, self.digests.key(write=False)) != o_rec[2]
         ):
             reasons.append("output modified in BUILD")
+        if moved is not None and not reasons:
+            self.retargeted[o.task] = moved
+        return reasons
+
+    def _files_changed(self, inst: D.Instance, o: Output, rec: dict[str, Any],
+                       every: bool) -> list[str]:
+        """Why ``o``'s own file, the files it read, or what its names load changed."""
+        reasons: list[str] = []
+        src = self._src(o)
+        prev_src = rec.get(KEY_SOURCE)
+        if prev_src != src:
+            reasons.append(f"{'extra' if o.kind == 'extra' else 'template'} changed: {src}"
+                           + (f" (was {prev_src})" if prev_src else ""))
+            if not every:
+                return reasons
+        known = self._known_files
+        for rel, dig in rec.get(KEY_FILES, {}).items():
+            now = known.get(rel) or self._fdigest(rel)
+            if now != dig:
+                if rel == src:
+                    what = "extra changed" if o.kind == "extra" else "template changed"
+                else:
+                    what = "include changed"
+                reasons.append(f"{what}: {rel}" + (" (deleted)" if now == ABSENT else ""))
+                if not every:
+                    return reasons
+        names = rec.get(KEY_NAMES)
+        if names:
+            self._names_changed(inst, o, names, reasons, every)
         return reasons
 
     def _mode_changed(self, inst: D.Instance, o: Output, m: list[Any] | None,

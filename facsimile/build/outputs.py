@@ -3,13 +3,14 @@
 module configs and the project version file; and where each is written.
 
 Also the template search path of an instance (or subproject), which rendering
-and the check both resolve names through.
+and the check both resolve names through, with the layers of source
+checkouts interleaved (:mod:`.checkouts`).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from .. import checkout as C
@@ -17,6 +18,7 @@ from .. import define as D
 from ..errors import BuildError
 from ..project import Project
 from ..render import LIB, LayerIndex
+from .checkouts import Checkout, checkout_of
 
 FAN_OUT = ("{module}", "{host}", "{daemon}")  # placeholders of fan-out template paths
 
@@ -50,24 +52,65 @@ class Outputs:
         self._outputs: dict[str, dict[str, Output]] = {}
         self._layers: dict[tuple[str, str, str | None], dict[str, Output]] = {}
         self._search: dict[tuple[str, str | None], tuple[str, ...]] = {}
+        self._checkouts: dict[tuple[str, str], Checkout] = {}
+        self._prefixes: dict[str, dict[str, str]] = {}
 
-    def tmpl_layers(self, inst: D.Instance, sub: str | None = None) -> list[Path]:
-        """Template layer folders, lowest first: source checkouts' folders, then tmpl/."""
+    def checkouts(self, inst: D.Instance) -> list[Checkout]:
+        """The instance's source checkouts (cloned now if missing), each found once per run."""
+        out = []
+        for src in self.project.sources(inst):
+            folder = C.ensure(src, self.root.src)
+            key = (str(folder), src.tmpl)
+            found = self._checkouts.get(key)
+            if found is None:
+                names = {layer for i in self.project.instances.values() for layer in i.layers}
+                found = self._checkouts[key] = checkout_of(src.name, folder, src.tmpl, names,
+                                                           self.index)
+            out.append(found)
+        return out
+
+    def tmpl_layers(self, inst: D.Instance, sub: str | None = None) -> list[str]:
+        """Template layer folders, lowest first: flat checkouts' folders, then per layer
+        each checkout's folder of that layer below ``tmpl/<layer>``."""
         if sub is not None:
             folder = self.project.subprojects()[sub]["tmpl"]
-            return [folder / layer for layer in inst.layers]
-        folders = [C.ensure(src, self.root.src) / src.tmpl for src in self.project.sources(inst)]
-        return [*folders, *(self.root.tmpl / layer for layer in inst.layers)]
+            return [str(folder / layer) for layer in inst.layers]
+        return self._interleaved(inst, str(self.root.tmpl), "tmpl")
+
+    def extra_layers(self, inst: D.Instance) -> list[str]:
+        """Extra layer folders, lowest first, interleaved as :meth:`tmpl_layers`."""
+        return self._interleaved(inst, str(self.root.extra), "extra")
+
+    def _interleaved(self, inst: D.Instance, base: str, kind: str) -> list[str]:
+        """``kind`` ("tmpl" or "extra") layer folders, lowest first: flat checkouts'
+        template folders, then per layer each checkout's folder and ``base``'s."""
+        cos = self.checkouts(inst)
+        out = [co.tmpl for co in cos if co.flat] if kind == "tmpl" else []
+        for layer in inst.layers:
+            out += [f"{getattr(co, kind)}{os.sep}{layer}" for co in cos
+                    if kind == "extra" or not co.flat]
+            out.append(f"{base}{os.sep}{layer}")
+        return out
 
     def search(self, inst: D.Instance, sub: str | None = None) -> tuple[str, ...]:
-        """Template search path, highest layer first, then ``_lib`` (cached; strings,
-        since it keys a cache on every template load and a Path hashes slowly)."""
+        """Template search path: the layers, highest first, then ``tmpl/_lib``, then each
+        layered checkout's ``_lib`` (cached; strings, since it keys a cache on every
+        template load and a Path hashes slowly)."""
         key = (inst.name, sub)
         found = self._search.get(key)
         if found is None:
-            found = tuple(str(f) for f in (*reversed(self.tmpl_layers(inst, sub)),
-                                           self.root.tmpl / LIB))
+            libs = [] if sub is not None else [
+                f"{co.tmpl}{os.sep}{LIB}" for co in reversed(self.checkouts(inst)) if not co.flat]
+            found = (*reversed(self.tmpl_layers(inst, sub)), str(self.root.tmpl / LIB), *libs)
             self._search[key] = found
+        return found
+
+    def checkout_prefixes(self, inst: D.Instance) -> dict[str, str]:
+        """``{source name: "SRC/<name>-<version>/"}`` of the instance's checkouts (cached)."""
+        found = self._prefixes.get(inst.name)
+        if found is None:
+            found = self._prefixes[inst.name] = {
+                co.name: self.rel(co.folder) + "/" for co in self.checkouts(inst)}
         return found
 
     def rel(self, path: str) -> str:
@@ -91,9 +134,11 @@ class Outputs:
         found = self._outputs.get(inst.name)
         if found is not None:
             return found
-        sources = self.project.sources(inst)
-        folders = tuple(str(f) for f in self.tmpl_layers(inst)) if sources else ()
-        tmpl, extra = self._layer_files(tuple(inst.layers), folders)
+        if self.project.sources(inst):
+            tmpl, extra = self._layer_files(inst.layers, self.tmpl_layers(inst),
+                                            self.extra_layers(inst))
+        else:
+            tmpl, extra = self._layer_files(inst.layers, (), ())
         if any("{" in rel for rel in tmpl):
             tmpl = self._fan_out(inst, tmpl)
         gen = self._generated(inst)
@@ -124,19 +169,19 @@ class Outputs:
                               str(self.root.project_file), "project.version")
         return gen
 
-    def _layer_files(self, layers: tuple[str, ...], folders: tuple[str, ...]) -> tuple[
-            dict[str, Output], dict[str, Output]]:
+    def _layer_files(self, layers: list[str], tmpl_folders: Sequence[str],
+                     extra_folders: Sequence[str]) -> tuple[dict[str, Output], dict[str, Output]]:
         """Templates and extra files of a stack of layers, by output path, a later
         layer's replacing an earlier one's; the outputs name no instance yet.
-        ``folders``: the template folders when source checkouts add some, else
-        ``tmpl/<layer>``."""
+        ``tmpl_folders``, ``extra_folders``: the folders when source checkouts add
+        some (lowest first), else empty: ``tmpl/<layer>`` and ``extra/<layer>``."""
         tmpl: dict[str, Output] = {}
         extra: dict[str, Output] = {}
         base = {"tmpl": str(self.root.tmpl), "extra": str(self.root.extra)}
-        for folder in folders or [f"{base['tmpl']}{os.sep}{layer}" for layer in layers]:
+        for folder in tmpl_folders or [f"{base['tmpl']}{os.sep}{layer}" for layer in layers]:
             tmpl.update(self._folder_outputs(folder, "tmpl", None))
-        for layer in layers:
-            extra.update(self._folder_outputs(f"{base['extra']}{os.sep}{layer}", "extra", None))
+        for folder in extra_folders or [f"{base['extra']}{os.sep}{layer}" for layer in layers]:
+            extra.update(self._folder_outputs(folder, "extra", None))
         for sub, spec in self.project.subprojects().items():
             for layer in layers:
                 tmpl.update(self._folder_outputs(str(spec["tmpl"] / layer), "tmpl", sub))

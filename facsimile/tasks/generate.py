@@ -84,8 +84,17 @@ def generate(build: Build, mode: RunMode, instances: list[str] | None = None,
             "uptodate": [uptodate([f"orphan: {build.root.rel(f)}" for f in gone])],
             "meta": {"up_to_date": quiet, "orphans": len(gone)},
         }
+    if fast is not None:
+        _save_retargeted(build, fast)
     build.save_caches()
     yield from extra_tasks
+
+
+def _save_retargeted(build: Build, fast: FastRun) -> None:
+    """Save the records found up to date once their paths moved to a checkout's new
+    version, so that the next run finds their paths as they are (no second look)."""
+    for task, values in build.checker.retargeted.items():
+        fast.backend.set(task, "_values_:", values)
 
 
 class _InstanceOutcome:
