@@ -194,7 +194,8 @@ def open_store(state_dir: Path, shown_root: Path | None,
                                   timeout=float(config.get("lock_timeout", 60)))
     else:
         backend = Local(state_dir, shown_root, sealed=bool(recipients), gitignore=True)
-    return StateStore(backend, recipients, key_dir=state_dir, sealed_key=not url)
+    # the digest key keys local digests only: it stays in state/ even with remote state
+    return StateStore(backend, recipients, key_dir=state_dir, sealed_key=True)
 
 
 def _defaults(data: dict[str, Any]) -> dict[str, Any]:
