@@ -302,3 +302,18 @@ def test_a_stale_remote_lock_is_named_and_removed_with_unlock(tmp_path):
     proc = facs(a, "state", "unlock", rec["id"])
     assert proc.returncode == 0 and "family dev" in proc.stdout
     assert facs(a, "state", "rotate", "dev", "api").returncode == 0
+
+
+def test_plan_says_which_families_are_new_and_which_get_new_values(tmp_path):
+    a = new_root(tmp_path)
+    proc = facs(a, "plan")
+    assert proc.returncode == 2
+    assert ("state of family dev does not exist yet: 3 values will be generated"
+            in proc.stdout), proc.stdout
+    assert doit(a).returncode == 0
+    project = json.loads((a / "define/facsimile.json").read_text())
+    project["generate"]["extra"] = "uuid"
+    (a / "define/facsimile.json").write_text(json.dumps(project))
+    proc = facs(a, "plan")
+    assert "state of family dev: 1 new value will be generated (state.extra)" in proc.stdout
+    assert "extra" not in (a / "state/dev/state.json").read_text()
