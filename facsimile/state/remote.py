@@ -18,7 +18,6 @@ every write makes a new token even when writes come faster than the clock.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
 import json
@@ -127,6 +126,8 @@ class _SFTP(_FS):
     """``sftp://``: sshfs for the listing, its asyncssh channels for the rest."""
 
     def versions(self, base: str) -> dict[str, str]:
+        import asyncio  # here: a file:// no-op need not pay for importing it
+
         async def go() -> dict[str, str]:
             try:
                 names = [i["name"] for i in await self.fs._ls(base)  # the one listing
