@@ -9,6 +9,9 @@ subprocesses in it, as a user runs them:
     (c) one value changed (one output)   (d) one template changed (N outputs)
     (e) no-op again (median)             (f) doit list --all --status
     (g) facs plan on a no-op, when the installed facsimile has it
+    (s) with --state-modes: the no-op with state sealed to an age recipient (a demo
+        identity made in the work folder), then with that state at a file:// URL;
+        each beside the plain no-op (goal: within GOAL_STATE_X of it)
 
 Each figure is printed as wall seconds and as a ratio to the plain loop (one
 Environment with a FileSystemLoader, plain dict contexts, render and write
@@ -52,6 +55,7 @@ EDIT_TEMPLATE = 5  # (d) edits tmpl/_ALL_/conf/t5.conf.j2
 GOAL_FULL_X = 1.5
 GOAL_NOOP_S = 1.0
 GOAL_NOOP_X = 0.5
+GOAL_STATE_X = 1.2  # a no-op with sealed or remote state, against plain state's
 STALE_ALLOWANCE = 0.1  # seconds a run with anything stale may add to a no-op
 
 
@@ -356,6 +360,38 @@ def scenarios(rep: Report, root: Path, n: int, m: int, repeat: int, warm: bool) 
     return min(noop, noop2)
 
 
+def state_modes(rep: Report, root: Path, work: Path, repeat: int) -> dict[str, float]:
+    """(s): the no-op with sealed state, then with that state at a file:// URL.
+
+    The identity is a DEMO one, made in the work folder for this run only."""
+    build, out = root / "BUILD", {}
+    identity = work / "demo-identity.txt"
+    identity.unlink(missing_ok=True)
+    ENV["FACSIMILE_IDENTITY"] = str(identity)
+    _, proc = run(root, "facsimile.cli", "state", "keygen", str(identity))
+    public = proc.stdout.split("public key: ")[1].split()[0]
+    t, _ = run(root, "facsimile.cli", "state", "recipients", "add", public)
+    rep.row("(s0) recipients add: seal every family", t, 0)
+    t, diff = timed_build(root, build)
+    rep.check("(s0) sealing rebuilt nothing", not diff, f"{len(diff)} changed" if diff else "")
+    out["sealed"] = noop_median(rep, root, build, "(s1) no-op, sealed state", repeat)
+    remote = work / "remote-state"
+    shutil.rmtree(remote, ignore_errors=True)
+    for f in sorted((root / "state").glob("*/state.json")):
+        (remote / f.parent.name).mkdir(parents=True)
+        shutil.copy2(f, remote / f.parent.name / "state.json")
+    project = json.loads((root / "define/facsimile.json").read_text())
+    project["state"]["url"] = f"file://{remote}"
+    (root / "define/facsimile.json").write_text(json.dumps(project, indent=2))
+    for f in sorted((root / "state").glob("*/state.json")):
+        shutil.rmtree(f.parent)  # the digest key stays: it keys local digests only
+    t, diff = timed_build(root, build)
+    rep.row("(s2) first no-op with remote state (cache filled)", t, len(diff))
+    out["remote (file://, sealed)"] = noop_median(rep, root, build,
+                                                  "(s3) no-op, remote state", repeat)
+    return out
+
+
 def startup(root: Path) -> float:
     """A fresh interpreter importing what a run imports, and doing nothing else."""
     start = time.perf_counter()
@@ -396,6 +432,8 @@ def main() -> int:
     ap.add_argument("--warm", action="store_true",
                     help="also time a second full build with the model cache and state kept")
     ap.add_argument("--no-floor", action="store_true", help="skip the doit-alone floor")
+    ap.add_argument("--state-modes", action="store_true",
+                    help="also time the no-op with sealed state and with remote (file://) state")
     args = ap.parse_args()
     n, m = args.instances, args.templates
     if n <= VALUE_INSTANCE or m <= max(VALUE_TEMPLATE, EDIT_TEMPLATE):
@@ -419,6 +457,7 @@ def main() -> int:
     floor = None if args.no_floor else doit_floor(work, n * m)
     boot = startup(root)
     noop = scenarios(rep, root, n, m, args.repeat, args.warm)
+    modes = state_modes(rep, root, work, args.repeat) if args.state_modes else {}
 
     print(f"\nfacsimile build benchmark: {n} instances x {m} templates = {n * m} outputs"
           f" of {5 + args.body} lines, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
@@ -453,6 +492,9 @@ def main() -> int:
         (f"no-op <= {GOAL_NOOP_X}x the loop", noop <= GOAL_NOOP_X * base,
          f"{noop / base:.2f}x ({noop / inproc:.2f}x)"),
     ]
+    for label, secs in modes.items():
+        goals.append((f"no-op with {label} state <= {GOAL_STATE_X}x plain's",
+                      secs <= GOAL_STATE_X * noop, f"{secs / noop:.2f}x ({secs:.2f} s)"))
     if args.warm:
         warm = by_name["(a')"]
         goals.insert(1, (f"full build, model cached, <= {GOAL_FULL_X}x the loop",

@@ -9,7 +9,10 @@ from .errors import FacsimileError
 
 FILES: dict[str, str] = {
     "dodo.py": "from facsimile.dodo import *\n",
-    ".gitignore": "BUILD/\nstate/\nSRC/\nDEPLOY/\n.facsimile/\n.doit.db\n",
+    # state/ is not listed: facsimile keeps state/.gitignore (everything while the
+    # state is plain, only locks, temp files and a plain digest key once it is sealed)
+    ".gitignore": "BUILD/\nSRC/\nDEPLOY/\n.facsimile/\n.doit.db\n",
+    "state/.gitignore": "# plain state holds secrets: never commit it\n*\n",
     "define/facsimile.json": json.dumps(
         {"name": "{name}", "app": {"port": 8080}, "generate": {"secret_key": "token:32"}},
         indent=2) + "\n",

@@ -150,12 +150,13 @@ def test_a_no_op_reads_no_state_file(built: Path, monkeypatch: pytest.MonkeyPatc
     while the state file's inode, size, mtime and ctime are unchanged."""
     from facsimile.build import Build
     from facsimile.project import Project
-    from facsimile.state import store as S
+    from facsimile.state.files import Local
 
     doit(built, check=True)  # the no-op that fills the cache
     read: list[Path] = []
-    real = S.read_state
-    monkeypatch.setattr(S, "read_state", lambda path, *a: read.append(path) or real(path, *a))
+    real = Local.read
+    monkeypatch.setattr(Local, "read",
+                        lambda self, family: read.append(self.path(family)) or real(self, family))
 
     def check() -> set[str]:
         b = Build(Project.load(built))

@@ -127,7 +127,8 @@ def test_plan_without_state_says_what_it_would_generate(tmp_path: Path) -> None:
     write_tree(tmp_path, TREE)
     proc = facs(tmp_path, "plan", "dev")
     assert proc.returncode == 2
-    assert "state dev: would generate" in proc.stdout
+    assert "state of family dev does not exist yet: " in proc.stdout
+    assert " values will be generated (" in proc.stdout
     assert "module.db_user.password" in proc.stdout and "state.secret_key" in proc.stdout
     assert not (tmp_path / "state").exists()
     assert not (tmp_path / "BUILD").exists()

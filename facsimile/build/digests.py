@@ -43,7 +43,7 @@ class Digests:
         self.rules: dict[str, ModeRules] = {}
         self.secrets: dict[tuple[str, str | None], frozenset[str]] = {}
         self.caches: dict[str, JsonCache] = {}
-        self.state_digests: dict[tuple[str, bool], tuple[list[int] | None, str]] = {}
+        self.state_digests: dict[tuple[str, bool], tuple[list[Any] | None, str]] = {}
         self._key: bytes | None = None
         self._key_written = False
         self._key_made = False  # in this run: digests made before differ
@@ -64,7 +64,7 @@ class Digests:
     def key(self, *, write: bool) -> bytes:
         """The root's digest key (see :func:`facsimile.state.digest_key`), once per run."""
         if self._key is None or (write and not self._key_written):
-            old, self._key = self._key, S.digest_key(self.root.state, write=write)
+            old, self._key = self._key, self.project.store.digest_key(write=write)
             self._key_written = write
             self._key_made = self._key_made or (old is not None and old != self._key)
         return self._key
@@ -87,32 +87,34 @@ class Digests:
         """A keyed digest of the family's state, once per run and family.
 
         For the check (``write=False``) it comes from ``.facsimile/state.json``
-        while the state file's stat and the family's wants are as they were: a
-        no-op then reads no state file. For the build, it is the check's when the
+        while the state file's stamp (its stat, or the remote version token of the
+        run's one listing) and the family's wants are as they were: a no-op then
+        reads (and decrypts) no state file. For the build, it is the check's when the
         file is still the one the check saw.
         """
         fam = inst.family
         hit = self.state_digests.get((fam, write))
         if hit is not None:
             return hit[1]
-        path = S.state_path(self.root.state, fam)
+        store = self.project.store
         if write:
             state = self.state(inst, write=True)
-            stamp = _stamp(path)  # after any generating
+            stamp = store.stamp(fam)  # after any generating
             read = self.state_digests.get((fam, False))
             if read is not None and stamp is not None and read[0] == stamp and not self._key_made:
                 found = read[1]
             else:
                 found = S.data_digest(state.data, self.key(write=True))
         else:
-            stamp = _stamp(path)
+            stamp = store.stamp(fam)
             found = self._cached_state_digest(inst, stamp)
         self.state_digests[(fam, write)] = (stamp, found)
         return found
 
-    def _cached_state_digest(self, inst: D.Instance, stamp: list[int] | None) -> str:
+    def _cached_state_digest(self, inst: D.Instance, stamp: list[Any] | None) -> str:
         """The check's state digest: from ``.facsimile/state.json`` when the file's
-        stamp and the family's wants are as recorded there, else read (and recorded)."""
+        stamp (a remote file's version token) and the family's wants are as recorded
+        there, else read (and recorded)."""
         fam = inst.family
         cache = self._state_cache()
         wants = S.wants_digest(self.project.family_wants(fam))

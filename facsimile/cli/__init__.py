@@ -136,6 +136,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _add_state(sp: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     """The actions of ``facs state``."""
+    from .state import cmd_state_keygen, cmd_state_recipients, cmd_state_unlock
+
     ssub = sp.add_subparsers(title="state commands", metavar="ACTION")
     s1 = ssub.add_parser("show", help="generated values of an instance family (masked)",
                          parents=[common],
@@ -150,6 +152,31 @@ def _add_state(sp: argparse.ArgumentParser, common: argparse.ArgumentParser) -> 
     s2.add_argument("instance")
     s2.add_argument("name", help="a generate entry or a module name")
     s2.set_defaults(func=cmd_state_rotate)
+    s3 = ssub.add_parser("recipients", help="list, add or remove the keys state is sealed to",
+                         parents=[common],
+                         description="Without an action: the recipients of "
+                         "define/facsimile.json and whom each family file is sealed to. "
+                         "add/remove KEY: change the list and seal every family and the "
+                         "digest key again (values unchanged: nothing is rebuilt).")
+    s3.set_defaults(func=cmd_state_recipients, action=None)
+    rsub = s3.add_subparsers(title="recipients actions", metavar="ACTION", dest="action")
+    for action, text in (("add", "add an age (age1...) or ssh public key"),
+                         ("remove", "remove a key (it opens none of the new files)")):
+        r = rsub.add_parser(action, help=text, parents=[common])
+        r.add_argument("key", help="the public key (quote an ssh key)")
+        r.set_defaults(func=cmd_state_recipients)
+    s4 = ssub.add_parser("keygen", help="write a new age identity and print its public key",
+                         parents=[common],
+                         description="Write a new age identity (0600, never over one) to "
+                         "PATH, else $FACSIMILE_IDENTITY, else "
+                         "~/.config/facsimile/identity.txt.")
+    s4.add_argument("path", nargs="?", type=Path, default=None)
+    s4.set_defaults(func=cmd_state_keygen)
+    s5 = ssub.add_parser("unlock", help="remove a stale remote state lock", parents=[common],
+                         description="Remove the lock ID of remote state (a run that is "
+                         "gone left it; the lock error names the ID).")
+    s5.add_argument("id")
+    s5.set_defaults(func=cmd_state_unlock)
 
 
 def _add_sync(sp: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """Checks of the keys facsimile itself reads from a definition file.
 
 Each definition's ``inherit``, ``targets``, ``deploy``, ``generate``,
-``modules`` and ``modes`` (and the project's ``name``, ``class`` and ``projects``) are
+``modules`` and ``modes`` (and the project's ``name``, ``class``, ``projects`` and
+``state``) are
 checked for type and shape when the file is read; a near-miss key name
 ('delpoy') is refused with a suggestion. Free keys are the user's.
 """
@@ -24,10 +25,11 @@ from .shapes import close_match, escape, expect, str_list, suggest, typename
 #: keys of an instance definition that facsimile itself reads
 INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules", "modes")
 #: keys of facsimile.json that belong to the project and are not inherited
-PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class")
+PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class", "state")
 DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options")
 TARGET_KEYS = ("hosts", "files", "inherit")
 SUBPROJECT_KEYS = ("modules", "tmpl", "extra")
+STATE_KEYS = ("recipients", "url", "ssh", "s3", "storage_options", "lock_timeout")
 GENERATE_KINDS = ("password", "token", "uuid", "id")
 #: a file mode in ``modes``: octal permission bits, "0640" or "640"
 MODE_RE = re.compile(r"0?[0-7]{3}")
@@ -103,6 +105,42 @@ def _check_project_keys(data: dict[str, Any], file: str) -> None:
         expect(data["class"], str, "class must be 'module.path:ClassName'", file, "/class")
     if "projects" in data:
         check_projects(data["projects"], file, "/projects")
+    if "state" in data:
+        check_state_config(data["state"], file, "/state")
+
+
+def check_state_config(config: Any, file: str, pointer: str) -> None:
+    """``state``: ``recipients`` (age or ssh public keys, parsed now), ``url``, the
+    remote's ``ssh``, ``s3`` and ``storage_options``, ``lock_timeout`` seconds."""
+    expect(config, dict, "state must be an object", file, pointer)
+    for key, value in config.items():
+        p = f"{pointer}/{escape(key)}"
+        if key not in STATE_KEYS:
+            hint = suggest(key, STATE_KEYS) or f" (known: {', '.join(STATE_KEYS)})"
+            raise DefinitionError(f"unknown key {key!r} in state{hint}", file=file, pointer=p)
+        if key == "recipients":
+            _check_recipients(value, file, p)
+        elif key == "url":
+            expect(value, str, "state.url must be a string (an fsspec URL)", file, p)
+        elif key == "lock_timeout":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise DefinitionError("state.lock_timeout must be a number of seconds",
+                                      file=file, pointer=p)
+        else:
+            expect(value, dict, f"state.{key} must be an object", file, p)
+
+
+def _check_recipients(value: Any, file: str, pointer: str) -> None:
+    """A list of public keys that age can encrypt to; a bad one names its index."""
+    from ..errors import StateError
+    from ..state.crypt import parse_recipients
+
+    str_list(value, "state.recipients", file, pointer)
+    try:
+        parse_recipients(value)
+    except StateError as exc:
+        where = pointer + (exc.pointer or "").removeprefix("/recipients")
+        raise DefinitionError(exc.message, file=file, pointer=where) from None
 
 
 def check_projects(projects: Any, file: str, pointer: str) -> None:

@@ -2,7 +2,8 @@
 
 It uses the same check as the doit tasks (:meth:`facsimile.build.Build.check`),
 so ``doit list --all --status`` and the plan always agree. State that does not
-exist yet is made in memory only, and listed as "would generate".
+exist yet is made in memory only, and listed as "will be generated"; state no
+identity can decrypt is an error (exit 1), never a reason to generate.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Plan:
     stale: list[Stale] = field(default_factory=list)
     up_to_date: int = 0
     generate: dict[str, list[str]] = field(default_factory=dict)  # family -> paths
+    new_state: set[str] = field(default_factory=set)  # families with no state yet
 
     @property
     def changes(self) -> bool:
@@ -48,6 +50,8 @@ def make_plan(build: Build, instances: Iterable[str] | None = None) -> Plan:
         state = build.state(inst, write=False)
         if state.generated and inst.family not in plan.generate:
             plan.generate[inst.family] = [w.path for w in state.generated]
+            if not state.exists:
+                plan.new_state.add(inst.family)
         outputs = list(build.outputs(inst).values())
         fresh = True
         for o in outputs:
@@ -95,11 +99,12 @@ def print_plan(
             ],
             "up_to_date": plan.up_to_date,
             "would_generate": plan.generate,
+            "new_state": sorted(plan.new_state),
         }
         out(json.dumps(doc, indent=2))
         return 2 if plan.changes else 0
     for family, paths in sorted(plan.generate.items()):
-        out(f"state {family}: would generate {', '.join(paths)}")
+        out(generate_line(family, paths, family in plan.new_state))
     for s in plan.stale:
         out(f"{s.path}: {'; '.join(s.reasons)}")
         if diff:
@@ -113,3 +118,14 @@ def print_plan(
         if plan.changes else f"plan: nothing to do, {plan.up_to_date} up to date"
     )
     return 2 if plan.changes else 0
+
+
+def generate_line(family: str, paths: list[str], new: bool) -> str:
+    """``state of family dev does not exist yet: 3 values will be generated (...)``."""
+    n = len(paths)
+    values = f"{n} {'value' if n == 1 else 'values'}"
+    if new:
+        return (f"state of family {family} does not exist yet: {values} will be generated "
+                f"({', '.join(paths)})")
+    return (f"state of family {family}: {n} new {'value' if n == 1 else 'values'} will be "
+            f"generated ({', '.join(paths)})")

@@ -32,7 +32,9 @@ def model_digests(defs: D.Definitions, instances: dict[str, D.Instance]) -> dict
         return hashlib.blake2b(data, digest_size=8).hexdigest()
 
     out = {name: dig([i.data, i.modules, i.targets]) for name, i in instances.items()}
-    out[""] = dig([defs.project.data, defs.modules])
+    # "state" says where state lives and whom it is sealed to: no output depends on it
+    project = {k: v for k, v in defs.project.data.items() if k != "state"}
+    out[""] = dig([project, defs.modules])
     return out
 
 

@@ -74,7 +74,8 @@ class Project:
     @property
     def data(self) -> dict[str, Any]:
         """The project document as templates see it (``project``)."""
-        raw = {k: v for k, v in self.defs.project.data.items() if k not in ("inherit", "modules")}
+        raw = {k: v for k, v in self.defs.project.data.items()
+               if k not in ("inherit", "modules", "state")}
         raw["name"] = self.name
         return raw
 
@@ -151,8 +152,17 @@ class Project:
                 seen.setdefault((w.section, w.name), w)
         return list(seen.values())
 
+    @property
+    def store(self) -> S.StateStore:
+        """Where the root's state lives (``"state"`` of facsimile.json), made once."""
+        found = self.__dict__.get("_store")
+        if found is None:
+            found = self.__dict__["_store"] = S.open_store(
+                self.root.state, self.root.base, self.defs.project.data.get("state"))
+        return found
+
     def state(self, inst: D.Instance, *, write: bool) -> S.State:
-        """The family's state. ``write=False`` never touches the disk."""
+        """The family's state. ``write=False`` never writes."""
         key = (inst.family, write)
         read = self._states.get((inst.family, False))
         if write and key not in self._states and read is not None and not read.generated:
@@ -160,7 +170,7 @@ class Project:
             self._states[key] = read
         if key not in self._states:
             self._states[key] = S.load(
-                self.root.state,
+                self.store,
                 inst.family,
                 self.family_wants(inst.family),
                 write=write,

@@ -11,6 +11,7 @@ nothing of the definitions but their checking helpers.
 from __future__ import annotations
 
 from .digest import data_digest, digest_key, wants_digest
+from .files import StateStore, open_store
 from .kinds import GENERATORS, SECRET_KINDS, Generator, Want, wants_for
 from .store import (
     State,
@@ -28,12 +29,14 @@ __all__ = [
     "SECRET_KINDS",
     "Generator",
     "State",
+    "StateStore",
     "Want",
     "data_digest",
     "digest_key",
     "ensure_lineage",
     "lineage_of",
     "load",
+    "open_store",
     "read_state",
     "rotate",
     "serial_of",

@@ -205,7 +205,8 @@ def seal(plain: Mapping[str, Any], recipients: Sequence[str], *,
     ``previous`` is the sealed document being replaced and ``previous_plain`` what it
     opened to: an entry whose kind and sealed fields are unchanged keeps its ciphertext
     and rev (byte-identical lines) unless the recipients changed (then it is encrypted
-    anew, rev kept); a changed entry gets a fresh ciphertext and rev + 1. The lineage
+    anew, rev kept); a changed entry gets a fresh ciphertext and the rev ``plain``
+    gives it (the plain document is the one source of revs), else the old rev + 1. The lineage
     is ``lineage``, else the previous one, else a new one.
     """
     if (previous is None) != (previous_plain is None):
@@ -243,8 +244,8 @@ def _seal_entry(entry: Any, was: Any, was_plain: Any, keys: Sequence[Recipient],
         if not rekey and isinstance(was.get("age"), str):
             return {"age": was["age"], "kind": kind, "rev": _rev(was)}
         rev = _rev(was)  # same value, other recipients
-    else:
-        rev = max(_rev(was), _rev(entry, 0)) + 1
+    else:  # changed: the plain document's rev when it says one (state.fill sets it)
+        rev = _rev(entry, 0) if _rev(entry, 0) > _rev(was) else _rev(was) + 1
     return {"age": encrypt_value(text, keys), "kind": kind, "rev": rev}
 
 

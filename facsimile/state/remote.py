@@ -18,7 +18,6 @@ every write makes a new token even when writes come faster than the clock.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
 import json
@@ -40,7 +39,7 @@ MAX_POLL = 0.5  # seconds between two attempts at a held lock, at most
 
 
 class _Local:
-    """``file://``: plain system calls below an absolute path."""
+    """``file://``: plain system calls below an absolute path (no fsspec needed)."""
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
@@ -52,14 +51,14 @@ class _Local:
         return sync(self.fs.loop, make, *args)
 
     def files(self, folder: str) -> list[str]:
-        try:
-            return [str(p) for p in self.fs.ls(folder, detail=False)]
-        except FileNotFoundError:
+        try:  # plain system calls: a no-op need not import fsspec for a folder
+            return sorted(os.path.join(folder, n) for n in os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
             return []
 
     def remove(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(path)
+            os.unlink(path)
 
     def close(self) -> None:  # nothing to close on a folder
         pass
@@ -109,10 +108,26 @@ class _Local:
         return True
 
 
-class _SFTP(_Local):
+class _FS(_Local):
+    """A backend reached through an fsspec filesystem: its listing and removal."""
+
+    def files(self, folder: str) -> list[str]:
+        try:
+            return [str(p) for p in self.fs.ls(folder, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+
+
+class _SFTP(_FS):
     """``sftp://``: sshfs for the listing, its asyncssh channels for the rest."""
 
     def versions(self, base: str) -> dict[str, str]:
+        import asyncio  # here: a file:// no-op need not pay for importing it
+
         async def go() -> dict[str, str]:
             try:
                 names = [i["name"] for i in await self.fs._ls(base)  # the one listing
@@ -182,7 +197,7 @@ class _SFTP(_Local):
             self.fs.client.close()
 
 
-class _S3(_Local):
+class _S3(_FS):
     """``s3://``: one LIST for the versions, one GET or PUT per object."""
 
     def versions(self, base: str) -> dict[str, str]:
@@ -230,11 +245,9 @@ def _open(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     if "?" in url or "#" in url or ".." in path.split("/"):
         raise StateError(f"state URL {url!r} has a '?', '#' or '..'")
     if scheme == "file":
-        from fsspec.implementations.local import LocalFileSystem
-
         if parts.netloc not in ("", "localhost") or not path.startswith("/"):
             raise StateError(f"state URL {url!r}: write file:///absolute/path")
-        return _Local(LocalFileSystem(**extra)), path.rstrip("/") or "/"
+        return _Local(None), path.rstrip("/") or "/"
     if scheme in ("sftp", "ssh"):
         from sshfs import SSHFileSystem
 

@@ -18,7 +18,6 @@ import errno
 import fcntl
 import json
 import os
-import uuid
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 
 from ..define.shapes import escape, typename
 from ..errors import StateError
+from .files import Local, StateStore
 from .kinds import GENERATORS, KIND_RE, Generator, Want
 
 FORMAT = 1
@@ -43,6 +43,7 @@ class State:
     path: Path
     data: dict[str, Any]
     generated: list[Want] = field(default_factory=list)  # made in memory, not yet saved
+    exists: bool = True  # whether the family had a state file when it was read
 
     def value(self, section: str, name: str) -> Any:
         return self.data.get(section, {}).get(name, {}).get("value")
@@ -93,8 +94,20 @@ def read_state(path: Path, shown: str | None = None) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise StateError(f"cannot read state: {reason}", file=shown) from exc
+    data = parse_json(text, shown)
+    check_state(data, shown)
+    data.setdefault("modules", {})
+    data.setdefault("generate", {})
+    data.setdefault("next_id", 1)
+    return data
+
+
+def parse_json(text: str | bytes, shown: str) -> Any:
+    """A state file's JSON; a file that does not parse is an error, never replaced."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise StateError("cannot read state: not UTF-8 text", file=shown) from exc
     except json.JSONDecodeError as exc:
         raise StateError(
             f"state is not valid JSON ({exc.msg}); it was left as it is: "
@@ -103,11 +116,6 @@ def read_state(path: Path, shown: str | None = None) -> dict[str, Any]:
             line=exc.lineno,
             column=exc.colno,
         ) from exc
-    check_state(data, shown)
-    data.setdefault("modules", {})
-    data.setdefault("generate", {})
-    data.setdefault("next_id", 1)
-    return data
 
 
 def lineage_of(data: Mapping[str, Any]) -> str | None:
@@ -172,14 +180,28 @@ def _check_entry(entry: Any, shown: str, where: str) -> None:
 
 
 def write_state(path: Path, data: Mapping[str, Any]) -> None:
-    """Atomically replace ``path`` (temp file in the same folder, fsync, rename), mode 0600."""
+    """Atomically replace ``path`` with the plain document ``data``, mode 0600."""
+    _replace(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_bytes(path: Path, data: bytes, shown: str) -> None:
+    """Atomically replace a state file; errors name it."""
+    try:
+        _replace(path, data)
+    except OSError as exc:
+        if exc.errno in (errno.EISDIR, errno.ENOTDIR):
+            raise StateError("state path is not a file", file=shown) from exc
+        raise StateError(f"cannot write state: {exc.strerror}", file=shown) from exc
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename; mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o600)
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -205,17 +227,6 @@ def locked(path: Path, shown: str | None = None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def _write(path: Path, data: dict[str, Any], shown: str) -> None:
-    """Write a family's state; its first write gives it a lineage."""
-    data.setdefault("lineage", uuid.uuid4().hex)
-    try:
-        write_state(path, data)
-    except OSError as exc:
-        if exc.errno in (errno.EISDIR, errno.ENOTDIR):
-            raise StateError("state path is not a file", file=shown) from exc
-        raise StateError(f"cannot write state: {exc.strerror}", file=shown) from exc
 
 
 # ------------------------------------------------------------------ filling
@@ -272,17 +283,15 @@ def _missing(data: Mapping[str, Any], wants: list[Want]) -> bool:
     return False
 
 
-def _shown(path: Path, root: Path | None) -> str:
-    if root is None:
-        return str(path)
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
+def as_store(where: Path | StateStore, shown_root: Path | None = None) -> StateStore:
+    """A store for ``where``: a :class:`StateStore`, or a plain local state folder."""
+    if isinstance(where, StateStore):
+        return where
+    return StateStore(Local(Path(where), shown_root), key_dir=Path(where))
 
 
 def load(
-    state_dir: Path,
+    where: Path | StateStore,
     family: str,
     wants: list[Want],
     *,
@@ -292,43 +301,40 @@ def load(
 ) -> State:
     """The family's state with every wanted value present.
 
-    With ``write=False`` nothing touches the disk: missing values are made in
-    memory and listed in ``State.generated`` (a plan says what would be made).
+    With ``write=False`` nothing is written: missing values are made in memory
+    and listed in ``State.generated`` (a plan says what would be made). State
+    that cannot be read (or decrypted) is an error before anything is made.
     """
-    path = state_path(state_dir, family)
-    shown = _shown(path, shown_root)
+    store = as_store(where, shown_root)
+    path = _path(store, family)
+    data, exists = store.read(family)  # fast path: nothing to add, no lock
     if not write:
-        data = read_state(path, shown)
         made = fill(data, wants, generators)
-        return State(family, path, data, made)
-    data = read_state(path, shown)  # fast path: nothing to add, no lock
+        return State(family, path, data, made, exists=exists)
     if not _missing(data, wants):
-        return State(family, path, data)
-    with locked(path, shown):
-        data = read_state(path, shown)
-        made = fill(data, wants, generators)
-        if made:
-            _write(path, data, shown)
-    return State(family, path, data)
+        return State(family, path, data, exists=exists)
+    data = store.update(family, lambda d: bool(fill(d, wants, generators)))
+    return State(family, path, data, exists=True)
 
 
-def ensure_lineage(state_dir: Path, family: str, *,
+def _path(store: StateStore, family: str) -> Path:
+    backend = store.backend
+    return backend.path(family) if isinstance(backend, Local) else Path(backend.shown(family))
+
+
+def ensure_lineage(where: Path | StateStore, family: str, *,
                    shown_root: Path | None = None) -> tuple[str, int]:
     """The family's lineage and serial, giving an existing state file written before
     lineages existed its lineage now (under the lock)."""
-    path = state_path(state_dir, family)
-    shown = _shown(path, shown_root)
-    data = read_state(path, shown)
-    if lineage_of(data) is None:
-        with locked(path, shown):
-            data = read_state(path, shown)
-            if lineage_of(data) is None:
-                _write(path, data, shown)
+    store = as_store(where, shown_root)
+    data, exists = store.read(family)
+    if exists and lineage_of(data) is None:
+        data = store.update(family, lambda d: lineage_of(d) is None)
     return lineage_of(data) or "", serial_of(data)
 
 
 def rotate(
-    state_dir: Path,
+    where: Path | StateStore,
     family: str,
     wants: list[Want],
     names: set[str],
@@ -337,10 +343,12 @@ def rotate(
     generators: Mapping[str, Generator] = GENERATORS,
 ) -> list[Want]:
     """Give new values to ``names`` (``module.app.password``, ``state.x``)."""
-    path = state_path(state_dir, family)
-    shown = _shown(path, shown_root)
-    with locked(path, shown):
-        data = read_state(path, shown)
-        made = fill(data, wants, generators, rotate=names)
-        _write(path, data, shown)
+    store = as_store(where, shown_root)
+    made: list[Want] = []
+
+    def change(data: dict[str, Any]) -> bool:
+        made[:] = fill(data, wants, generators, rotate=names)
+        return True
+
+    store.update(family, change)
     return made
