@@ -194,6 +194,10 @@ def _add_sync(sp: argparse.ArgumentParser) -> None:
                     "nothing changed")
     sp.add_argument("--no-build", action="store_true", help="push BUILD/ as it is, "
                     "without building first")
+    sp.add_argument("--adopt-state", action="store_true", help="push even to hosts last "
+                    "synced from another state lineage (state made again, another clone) "
+                    "or a newer serial (rotated since), which are refused otherwise; "
+                    "their manifests then record this state")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _note_stale(project, inst.name)
     return run_sync(project, inst.name, dry_run=args.dry_run, check=args.check,
                     repair=args.repair, target=args.target, host=args.host,
-                    always=args.always, out=out)
+                    always=args.always, adopt_state=args.adopt_state, out=out)
 
 
 def _note_stale(project: Project, name: str) -> None:

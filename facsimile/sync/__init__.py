@@ -6,7 +6,10 @@ Each destination is an fsspec filesystem (``file://``, ``sftp://`` through the
 records what facsimile wrote (``manifest``). A sync plans before it acts: it
 scans the build (``scan``), compares its digests with the manifest and lists
 the puts and the deletes (``planner``), then, unless a dry run, carries the
-plan out crash-safely with the manifest last (``apply``). ``jobs`` decides
+plan out crash-safely with the manifest last (``apply``), under the
+destination's lock (``lock``), unless ``guard`` refuses the host (another
+instance owns it, or the state has another lineage or an older serial than the
+manifest records). ``jobs`` decides
 which host gets which files and runs the hosts in parallel (``host`` syncs
 one); ``run`` is the entry point for a loaded project. This package imports
 neither the command line nor the build's tasks.

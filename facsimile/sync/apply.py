@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import posixpath
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .destinations.base import Destination
 from .manifest import MANIFEST, PENDING, document, record
 from .planner import HostPlan
 
 
-def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None]) -> int:
-    """Carry the plan out; the manifest last. Returns bytes sent.
+def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
+               meta: Mapping[str, Any] | None = None) -> int:
+    """Carry the plan out; the manifest last, recording ``meta`` (owner and state;
+    the old manifest's when None). Returns bytes sent.
 
     Before the first put, ``.facsimile/pending.json`` records the old manifest,
     any earlier pending record and every planned put: should this sync be killed
@@ -43,8 +46,9 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None]) ->
         dest.delete_many(plan.deletes)
     # every selected file is now in place: that is what facsimile owns here
     manifest = {rel: record(f) for rel, f in plan.files.items()}
-    if plan.changes or manifest != plan.manifest:
-        dest.write_bytes(MANIFEST, document(manifest))
+    meta = {k: v for k, v in (plan.meta if meta is None else meta).items() if v is not None}
+    if plan.changes or manifest != plan.manifest or meta != plan.meta:
+        dest.write_bytes(MANIFEST, document(manifest, meta))
     if plan.puts or plan.pending:
         dest.remove(PENDING)
     return progress.sent

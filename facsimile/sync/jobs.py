@@ -18,6 +18,7 @@ from ..define.names import host_problem
 from ..errors import SyncError
 from ..globs import check_pattern, glob_regex, matches
 from .destinations import open_destination
+from .guard import StateStamp
 from .host import HostResult, Job, Mode, sync_host
 from .scan import LocalFile, scan_build
 from .urls import DEFAULT_URL, fill
@@ -96,9 +97,13 @@ def sync_instance(
     target: str | None = None,
     host: str | None = None,
     always: bool = False,
+    stamp: StateStamp | None = None,
+    adopt_state: bool = False,
     out: Callable[[str], None] = print,
 ) -> int:
-    """Push ``build_dir`` to every host. Exit code: 0 ok, 1 a host failed, 2 drift (check)."""
+    """Push ``build_dir`` to every host. Exit code: 0 ok, 1 a host failed (or was
+    refused: see ``guard``; ``stamp`` is the build's state, None skips those
+    checks), 2 drift (check)."""
     if not build_dir.is_dir():
         raise SyncError(f"nothing to sync: {build_dir} does not exist (build it first)")
     files = scan_build(build_dir)
@@ -108,7 +113,8 @@ def sync_instance(
         out(f"sync {instance}: no hosts to sync (no targets with hosts"
             + (" matching the filter)" if target or host else ")"))
         return 0
-    mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out)
+    mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out,
+                stamp=stamp, adopt_state=adopt_state)
     verb = "check" if check else ("dry run" if dry_run else "sync")
     out(f"{verb} {instance}: {len(files)} files to {len(jobs)} host(s)")
     one = _host_runner(deploy, {"project": project, "instance": instance, "root": str(root)},

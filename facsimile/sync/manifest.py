@@ -7,13 +7,18 @@ manifest: the old manifest, any earlier pending record and every planned put,
 so that after a kill the next sync still knows each file that may have been
 put. Both have the same shape, ``{"format": 1, "written_by": "facsimile",
 "files": {rel: {"digest": sha256, "mode": int}}}``, files sorted, one space
-indent, a final newline.
+indent, a final newline. The manifest also says who wrote it (``META``): the
+``instance`` that owns the destination, and the ``family``, ``lineage`` and
+``serial`` of the state its files were built from; a manifest written by an
+older facsimile lacks them. ``lock`` is held by the sync applying a plan there
+(see ``lock``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SyncError
@@ -22,33 +27,52 @@ from .scan import LocalFile
 
 MANIFEST = ".facsimile/manifest.json"
 PENDING = ".facsimile/pending.json"  # what a sync under way may have put: see apply_host
+LOCK = ".facsimile/lock"  # held while a sync applies its plan: see lock.hold
+
+#: what a manifest says about its writer besides the files
+META = ("instance", "family", "lineage", "serial")
 
 Records = dict[str, dict[str, Any]]
 
 
-def _read_files(dest: Destination, rel: str) -> Records:
-    data = dest.read(rel)
+@dataclass
+class Manifest:
+    """A destination's manifest: its files, its ``META`` entries (those present),
+    and its bytes as read (None when there is none)."""
+
+    files: Records = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    raw: bytes | None = None
+
+
+def _parse(dest: Destination, rel: str, data: bytes | None) -> Manifest:
     if data is None:
-        return {}
+        return Manifest()
     try:
         doc = json.loads(data)
         files = doc["files"]
         assert isinstance(files, dict)
-        return files
     except (ValueError, KeyError, AssertionError, TypeError):
         raise SyncError(f"{dest.label}: {rel} is not a facsimile manifest; "
                         "move it away to start afresh") from None
+    meta = {k: doc[k] for k in META if doc.get(k) is not None}
+    return Manifest(files, meta, data)
+
+
+def read_manifest_doc(dest: Destination) -> Manifest:
+    """The last completed sync's manifest at ``dest``: files and who wrote them."""
+    return _parse(dest, MANIFEST, dest.read(MANIFEST))
 
 
 def read_manifest(dest: Destination) -> Records:
     """The files the last completed sync wrote to ``dest`` (empty when none)."""
-    return _read_files(dest, MANIFEST)
+    return read_manifest_doc(dest).files
 
 
 def read_pending(dest: Destination) -> Records:
     """The record a sync writes before its first put and removes after its
     manifest: present only when a sync was killed (or failed) half way."""
-    return _read_files(dest, PENDING)
+    return _parse(dest, PENDING, dest.read(PENDING)).files
 
 
 def record(f: LocalFile) -> dict[str, Any]:
@@ -56,7 +80,11 @@ def record(f: LocalFile) -> dict[str, Any]:
     return {"digest": f.digest, "mode": f.mode}
 
 
-def document(files: Mapping[str, dict[str, Any]]) -> bytes:
-    """The bytes of a manifest or pending record listing ``files``."""
-    doc = {"format": 1, "written_by": "facsimile", "files": dict(sorted(files.items()))}
+def document(files: Mapping[str, dict[str, Any]],
+             meta: Mapping[str, Any] | None = None) -> bytes:
+    """The bytes of a manifest or pending record listing ``files``; a manifest
+    also has its ``META`` entries (``meta``)."""
+    doc: dict[str, Any] = {"format": 1, "written_by": "facsimile"}
+    doc.update({k: meta[k] for k in META if meta and meta.get(k) is not None})
+    doc["files"] = dict(sorted(files.items()))
     return (json.dumps(doc, indent=1) + "\n").encode()

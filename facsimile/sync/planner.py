@@ -14,7 +14,7 @@ from typing import Any
 
 from ..globs import matches
 from .destinations.base import Destination
-from .manifest import Records, read_manifest, read_pending
+from .manifest import Manifest, Records, read_manifest_doc, read_pending
 from .scan import LocalFile
 
 
@@ -40,6 +40,9 @@ class HostPlan:
     files: dict[str, LocalFile] = field(default_factory=dict)
     #: what a killed sync may have put (its pending record): facsimile's own too
     pending: Records = field(default_factory=dict)
+    #: the manifest's owner, family, lineage and serial, and its bytes as read
+    meta: dict[str, Any] = field(default_factory=dict)
+    raw: bytes | None = None
 
     @property
     def changes(self) -> bool:
@@ -57,16 +60,20 @@ def plan_host(
     url: str,
     actual: Mapping[str, str | None] | None = None,
     actual_modes: Mapping[str, int | None] | None = None,
+    doc: Manifest | None = None,
 ) -> HostPlan:
     """Puts and deletes for one destination; nothing is changed here.
 
     ``owned``: folders whose files the build lacks are deleted (unless
     ``exclude`` matches them). ``actual``, ``actual_modes``: digests and modes
     read from the destination (check and repair) instead of the manifest's.
+    ``doc``: the destination's manifest, when already read.
     """
-    manifest = read_manifest(dest)
+    doc = read_manifest_doc(dest) if doc is None else doc
+    manifest = doc.files
     pending = read_pending(dest)
-    plan = HostPlan(target, host, url, manifest=manifest, files=dict(files), pending=pending)
+    plan = HostPlan(target, host, url, manifest=manifest, files=dict(files), pending=pending,
+                    meta=doc.meta, raw=doc.raw)
     for rel, f in sorted(files.items()):
         seen = manifest.get(rel)
         if actual is not None:

@@ -1,7 +1,8 @@
 """The sync stage's entry point for a loaded project: ``run_sync`` checks the
 ``--target`` and ``--host`` filters and every host name against the instance
 (``check_sync_args``), completes its deploy settings (``deploy_settings``),
-and pushes ``BUILD/<instance>`` with ``sync_instance``. The ``facs sync``
+reads the lineage and serial of the family's state (``state_stamp``), and
+pushes ``BUILD/<instance>`` with ``sync_instance``. The ``facs sync``
 command and the build's ``sync:<instance>`` task both call it.
 """
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..define.names import host_problem
 from ..errors import DefinitionError
+from .guard import StateStamp
 from .jobs import sync_instance
 
 if TYPE_CHECKING:
@@ -33,11 +35,15 @@ def run_sync(
     target: str | None = None,
     host: str | None = None,
     always: bool = False,
+    adopt_state: bool = False,
     out: Callable[[str], None] = _print,
 ) -> int:
-    """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`); the exit code."""
+    """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`); the exit
+    code. A host whose manifest names another owner, another state lineage or a
+    newer serial is refused (``adopt_state``: push this state anyway)."""
     inst = project.instance(instance)
     check_sync_args(project, inst, target, host)
+    stamp = state_stamp(project, inst, write=not (dry_run or check))
     return sync_instance(
         instance=inst.name,
         project=project.name,
@@ -51,8 +57,28 @@ def run_sync(
         target=target,
         host=host,
         always=always,
+        stamp=stamp,
+        adopt_state=adopt_state,
         out=out,
     )
+
+
+def state_stamp(project: Project, inst: Instance, *, write: bool) -> StateStamp:
+    """The lineage and serial of the state the instance's build was made from.
+
+    ``write``: a state file written before lineages existed is given its lineage
+    now (``ensure_lineage``, under the state's lock), so that the destination
+    records one; a dry run or check only reads it (``Project.state``), and a
+    state without a lineage yet counts as none.
+    """
+    from ..state import ensure_lineage
+
+    if write:
+        lineage, serial = ensure_lineage(project.store, inst.family,
+                                         shown_root=project.root.base)
+        return StateStamp(inst.name, inst.family, lineage or None, serial)
+    state = project.state(inst, write=False)
+    return StateStamp(inst.name, inst.family, state.lineage, state.serial)
 
 
 def check_sync_args(project: Project, inst: Instance, target: str | None,

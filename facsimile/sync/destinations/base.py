@@ -150,6 +150,18 @@ class Destination:
         self.fs.pipe_file(tmp, data)
         self.fs.mv(tmp, final)
 
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """Create ``rel`` with ``data`` unless it exists (then False), in one atomic
+        step where the backend can (each backend overrides this)."""
+        final = self.path(rel)
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        try:
+            with self.fs.open(final, "xb") as fh:
+                fh.write(data)
+        except FileExistsError:
+            return False
+        return True
+
     def remove(self, rel: str) -> None:
         """Remove ``rel`` if it is there."""
         with contextlib.suppress(FileNotFoundError, OSError):

@@ -54,6 +54,20 @@ class LocalDestination(Destination):
     def write_bytes(self, rel: str, data: bytes) -> None:
         self._write(rel, 0o600, lambda fd: write_all(fd, data))
 
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """``O_EXCL``: exactly one of two racing syncs creates it."""
+        final = self.path(rel)
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        try:
+            fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+        return True
+
     def prune_dirs(self, rels: list[str]) -> None:
         for rel in rels:
             parent = posixpath.dirname(self.path(rel))

@@ -36,6 +36,14 @@ class S3Destination(Destination):
     def write_bytes(self, rel: str, data: bytes) -> None:
         self.fs.pipe_file(self.path(rel), data)
 
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """A conditional put (``If-None-Match: *``): S3 refuses it if the key exists."""
+        try:
+            self.fs.pipe_file(self.path(rel), data, mode="create")
+        except FileExistsError:
+            return False
+        return True
+
     def tmp_files(self, folders: Iterable[str]) -> list[str]:
         return []  # objects are put whole, never through a temporary name
 

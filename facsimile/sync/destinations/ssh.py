@@ -124,6 +124,30 @@ class SSHDestination(Destination):
 
         self._sync(go)
 
+    def create_exclusive(self, rel: str, data: bytes) -> bool:
+        """SFTP open with ``FXF_EXCL`` (mode ``xb``), 0600: the server refuses it if
+        the file exists."""
+        from asyncssh import SFTPAttrs, SFTPError
+
+        final = self.path(rel)
+
+        async def go() -> bool:
+            await self.fs._makedirs(posixpath.dirname(final), exist_ok=True)
+            async with self.fs._pool.get() as channel:
+                try:
+                    fh = await channel.open(final, "xb", SFTPAttrs(permissions=0o600))
+                except SFTPError:
+                    if await channel.exists(final):
+                        return False
+                    raise
+                try:
+                    await fh.write(data)
+                finally:
+                    await fh.close()
+            return True
+
+        return bool(self._sync(go))
+
     def find(self, rel_folder: str) -> list[str]:
         top = self.path(rel_folder)
         _, out = self._run_raw(f"find {shlex.quote(top)} -type f 2>/dev/null")
