@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ..errors import SyncError
+from .errors import SyncError
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
