@@ -157,6 +157,7 @@ def repo(tmp_path: Path) -> Path:
     return r
 
 
+@pytest.mark.slow
 def test_source_checkout_templates_and_version_file(seed: Path, repo: Path) -> None:
     write_tree(seed, {
         "define/facsimile.json": {"name": "shop", "version": "3.1"},
@@ -175,6 +176,7 @@ def test_source_checkout_templates_and_version_file(seed: Path, repo: Path) -> N
     assert (seed / "BUILD/dev/etc/app-src.conf").read_text() == "v2 dev\n"
 
 
+@pytest.mark.slow
 def test_missing_and_moved_tags_are_clear_errors(seed: Path, repo: Path) -> None:
     write_tree(seed, {"define/modules.json": {"app": {"repo": str(repo), "version": "v7"}}})
     proc = doit(seed)
@@ -282,6 +284,7 @@ def test_two_fan_out_placeholders_in_one_path_are_an_error(seed: Path) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_every_version_in_use_is_verified(seed: Path, repo: Path) -> None:
     write_tree(seed, {
         "define/modules.json": {"app": {"repo": str(repo), "version": "v2"}},
@@ -297,6 +300,7 @@ def test_every_version_in_use_is_verified(seed: Path, repo: Path) -> None:
     assert "tag 'v1'" in proc.stdout and "moved" in proc.stdout
 
 
+@pytest.mark.slow
 def test_checkout_uses_the_users_git_settings(seed: Path, repo: Path, tmp_path: Path) -> None:
     import os
     import subprocess

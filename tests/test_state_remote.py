@@ -21,6 +21,10 @@ from servers import s3server, sshd  # noqa: F401  (fixtures)
 from facsimile.errors import StateError
 from facsimile.state.remote import RemoteStore
 
+#: server-backed kinds start sshd or moto: the slow subset (pytest -m slow)
+SFTP = pytest.param("sftp", marks=pytest.mark.slow)
+S3 = pytest.param("s3", marks=pytest.mark.slow)
+
 WORKER = """
 import json, sys, time
 from facsimile.state.remote import RemoteStore
@@ -75,7 +79,7 @@ class Where:
             text=True)
 
 
-@pytest.fixture(params=["file", "sftp", "s3"])
+@pytest.fixture(params=["file", SFTP, S3])
 def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
     return Where(request.param, tmp_path, request)
 

@@ -18,6 +18,11 @@ import pytest
 from conftest import DODO, doit, facs, write_tree
 from servers import s3server, sshd  # noqa: F401  (fixtures)
 
+#: server-backed kinds start sshd or moto: the slow subset (pytest -m slow)
+SFTP = pytest.param("sftp", marks=pytest.mark.slow)
+S3 = pytest.param("s3", marks=pytest.mark.slow)
+SFTP_TAR = pytest.param("sftp-tar", marks=pytest.mark.slow)
+
 HOSTS = ["h1", "h2"]
 
 
@@ -103,7 +108,7 @@ class Dest:
                 for p in top.rglob("*") if p.is_file()}
 
 
-@pytest.fixture(params=["file", "sftp", "s3"])
+@pytest.fixture(params=["file", SFTP, S3])
 def dest(request: pytest.FixtureRequest, tmp_path: Path) -> Dest:
     return Dest(request.param, tmp_path, request)
 
@@ -213,7 +218,7 @@ def test_check_reports_drift_without_fixing(dest: Dest, tmp_path: Path) -> None:
     sync(root, "--check")
 
 
-@pytest.fixture(params=["file", "sftp"])
+@pytest.fixture(params=["file", SFTP])
 def moded(request: pytest.FixtureRequest, tmp_path: Path) -> Dest:
     """Destinations that have file modes (S3 objects have none)."""
     return Dest(request.param, tmp_path, request)
@@ -274,6 +279,7 @@ def test_one_failing_host_does_not_stop_the_others(moded: Dest, tmp_path: Path) 
     assert "1 host(s) ok, 1 failed" in out
 
 
+@pytest.mark.slow
 def test_postcmd_runs_over_ssh_when_something_changed(tmp_path: Path, sshd) -> None:  # noqa: F811
     marker = tmp_path / "ran"
     deploy = sshd.deploy(str(tmp_path / "sftp"),
@@ -295,6 +301,7 @@ def test_postcmd_runs_over_ssh_when_something_changed(tmp_path: Path, sshd) -> N
     assert "web/h1: FAILED: postcmd 'echo failing; exit 3' exited 3" in out
 
 
+@pytest.mark.slow
 def test_unknown_host_key_is_refused(tmp_path: Path, sshd) -> None:  # noqa: F811
     other = tmp_path / "known_hosts"
     other.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 "
@@ -317,7 +324,7 @@ sys.exit(sync_instance(instance="dev", project="shop", root=Path(sys.argv[1]),
 """
 
 
-@pytest.mark.parametrize("kind", ["file", "sftp", "sftp-tar"])
+@pytest.mark.parametrize("kind", ["file", SFTP, SFTP_TAR])
 def test_sync_killed_half_way_then_completed(tmp_path: Path, kind: str,
                                             request: pytest.FixtureRequest) -> None:
     """kill -9 during a sync: every file is old or new; the next sync completes it.
@@ -472,7 +479,7 @@ def test_repair_fixes_a_mode_changed_on_the_host(moded: Dest, tmp_path: Path) ->
 # ------------------------------------------------------------------------ modes
 
 
-@pytest.mark.parametrize("kind", ["file", "sftp", "sftp-tar"])
+@pytest.mark.parametrize("kind", ["file", SFTP, SFTP_TAR])
 def test_0600_kept_on_every_path_and_after_a_mode_only_change(
         tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     """``sftp`` puts file by file, ``sftp-tar`` sends 50+ files as one tar stream."""
@@ -561,7 +568,7 @@ def test_a_secret_is_never_readable_by_others_while_written(
 # ------------------------------------------------------------ a killed sync
 
 
-@pytest.mark.parametrize("kind", ["file", "sftp", "s3"])
+@pytest.mark.parametrize("kind", ["file", SFTP, S3])
 def test_files_of_a_killed_sync_are_not_left_behind(
         tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     """Killed after putting new files but before its manifest: the next sync, whose
@@ -606,6 +613,7 @@ def test_files_of_a_killed_sync_are_not_left_behind(
 # ---------------------------------------------------------------- ssh options
 
 
+@pytest.mark.slow
 def test_tilde_in_known_hosts_and_key(tmp_path: Path, sshd, monkeypatch) -> None:  # noqa: F811
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
@@ -621,6 +629,7 @@ def test_tilde_in_known_hosts_and_key(tmp_path: Path, sshd, monkeypatch) -> None
     assert (tmp_path / "sftp/h1/etc/app.ini").read_text() == "port = 8080\n"
 
 
+@pytest.mark.slow
 def test_missing_known_hosts_is_a_clear_error(tmp_path: Path, sshd, monkeypatch) -> None:  # noqa: F811
     home = tmp_path / "home"
     home.mkdir()
@@ -726,6 +735,7 @@ def test_no_generated_secret_in_any_output(dest: Dest, tmp_path: Path) -> None:
             assert secret not in out
 
 
+@pytest.mark.slow
 def test_s3_credentials_from_the_environment(tmp_path: Path, s3server) -> None:  # noqa: F811
     prefix = f"t{uuid.uuid4().hex[:8]}"
     deploy = {"url": f"s3://{s3server.bucket}/{prefix}/{{host}}",
@@ -761,6 +771,7 @@ def test_s3_credentials_from_the_environment(tmp_path: Path, s3server) -> None: 
 
 
 @pytest.mark.parametrize(("jobs", "overlap"), [(1, False), (3, True)])
+@pytest.mark.slow
 def test_jobs_bounds_the_hosts_synced_at_once(tmp_path: Path, sshd, jobs: int,  # noqa: F811
                                               overlap: bool) -> None:
     log = tmp_path / "spans"

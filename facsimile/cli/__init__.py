@@ -1,9 +1,10 @@
 """``facs``: inspect definitions and state, build, plan and sync.
 
 Argument parsing and printing only: ``main`` and the parser live here, one
-module per command group (``show``, ``state``, ``build``, ``sync``) holds the
-commands, and they call the stages for anything to decide or compute. Errors
-are one line on stderr (``--debug`` shows the traceback).
+module per command group (``show``, ``state``, ``build``, ``sync``, and
+``meta`` for schema and completion) holds the commands, and they call the
+stages for anything to decide or compute. Errors are one line on stderr
+(``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from ..errors import FacsimileError
 from .build import cmd_build, cmd_init, cmd_plan
+from .meta import SHELLS, cmd_completion, cmd_schema
 from .show import cmd_list, cmd_show
 from .state import cmd_state_rotate, cmd_state_show
 from .sync import cmd_sync
@@ -98,7 +100,10 @@ def make_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func or _usage(sp))
         return sp
 
-    cmd("list", cmd_list, "list instances and subinstances with their targets, hosts and regions")
+    sp = cmd("list", cmd_list, "list instances and subinstances with their targets, hosts "
+             "and regions")
+    sp.add_argument("--json", action="store_true", help="print them as JSON "
+                    '({"format": 1, ...}, see the README)')
 
     sp = cmd("show", cmd_show, "print an instance's resolved definition (secrets masked)")
     sp.add_argument("instance", help="instance or subinstance name, e.g. prod.ch1")
@@ -119,6 +124,8 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("-v", "--verbosity", type=int, nargs="?", const=2, default=None,
                     choices=(0, 1, 2), metavar="N", help="-v: every output made, with "
                     "the reason (doit -v 2); -v N: doit verbosity N (0 quiet, 1 default)")
+    sp.add_argument("--json", action="store_true", help="print only a JSON summary on stdout "
+                    "(outputs made, failed with the reason; doit's lines go to stderr)")
 
     sp = cmd("plan", cmd_plan, "list stale outputs with the reason, changing nothing "
              "(exit 0: nothing to do, 2: something is stale, 1: error)")
@@ -131,6 +138,12 @@ def make_parser() -> argparse.ArgumentParser:
 
     sp = cmd("init", cmd_init, "create a new facsimile root with a small example")
     sp.add_argument("dir", type=Path)
+
+    cmd("schema", cmd_schema, "print a JSON Schema (draft 2020-12) of definition files, "
+        "for editors")
+    sp = cmd("completion", cmd_completion, "print the shell completion script of facs "
+             "(needs facsimile[completion])")
+    sp.add_argument("shell", choices=SHELLS)
     return p
 
 

@@ -4,14 +4,21 @@ tasks in this process (``run_doit``), print the plan, create a new root."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import sys
 from typing import Any
 
 from ..project import Project
 from .common import load_project, out
 
+#: the version of ``facs build --json``'s shape (README: "Machine-readable output")
+BUILD_FORMAT = 1
 
-def run_doit(project: Project, argv: list[str]) -> int:
-    """Run doit in this process on the project's tasks."""
+
+def run_doit(project: Project, argv: list[str], outstream: Any = None) -> int:
+    """Run doit in this process on the project's tasks; ``outstream``: where
+    doit's reporter writes (default: stdout)."""
     from doit.doit_cmd import DoitMain
 
     from ..build import Build
@@ -23,8 +30,11 @@ def run_doit(project: Project, argv: list[str]) -> int:
 
     loader = invocation_loader({"task_facsimile": task_facsimile,
                                 "DOIT_CONFIG": doit_config(project.root)})
+    extra: dict[str, dict[str, Any]] = {"GLOBAL": {}}
+    if outstream is not None:
+        extra["run"] = {"outfile": outstream}
     try:
-        return int(DoitMain(loader, extra_config={"GLOBAL": {}}).run(argv))
+        return int(DoitMain(loader, extra_config=extra).run(argv))
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else 1
 
@@ -39,7 +49,46 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.verbosity is not None:
         argv += ["-v", str(args.verbosity)]
     argv += [f"build:{n}" for n in names] or ["build"]
-    return run_doit(project, argv)
+    if not getattr(args, "json", False):
+        return run_doit(project, argv)
+    return _build_json(project, argv, names)
+
+
+def _build_json(project: Project, argv: list[str], names: list[str]) -> int:
+    """``facs build --json``: doit's lines to stderr, then one JSON summary on stdout."""
+    from ..tasks import console
+
+    outcome = console.collect()
+    with contextlib.redirect_stdout(sys.stderr):
+        code = run_doit(project, argv, outstream=sys.stderr)
+    out(json.dumps(build_document(outcome, names, code), indent=2, sort_keys=True))
+    return code
+
+
+def _output(task: str) -> str | None:
+    """``dev/etc/app.ini`` (below BUILD/) of ``build:dev/etc/app.ini``; ``None``
+    for a task that is no output."""
+    rel = task.removeprefix("build:")
+    return rel if task.startswith("build:") and "/" in rel else None
+
+
+def build_document(outcome: Any, names: list[str], code: int) -> dict[str, Any]:
+    """The ``facs build --json`` document of a run's :class:`~facsimile.tasks.console.Outcome`."""
+    counts = outcome.counts
+    return {
+        "format": BUILD_FORMAT,
+        "ok": code == 0,
+        "exit": code,
+        "instances": names or None,
+        "interrupted": outcome.interrupted,
+        "counts": {"built": counts.get("built", 0), "deleted": counts.get("deleted", 0),
+                   "failed": counts.get("failed", 0),
+                   "up_to_date": counts.get("up to date", 0)},
+        "made": [{"task": m["task"], "output": _output(m["task"]), "reasons": m["reasons"]}
+                 for m in outcome.made],
+        "failed": [{"task": f["task"], "output": _output(f["task"]), "message": f["message"]}
+                   for f in outcome.failed],
+    }
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -11,17 +11,21 @@ template file and line.
 from __future__ import annotations
 
 import contextvars
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import TemplateError
+from ..suggest import close_key
 from .layers import LayerIndex, rel_to
 from .tracking import track
 
 _search: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("facsimile_search")
 _loaded: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("facsimile_loaded")
+#: Jinja2's message for a name the context does not have
+_TOP_UNDEFINED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' is undefined")
 
 
 def make_environment(index: LayerIndex) -> Any:
@@ -72,12 +76,22 @@ def render(
     except Exception as exc:
         f, line = _template_frame(exc, base, loaded)
         text = getattr(exc, "message", None) or str(exc)
+        if isinstance(exc, jinja2.UndefinedError):
+            text += _top_level_hint(text, tracked)
         kind = "" if isinstance(exc, jinja2.UndefinedError) else f"{type(exc).__name__}: "
         raise TemplateError(f"{kind}{text}", file=f or name, line=line) from exc
     finally:
         _search.reset(t_search)
         _loaded.reset(t_loaded)
     return Rendered(text.encode("utf-8"), loaded, rec)
+
+
+def _top_level_hint(message: str, ctx: Mapping[str, Any]) -> str:
+    """``; did you mean instance?`` for Jinja2's ``'insance' is undefined`` (a
+    name not in the context at all, so no mapping of ours saw the lookup)."""
+    m = _TOP_UNDEFINED.fullmatch(message)
+    close = close_key(m.group(1), ctx) if m else None
+    return f"; did you mean {close}?" if close else ""
 
 
 def _template_frame(

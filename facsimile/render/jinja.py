@@ -10,27 +10,40 @@ on Jinja2's ``Environment._load_template``, the private hook behind
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from ..errors import TemplateError
+from ..suggest import close_key
 from .layers import LayerIndex, escapes, rel_to
 from .tracking import TRACKED_ATTRS, Tracked, tojson_dumps
 
 
 class Undefined(jinja2.StrictUndefined):
-    """An undefined value whose message names the context path."""
+    """An undefined value whose message names the context path and, when the
+    mapping it was looked up on has a close key, suggests it:
+    ``instance.app.prot is undefined; did you mean instance.app.port?``."""
 
     __slots__ = ()
 
     @property
     def _undefined_message(self) -> str:  # type: ignore[override]
         obj = self._undefined_obj
+        name = self._undefined_name
         if isinstance(obj, Tracked):
-            return f"{obj._path}.{self._undefined_name} is undefined"
-        return str(super()._undefined_message)
+            # the keys straight from the data: a failed render records nothing
+            close = close_key(name, obj._data) if isinstance(name, str) else None
+            hint = f"; did you mean {obj._path}.{close}?" if close else ""
+            return f"{obj._path}.{name} is undefined{hint}"
+        message = str(super()._undefined_message)
+        if isinstance(obj, Mapping) and isinstance(name, str):
+            close = close_key(name, obj)
+            if close:
+                message += f"; did you mean {close!r}?"
+        return message
 
 
 class Environment(jinja2.Environment):

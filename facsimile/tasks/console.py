@@ -16,11 +16,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 
 _level = NORMAL
+
+
+@dataclass
+class Outcome:
+    """What a run made and what failed, kept for ``facs build --json``: the
+    reporter fills it in when :func:`collect` asked for one."""
+
+    made: list[dict[str, Any]] = field(default_factory=list)  # {"task", "reasons"}
+    failed: list[dict[str, Any]] = field(default_factory=list)  # {"task", "message"}
+    counts: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+_outcome: Outcome | None = None
+
+
+def collect() -> Outcome:
+    """Keep the outcome of the next run (in this process) in a new :class:`Outcome`."""
+    global _outcome
+    _outcome = Outcome()
+    return _outcome
+
+
+def outcome() -> Outcome | None:
+    """The :class:`Outcome` :func:`collect` made, or ``None`` when none was asked for."""
+    return _outcome
 
 
 def level_of(verbosity: Any) -> int:

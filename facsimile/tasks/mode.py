@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .console import VERBOSE, level_of
+from .console import VERBOSE, level_of, outcome
 from .invocation import Invocation
 
 FAST_VAR = "FACSIMILE_FAST"
@@ -39,7 +39,9 @@ class RunMode:
     fold: bool = False  # every batched instance in one task, build:_stale
     runs_all: bool = True  # the run builds every instance (none named)
     named: frozenset[str] = frozenset()  # the task names the command was given
-    verbose: bool = False  # ``-v 2``: the reporter prints why each output is made
+    #: ``-v 2`` (the reporter prints why each output is made) or ``facs build --json``
+    #: (its document lists why): keep the reasons
+    verbose: bool = False
     info: bool = False  # ``doit info``: an output task's doc lists its dependencies
 
     def names(self, task: str) -> bool:
@@ -62,7 +64,8 @@ def decide(run: Invocation | None, instances: Iterable[str], selected: bool,
     ``instances``: the project's instance names; ``selected``: the tasks are made
     for chosen instances only; ``extra_tasks``: the project adds tasks of its own.
     """
-    verbose = run is not None and level_of(run.params.get("verbosity")) == VERBOSE
+    verbose = ((run is not None and level_of(run.params.get("verbosity")) == VERBOSE)
+               or outcome() is not None)
     args = _group_run_args(run, instances)
     if args is None or not fast_enabled():
         return RunMode(verbose=verbose, info=_is_info(run))

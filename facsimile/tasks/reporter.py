@@ -61,6 +61,7 @@ class Reporter(ExecutedOnlyReporter):
         self._signal: Any = None
         self._pending: list[str] = []
         self._flushed = time.monotonic()
+        self.outcome = K.outcome()
 
     # ------------------------------------------------------------ the run's outputs
 
@@ -72,6 +73,8 @@ class Reporter(ExecutedOnlyReporter):
         """An output was made and its record saved. Its line is written within
         :attr:`FLUSH_EVERY`: one write per line is slow at 10,000 outputs."""
         self.counts["built"] += 1
+        if self.outcome is not None:
+            self.outcome.made.append({"task": name, "reasons": list(reasons or [])})
         if self.lines:
             why = f"  ({'; '.join(reasons)})" if reasons and self.level == K.VERBOSE else ""
             self._pending.append(f".  {name}{why}\n")
@@ -83,7 +86,12 @@ class Reporter(ExecutedOnlyReporter):
         """An output failed; reported with the others that failed alike at the end."""
         self.counts["failed"] += 1
         self.grouped.add(name, message)
+        self._record_failure(name, message)
         self.progress.update(self._done())
+
+    def _record_failure(self, name: str, message: str) -> None:
+        if self.outcome is not None:
+            self.outcome.failed.append({"task": name, "message": message.strip()})
 
     def deleted(self, count: int) -> None:
         """``count`` orphans were deleted."""
@@ -157,12 +165,14 @@ class Reporter(ExecutedOnlyReporter):
     def add_failure(self, task: Any, fail: Any) -> None:
         if not _ours(task):
             super().add_failure(task, fail)
+            self._record_failure(task.name, fail.get_msg())
         elif "fast" not in (task.meta or {}):  # a batch reported its outputs itself
             message = getattr(fail, "message", None) or fail.get_msg()
             if task.targets:
                 self.failed(task.name, message)
             else:
                 self.grouped.add(task.name, message)
+                self._record_failure(task.name, message)
         self._finished(task)
 
     def skip_uptodate(self, task: Any) -> None:
@@ -196,6 +206,9 @@ class Reporter(ExecutedOnlyReporter):
             self.write("\n".join(lines) + "\n")
         super().complete_run()
         left = self.total - self._done()
+        if self.outcome is not None:
+            self.outcome.counts = dict(self.counts)
+            self.outcome.interrupted = bool(self.interrupted)
         if self.interrupted or any(self.counts.values()):
             self.write(K.summary(self.counts, interrupted=bool(self.interrupted), left=left))
         self.flush()
