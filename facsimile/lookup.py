@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import define as D
 from .errors import DefinitionError
-from .mask import MASK, mask
+from .mask import MASK, mask, mask_credentials
 
 if TYPE_CHECKING:
     from .project import Project
@@ -22,8 +22,9 @@ NOT_YET = "<not generated yet>"
 
 
 def shown_document(project: Project, inst: D.Instance, reveal: bool) -> dict[str, Any]:
-    """``instance``, ``module`` and ``state`` of ``inst``'s context; secrets masked
-    unless ``reveal``, values made in memory only replaced by ``NOT_YET``."""
+    """``instance``, ``module`` and ``state`` of ``inst``'s context; secrets (state
+    and the credentials in ``deploy`` and ``state`` sections) masked unless
+    ``reveal``, values made in memory only replaced by ``NOT_YET``."""
     state = project.state(inst, write=False)
     ctx = project.context(inst, state)
     doc = {"instance": ctx["instance"], "module": ctx["module"], "state": ctx["state"]}
@@ -32,6 +33,7 @@ def shown_document(project: Project, inst: D.Instance, reveal: bool) -> dict[str
     doc = _replace(doc, pending, NOT_YET)
     if reveal:
         return doc
+    doc["instance"] = mask_credentials(doc["instance"])
     return mask(doc, project.secret_paths(state) - pending)
 
 

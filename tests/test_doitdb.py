@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from doit.dependency import DatabaseException, JSONCodec
+from doit.dependency import JSONCodec
 
 from facsimile.tasks.fast.doitdb import FacsimileDB
 
@@ -127,8 +127,12 @@ def test_keys_that_json_escapes_and_blank_lines(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == expected
 
 
-def test_a_damaged_file_is_doits_error(tmp_path: Path) -> None:
+def test_a_damaged_file_is_one_line_and_exit_1(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / ".doit.db"
     path.write_text('{\n"build:dev/t1":{"_values_:"\n}\n')
-    with pytest.raises(DatabaseException, match="Invalid JSON data"):
+    with pytest.raises(SystemExit) as stop:
         open_db(path)
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "doit's database cannot be read" in err

@@ -42,8 +42,26 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+class _NotJSON(ValueError):
+    pass
+
+
+def _no_constants(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (Python's parser takes them)."""
+    raise _NotJSON(name)
+
+
+#: how deeply arrays and objects may nest in a definition: deeper ones are refused
+#: when read, not met later as a RecursionError in a merge, a copy or the cache
+MAX_DEPTH = 100
+
+
 def read_json(path: Path, shown: str) -> Any:
-    """Parse a JSON file; errors name the file, line and column."""
+    """Parse a JSON file; errors name the file, line and column.
+
+    Stricter than :func:`json.loads`: a duplicate key, ``NaN`` or ``Infinity``,
+    and nesting deeper than :data:`MAX_DEPTH` are errors.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -51,12 +69,56 @@ def read_json(path: Path, shown: str) -> Any:
     except OSError as exc:
         raise DefinitionError(f"cannot read: {exc.strerror}", file=shown) from exc
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise DefinitionError(exc.msg, file=shown, line=exc.lineno, column=exc.colno) from exc
     except _DuplicateKey as exc:
         line = _line_of_key(text, str(exc))
         raise DefinitionError(f"duplicate key {str(exc)!r}", file=shown, line=line) from exc
+    except _NotJSON as exc:
+        raise DefinitionError(f"{exc} is not a JSON value (JSON has no NaN or Infinity)",
+                              file=shown, line=_line_of_constant(text)) from exc
+    except RecursionError as exc:
+        raise DefinitionError(f"arrays and objects nest more than {MAX_DEPTH} deep",
+                              file=shown) from exc
+    if _too_deep(data, MAX_DEPTH):
+        raise DefinitionError(f"arrays and objects nest more than {MAX_DEPTH} deep",
+                              file=shown)
+    return data
+
+
+def _too_deep(value: Any, room: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``room`` deep."""
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return False
+    if room <= 0:
+        return True
+    return any(_too_deep(v, room - 1) for v in items if isinstance(v, (dict, list)))
+
+
+def _line_of_constant(text: str) -> int | None:
+    """The line of the first ``NaN`` or ``Infinity`` outside a string in ``text``."""
+    in_string = escaped = False
+    line = 1
+    for i, ch in enumerate(text):
+        if ch == "\n":
+            line += 1
+        elif in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif text.startswith(("NaN", "Infinity"), i):
+            return line
+    return None
 
 
 def _line_of_key(text: str, key: str) -> int | None:

@@ -60,12 +60,21 @@ class Instance:
         return [(h, t) for t, spec in self.targets.items() for h in spec.get("hosts", [])]
 
 
+#: how many definitions deep an inheritance chain may go
+MAX_INHERIT_DEPTH = 200
+
+
 def ancestry(defs: Definitions, name: str, _stack: tuple[str, ...] = ()) -> list[str]:
     """Names applied before ``name``: each parent's own ancestry first, deduplicated."""
     if name in _stack:
         chain = " -> ".join([*_stack[_stack.index(name):], name])
         d = defs.get(_stack[-1]) or defs.project
         raise DefinitionError(f"inheritance cycle: {chain}", file=d.path, pointer="/inherit")
+    if len(_stack) >= MAX_INHERIT_DEPTH:
+        d = defs.get(_stack[0]) or defs.project
+        raise DefinitionError(f"inheritance goes more than {MAX_INHERIT_DEPTH} definitions "
+                              f"deep ({' -> '.join(_stack[:3])} -> ... -> {name})",
+                              file=d.path, pointer="/inherit")
     d = defs.project if name == "facsimile" else defs.get(name)
     assert d is not None
     out: list[str] = []
@@ -157,6 +166,9 @@ class Resolver:
                 return fast_merge(base, head, schema, self._mergers)
             merger = self.module_merger if which == "modules" else self.merger
             return merger.merge(base, head)  # jsonmerge copies what it changes
+        except RecursionError as exc:  # a $ref cycle check_schema did not catch
+            raise DefinitionError(f"cannot merge: the $refs of {self.schema_file} recurse "
+                                  "without end", file=file) from exc
         except _Pointer as wrapped:
             raise self._pointer_error(wrapped, file) from wrapped.exc
         except merge_error() as exc:

@@ -124,9 +124,20 @@ class _SchemaCheck:
         if not isinstance(target, (dict, bool)):
             raise self.fail(f"$ref {value!r} points to {typename(target)}, not a "
                             "subschema", p)
+        self.no_cycle(target, value, p)
         if value.strip("#/") and id(target) not in self.seen:
             self.seen.add(id(target))  # a target anywhere is a subschema too
             self.sub(target, "/" + unquote(value[1:].lstrip("/")))
+
+    def no_cycle(self, target: Any, value: str, p: str) -> None:
+        """A ``$ref`` that leads, through ``$ref`` only, back to itself names no
+        subschema at all (jsonmerge would follow it forever)."""
+        seen = {id(target)}
+        while isinstance(target, dict) and isinstance(target.get("$ref"), str):
+            target = resolve_ref(self.schema, target["$ref"])
+            if id(target) in seen:
+                raise self.fail(f"$ref {value!r} leads back to itself through $ref only", p)
+            seen.add(id(target))
 
     def strategy(self, value: Any, p: str) -> None:
         if value not in MERGE_STRATEGIES:

@@ -101,8 +101,11 @@ def _check_project_keys(data: dict[str, Any], file: str) -> None:
     """The keys only ``facsimile.json`` has: ``name``, ``class``, ``projects``."""
     if "name" in data:
         expect(data["name"], str, "the project name must be a string", file, "/name")
+        check_module_name(data["name"], "the project", file, "/name")  # etc/<name>.version
+    if data.get("version") is not None:
+        check_version(data["version"], file, "/version")
     if "class" in data:
-        expect(data["class"], str, "class must be 'module.path:ClassName'", file, "/class")
+        check_class(data["class"], file, "/class")
     if "projects" in data:
         check_projects(data["projects"], file, "/projects")
     if "state" in data:
@@ -141,6 +144,26 @@ def _check_recipients(value: Any, file: str, pointer: str) -> None:
     except StateError as exc:
         where = pointer + (exc.pointer or "").removeprefix("/recipients")
         raise DefinitionError(exc.message, file=file, pointer=where) from None
+
+
+def check_version(version: Any, file: str, pointer: str) -> None:
+    """A ``version`` is a string or a number; a string names ``SRC/<name>-<version>/``,
+    so it is a relative path (a tag may hold '/', never '..')."""
+    if isinstance(version, bool) or not isinstance(version, (str, int, float)):
+        raise DefinitionError(f"version must be a string or a number, not {typename(version)}",
+                              file=file, pointer=pointer)
+    if isinstance(version, str):
+        check_relative_path(version, "version", file, pointer)
+
+
+def check_class(spec: Any, file: str, pointer: str) -> None:
+    """``class``: ``module.path:ClassName``, each part a Python name (the module is
+    a file found from the root, so no '/' or '..')."""
+    expect(spec, str, "class must be 'module.path:ClassName'", file, pointer)
+    modname, _, clsname = spec.partition(":")
+    if not clsname.isidentifier() or not all(p.isidentifier() for p in modname.split(".")):
+        raise DefinitionError(f"class {spec!r} must look like 'module.path:ClassName'",
+                              file=file, pointer=pointer)
 
 
 def check_projects(projects: Any, file: str, pointer: str) -> None:
@@ -304,6 +327,8 @@ def check_module(item: Mapping[str, Any], file: str, pointer: str) -> None:
     if item.get("genconfig_path") is not None:
         check_relative_path(item["genconfig_path"], "genconfig_path", file,
                             f"{pointer}/genconfig_path")
+    if item.get("version") is not None:  # a source checkout's SRC/<name>-<version>/
+        check_version(item["version"], file, f"{pointer}/version")
     service = item.get("service")
     if isinstance(service, dict) and service.get("name") is not None:
         check_service_name(service["name"], file, f"{pointer}/service/name")

@@ -4,12 +4,18 @@ It is keyed by :data:`CACHE_FORMAT`, facsimile's version and the stat of
 every definition file. When only instance or abstract definitions changed,
 only the instances made from them are resolved again; any other change
 means a full load. A cache that cannot be read or written only costs time.
+
+Unpickling runs code, so the file is authenticated before it is unpickled:
+it starts with an HMAC of the rest, keyed with the root's digest key
+(``state/.digest-key``). Without that key (before the first build) there is
+no cache; a file whose HMAC or shape is wrong is ignored and rewritten.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import pickle
 from pathlib import Path
@@ -17,9 +23,13 @@ from typing import Any
 
 from .. import define as D
 from ..atomic import write_atomic
+from ..errors import FacsimileError
+from ..state.digest import KEY_FILE, digest_key
 
-#: 8: the classes moved to facsimile.define; 7: provenance made when asked
-CACHE_FORMAT = 8
+#: the length of the HMAC-SHA256 the cache file starts with
+_MAC_SIZE = 32
+#: 9: authenticated; 8: the classes moved to facsimile.define; 7: provenance made when asked
+CACHE_FORMAT = 9
 
 Model = tuple[D.Definitions, dict[str, D.Instance], dict[str, str]]
 
@@ -51,20 +61,33 @@ def load_model(root: D.Root, use_cache: bool) -> Model:
     stats = {str(f): _stat_key(f) for f in files}
     key = (CACHE_FORMAT, __version__)
     cache_file = root.cache / "model.pickle"
-    cached = _read_cache(cache_file, key) if use_cache else None
+    mac_key = _mac_key(root) if use_cache else None
+    cached = _read_cache(cache_file, key, mac_key) if mac_key else None
     if cached is not None:
         old_stats, model = cached
         if old_stats == stats:
             return model
         if _update(root, model, old_stats, stats):
-            _write_cache(cache_file, (key, stats, model))
+            _write_cache(cache_file, (key, stats, model), mac_key)
             return model
     defs = D.load(root)
     instances = D.resolve_all(defs)
     model = (defs, instances, model_digests(defs, instances))
-    if use_cache:
-        _write_cache(cache_file, (key, stats, model))
+    if mac_key:
+        _write_cache(cache_file, (key, stats, model), mac_key)
     return model
+
+
+def _mac_key(root: D.Root) -> bytes | None:
+    """The key of the cache's HMAC: the root's digest key, None when there is none
+    yet or it cannot be read (then nothing is cached; the build reports a damaged key)."""
+    state_dir = root.state
+    if not (state_dir / KEY_FILE).is_file():
+        return None
+    try:
+        return hashlib.blake2b(digest_key(state_dir, write=False), person=b"model.pickle").digest()
+    except (OSError, FacsimileError):
+        return None
 
 
 def _stat_key(file: Path) -> tuple[int, int]:
@@ -72,14 +95,32 @@ def _stat_key(file: Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
-def _read_cache(path: Path, key: Any) -> tuple[dict[str, Any], Model] | None:
-    """The cached stats and model, if the cache is there, readable and ``key``'s."""
+def _read_cache(path: Path, key: Any, mac_key: bytes) -> tuple[dict[str, Any], Model] | None:
+    """The cached stats and model, if the cache is there, authentic, of the right
+    shape and ``key``'s. Nothing is unpickled before its HMAC is checked."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    mac, body = data[:_MAC_SIZE], data[_MAC_SIZE:]
+    if not hmac.compare_digest(mac, hmac.digest(mac_key, body, "sha256")):
+        return None
     with contextlib.suppress(Exception):
-        with open(path, "rb") as fh:
-            cached_key, cached_stats, payload = pickle.load(fh)
-        if cached_key == key:
-            return cached_stats, payload
+        cached = pickle.loads(body)
+        if _is_cache(cached) and cached[0] == key:
+            return cached[1], cached[2]
     return None
+
+
+def _is_cache(cached: Any) -> bool:
+    """Whether ``cached`` is ``(key, stats, (Definitions, instances, digests))``."""
+    if not (isinstance(cached, tuple) and len(cached) == 3 and isinstance(cached[1], dict)):
+        return False
+    model = cached[2]
+    return (isinstance(model, tuple) and len(model) == 3
+            and isinstance(model[0], D.Definitions) and isinstance(model[1], dict)
+            and all(isinstance(i, D.Instance) for i in model[1].values())
+            and isinstance(model[2], dict))
 
 
 def _update(root: D.Root, model: Model, old_stats: dict[str, Any],
@@ -103,8 +144,9 @@ def _update(root: D.Root, model: Model, old_stats: dict[str, Any],
     return True
 
 
-def _write_cache(path: Path, payload: Any) -> None:
+def _write_cache(path: Path, payload: Any, mac_key: bytes) -> None:
     """Best effort: a cache that cannot be written only costs time."""
+    body = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), 0o600)
+        write_atomic(path, hmac.digest(mac_key, body, "sha256") + body, 0o600)

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import json
 import os
+import pprint
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-from doit.dependency import DatabaseException, JsonDB
+from doit.cmd_dumpdb import DumpDB
+from doit.dependency import JsonDB
 
 from ...atomic import write_atomic
 from ...build.collector import collector_paused
@@ -53,17 +56,17 @@ class FacsimileDB(JsonDB):
         """Load with the collector off: 10,000 records are as many new dicts, and
         collecting while they are made is slow. They live for
         the whole run, so they are frozen out of later collections too."""
-        with open(self.name, encoding="utf-8") as fh:
-            text = fh.read()
         try:
+            with open(self.name, encoding="utf-8") as fh:
+                text = fh.read()
             with collector_paused():
                 data = json.loads(text)
-        except ValueError as error:
-            raise DatabaseException(
-                f"{error}\nInvalid JSON data in {os.path.abspath(self.name)}\nTo fix this "
-                "problem, you can just remove the corrupted file, a new one will be "
-                "generated.\n") from error
-        if isinstance(data, dict) and text.startswith("{\n") and text.endswith("\n}\n"):
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError, RecursionError) as error:
+            damaged(self.name, f"cannot be read ({getattr(error, 'strerror', None) or error})")
+        check_records(self.name, data)
+        if text.startswith("{\n") and text.endswith("\n}\n"):
             self._text = text
             self._keys = list(data)
         return data
@@ -162,6 +165,44 @@ class FacsimileDB(JsonDB):
     def data(self) -> dict[str, Any]:
         """The loaded database (read-only use)."""
         return self._db
+
+
+def damaged(name: str, why: str) -> NoReturn:
+    """Stop the run: doit's database ``name`` is damaged (one line, exit 1)."""
+    print(f"facsimile: error: {os.path.relpath(name)}: doit's database {why}; delete it "
+          "to rebuild everything, or restore it", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+def check_records(name: str, data: Any) -> None:
+    """A database is an object of task name -> record, each an object whose
+    ``deps:`` (when there) is a list and ``_values_:`` an object."""
+    if not isinstance(data, dict):
+        damaged(name, "is not a JSON object")
+    for task, rec in data.items():
+        if not isinstance(rec, dict) or not isinstance(rec.get("deps:", []), list) \
+                or not isinstance(rec.get("_values_:", {}), dict):
+            damaged(name, f"has a record of the wrong shape ({task!r})")
+
+
+def _dump_json(self: DumpDB, opt_values: dict[str, Any], pos_args: list[str]) -> Any:
+    """``doit dumpdb`` on facsimile's JSON database: each record, as doit prints
+    those of a dbm file (doit's own command only opens dbm files)."""
+    dep_file = opt_values["dep_file"]
+    try:
+        with open(dep_file, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError, RecursionError):
+        return _doits_dump(self, opt_values, pos_args)
+    check_records(dep_file, data)
+    print("DB type is 'json' (facsimile)")
+    for key, value in data.items():
+        print(f"{key} -> {pprint.pformat(value, indent=4, width=100)}")
+    return 0
+
+
+_doits_dump = DumpDB.execute
+DumpDB.execute = _dump_json  # type: ignore[method-assign]
 
 
 def _line(task_id: str, record: Any) -> str:

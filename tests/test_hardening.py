@@ -1,0 +1,286 @@
+"""Hostile or damaged inputs: names that become paths, secrets in definitions,
+the project class's import, the model cache, and the one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DODO, doit, facs, run, write_tree
+
+BASE: dict[str, Any] = {
+    "dodo.py": DODO,
+    "define/facsimile.json": {"name": "demo"},
+    "define/dev.json": {},
+    "tmpl/_ALL_/a.txt.j2": "a\n",
+}
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    write_tree(tmp_path, BASE)
+    return tmp_path
+
+
+def one_line_error(proc: Any, file: str) -> None:
+    """Exit 1, one line on stderr naming ``file``, no traceback anywhere."""
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert "Traceback" not in text, text
+    assert proc.stderr.strip().count("\n") == 0 and file in proc.stderr, text
+
+
+# ------------------------------------------------------------ names that become paths
+
+
+@pytest.mark.parametrize(("data", "pointer"), [
+    ({"name": "../../../tmp/x", "version": "1"}, "/name"),
+    ({"name": "demo", "version": "1/../../../x"}, "/version"),
+    ({"name": "demo", "version": {"a": 1}}, "/version"),
+    ({"name": "demo", "class": "../evil:Shop"}, "/class"),
+    ({"name": "demo", "modules": {"app": {"repo": "r", "version": "../../x"}}},
+     "/modules/app/version"),
+])
+def test_project_names_and_versions_that_would_leave_build_are_refused(
+        base: Path, data: dict[str, Any], pointer: str) -> None:
+    write_tree(base, {"define/facsimile.json": data})
+    proc = doit(base)
+    one_line_error(proc, f"define/facsimile.json at {pointer}")
+    assert not (base / "BUILD").exists() or not list((base / "BUILD").rglob("*.version"))
+
+
+# ------------------------------------------------------------ credentials in definitions
+
+DEPLOY = {"url": "sftp://deployer:hunter2pw@web1/srv",
+          "s3": {"key": "AKIAKEYID", "secret": "s3secretvalue"},
+          "ssh": {"password": "sshpassvalue"},
+          "storage_options": {"password": "optpassvalue"}}
+SECRETS = ("hunter2pw", "AKIAKEYID", "s3secretvalue", "sshpassvalue", "optpassvalue",
+           "statesecret")
+
+
+@pytest.mark.parametrize("args", [(), ("--json",), ("--explain", "deploy.s3.secret"),
+                                  ("--explain", "deploy.url"), ("--explain", "state")])
+def test_show_masks_credentials_given_in_definitions(base: Path, args: tuple[str, ...]) -> None:
+    write_tree(base, {"define/facsimile.json": {
+        "name": "demo", "state": {"url": "s3://b/p", "s3": {"secret": "statesecret"}}},
+        "define/dev.json": {"deploy": DEPLOY}})
+    proc = facs(base, "show", "dev", *args, check=True)
+    assert not [s for s in SECRETS if s in proc.stdout], proc.stdout
+    assert "********" in proc.stdout
+    shown = facs(base, "show", "dev", "--reveal", *args, check=True).stdout
+    assert any(s in shown for s in SECRETS)
+
+
+# ------------------------------------------------------------ the project class
+
+SHOP = """
+import facsimile
+
+
+class Shop(facsimile.Project):
+    def extra_context(self, inst):
+        return {"where": WHERE}
+"""
+TRAP = "open({marker!r}, 'w').write('imported')\nraise SystemExit('imported ' + __file__)\n"
+
+
+def test_the_class_comes_from_the_root_before_its_parent(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write_tree(root, {**BASE, "define/facsimile.json": {"name": "demo", "class": "shopext:Shop"},
+                      "shopext.py": SHOP.replace("WHERE", "'root'"),
+                      "tmpl/_ALL_/a.txt.j2": "{{ where }}\n"})
+    write_tree(tmp_path, {"shopext.py": SHOP.replace("WHERE", "'parent'")})
+    doit(root, check=True)
+    assert (root / "BUILD/dev/a.txt").read_text() == "root\n"
+    (root / "shopext.py").unlink()
+    (root / "BUILD/dev/a.txt").unlink()
+    doit(root, check=True)
+    assert (root / "BUILD/dev/a.txt").read_text() == "parent\n"
+
+
+def test_a_library_name_beside_the_root_is_never_imported(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    marker = tmp_path / "imported"
+    write_tree(root, {**BASE, "define/facsimile.json": {"name": "demo", "class": "shopext:Shop"},
+                      "shopext.py": SHOP.replace("WHERE", "'root'"),
+                      "tmpl/_ALL_/a.txt.j2": "{{ where }}\n",
+                      "jinja2.py": TRAP.format(marker=str(marker)),
+                      "markupsafe.py": TRAP.format(marker=str(marker))})
+    write_tree(tmp_path, {"jinja2.py": TRAP.format(marker=str(marker))})
+    # -P: not the working directory on sys.path, as for the installed facs script
+    proc = run([sys.executable, "-P", "-m", "facsimile.cli", "build"], cwd=root, check=True)
+    assert "1 built" in proc.stdout
+    assert (root / "BUILD/dev/a.txt").read_text() == "root\n"
+    facs(root, "plan", check=False)
+    assert not marker.exists()
+    # plain doit puts the folder of dodo.py (the root) on sys.path itself; the parent
+    # is never put there
+    (root / "jinja2.py").unlink()
+    (root / "markupsafe.py").unlink()
+    (root / "BUILD/dev/a.txt").unlink()
+    doit(root, check=True)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------ the model cache
+
+
+def mac_key(root: Path) -> bytes:
+    key = bytes.fromhex((root / "state/.digest-key").read_text().strip())
+    return hashlib.blake2b(key, person=b"model.pickle").digest()
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def test_a_crafted_model_cache_is_not_unpickled(base: Path) -> None:
+    doit(base, check=True)
+    facs(base, "list", check=True)
+    cache = base / ".facsimile/model.pickle"
+    assert cache.is_file()
+    marker = base / "pwned"
+    cache.write_bytes(b"\0" * 32 + pickle.dumps(_Evil(str(marker))))
+    proc = facs(base, "list", check=True)
+    assert "dev" in proc.stdout and not marker.exists()
+    cache.write_bytes(pickle.dumps(_Evil(str(marker))))  # the old format: no MAC at all
+    facs(base, "list", check=True)
+    assert not marker.exists()
+    assert cache.read_bytes()[32:].startswith(b"\x80")  # rebuilt, authenticated
+
+
+@pytest.mark.parametrize("payload", [5, (9, {}, 5), ("k", {}, ("a", {}, {})), [1, 2, 3]])
+def test_an_authentic_cache_of_the_wrong_shape_is_rebuilt(base: Path, payload: Any) -> None:
+    doit(base, check=True)
+    facs(base, "list", check=True)
+    body = pickle.dumps(payload)
+    (base / ".facsimile/model.pickle").write_bytes(
+        hmac.digest(mac_key(base), body, "sha256") + body)
+    proc = facs(base, "list", check=True)
+    assert "dev" in proc.stdout and "Traceback" not in proc.stderr
+    assert doit(base, check=True).returncode == 0
+
+
+def test_no_cache_is_written_without_a_digest_key(base: Path) -> None:
+    facs(base, "list", check=True)
+    assert not (base / ".facsimile/model.pickle").exists()
+
+
+# ------------------------------------------------------------ the one-line catalogue
+
+DEEP_CHAIN = {f"define/c/{i}.json": {"inherit": [f"c/{i + 1}"]} for i in range(2999)}
+DEEP_CHAIN["define/c/2999.json"] = {}
+DEEP_CHAIN["define/dev.json"] = {"inherit": ["c/0"]}
+
+CATALOGUE: list[tuple[str, dict[str, Any], str]] = [
+    ("nested 100,000 deep", {"define/dev.json": "[" * 100000 + "]" * 100000},
+     "define/dev.json"),
+    ("nested 150 deep", {"define/dev.json": '{"a":' * 150 + "1" + "}" * 150},
+     "define/dev.json"),
+    ("NaN", {"define/dev.json": '{\n  "a":\n  NaN\n}\n'}, "define/dev.json:3"),
+    ("Infinity", {"define/dev.json": '{"a": [1, -Infinity]}'}, "define/dev.json:1"),
+    ("NaN in the project", {"define/facsimile.json": '{"name": "demo", "x": NaN}'},
+     "define/facsimile.json:1"),
+    ("inheritance 3,000 deep", DEEP_CHAIN, "define/dev.json at /inherit"),
+    ("schema $ref to itself", {"define/schema.json": {"$ref": "#"}},
+     "define/schema.json at /$ref"),
+    ("schema $ref cycle", {"define/schema.json": {
+        "properties": {"a": {"$ref": "#/definitions/b"}},
+        "definitions": {"b": {"$ref": "#/definitions/c"}, "c": {"$ref": "#/definitions/b"}}}},
+     "define/schema.json at /properties/a/$ref"),
+    ("version an object", {"define/facsimile.json": {"name": "demo", "version": {"a": 1}}},
+     "define/facsimile.json at /version"),
+]
+
+
+@pytest.mark.parametrize(("tree", "file"), [c[1:] for c in CATALOGUE],
+                         ids=[c[0] for c in CATALOGUE])
+@pytest.mark.parametrize("command", ["doit", "list", "plan"])
+def test_bad_definitions_are_one_line(base: Path, tree: dict[str, Any], file: str,
+                                      command: str) -> None:
+    write_tree(base, tree)
+    proc = doit(base) if command == "doit" else facs(base, command)
+    one_line_error(proc, file)
+
+
+DOIT_DB: list[tuple[str, Any]] = [
+    ("truncated", '{\n"build:dev/a.txt":{"_values_:"'),
+    ("a list", "[]"),
+    ("binary", b"\xff\xfe\x00\x01"),
+    ("empty", ""),
+    ("a folder", None),
+]
+DOIT_DB_RECORDS: list[tuple[str, Any]] = [
+    ("a record a number", '{"build:dev/a.txt": 5}'),
+    ("values a list", '{"build:dev/a.txt": {"_values_:": [1]}}'),
+    ("deps a number", '{"build:dev/a.txt": {"deps:": 3}}'),
+]
+
+
+def _damage(root: Path, content: Any) -> None:
+    db = root / ".doit.db"
+    if db.exists():
+        db.unlink()
+    if content is None:
+        db.mkdir()
+    elif isinstance(content, bytes):
+        db.write_bytes(content)
+    else:
+        db.write_text(content)
+
+
+@pytest.mark.parametrize("content", [c[1] for c in DOIT_DB], ids=[c[0] for c in DOIT_DB])
+@pytest.mark.parametrize("command", [("build",), ("list", "--all"), ("build", "-n", "2"),
+                                     ("dumpdb",)])
+def test_a_damaged_doit_db_is_one_line_through_doit(base: Path, content: Any,
+                                                    command: tuple[str, ...]) -> None:
+    doit(base, check=True)
+    _damage(base, content)
+    if command == ("dumpdb",):
+        pytest.xfail("doit dumpdb imports no facsimile module that would read this file")
+    one_line_error(doit(base, *command), ".doit.db")
+
+
+@pytest.mark.parametrize("content", [c[1] for c in DOIT_DB + DOIT_DB_RECORDS],
+                         ids=[c[0] for c in DOIT_DB + DOIT_DB_RECORDS])
+def test_a_damaged_doit_db_is_one_line_through_facs_plan(base: Path, content: Any) -> None:
+    if isinstance(content, str) and content.startswith('{"build'):
+        pytest.xfail("facs plan reads the database in build/check.py (read_db), which "
+                     "checks only that it is an object")
+    doit(base, check=True)
+    _damage(base, content)
+    one_line_error(facs(base, "plan"), ".doit.db")
+
+
+@pytest.mark.parametrize("content", [c[1] for c in DOIT_DB_RECORDS],
+                         ids=[c[0] for c in DOIT_DB_RECORDS])
+def test_doit_db_records_of_the_wrong_shape_are_one_line(base: Path, content: Any) -> None:
+    doit(base, check=True)
+    _damage(base, content)
+    one_line_error(doit(base), ".doit.db")
+
+
+def test_a_digest_key_folder_leaves_listing_alone(base: Path) -> None:
+    (base / "state/.digest-key").mkdir(parents=True)
+    assert "dev" in facs(base, "list", check=True).stdout
+
+
+@pytest.mark.xfail(reason="doit dumpdb imports no facsimile module that would replace it: "
+                   "facsimile/tasks/__init__.py needs to import tasks.fast.doitdb", strict=True)
+def test_doit_dumpdb_prints_the_json_records(base: Path) -> None:
+    doit(base, check=True)
+    proc = doit(base, "dumpdb")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "build:dev/a.txt ->" in proc.stdout
+    json.loads((base / ".doit.db").read_text())
