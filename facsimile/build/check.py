@@ -305,10 +305,23 @@ def read_db(path: Path) -> dict[str, Any]:
             data = json.load(fh)
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise BuildError(f"doit's database cannot be read ({exc}); delete it to rebuild "
                          "everything, or restore it", file=path.name) from exc
-    if not isinstance(data, dict):
-        raise BuildError("doit's database is not a JSON object; delete it to rebuild "
-                         "everything", file=path.name)
+    problem = shape_problem(data)
+    if problem:
+        raise BuildError(f"doit's database {problem}; delete it to rebuild everything, "
+                         "or restore it", file=path.name)
     return data
+
+
+def shape_problem(data: Any) -> str | None:
+    """Why ``data`` is not doit's database as facsimile writes it (task name ->
+    record, each an object whose ``deps:`` is a list and ``_values_:`` an object)."""
+    if not isinstance(data, dict):
+        return "is not a JSON object"
+    for task, rec in data.items():
+        if not isinstance(rec, dict) or not isinstance(rec.get("deps:", []), list) \
+                or not isinstance(rec.get(VALUES, {}), dict):
+            return f"has a record of the wrong shape ({task!r})"
+    return None

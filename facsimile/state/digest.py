@@ -63,6 +63,10 @@ def _plain_key(state_dir: Path, *, write: bool) -> bytes | None:
     except FileNotFoundError:
         if not write:
             return None
+    except OSError as exc:  # a folder, no permission
+        raise StateError(f"the digest key cannot be read ({exc.strerror}); move it away "
+                         "(the next build makes a new one and checks every output "
+                         "again)", file=path) from None
     _create(state_dir, KEY_FILE, secrets.token_hex(32) + "\n")
     return _read_key(path.read_text(encoding="ascii", errors="replace"), path)
 

@@ -102,10 +102,18 @@ def read_state(path: Path, shown: str | None = None) -> dict[str, Any]:
     return data
 
 
+def _no_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON (Python's parser takes them)."""
+    raise json.JSONDecodeError(f"{name} is not a JSON value", name, 0)
+
+
 def parse_json(text: str | bytes, shown: str) -> Any:
     """A state file's JSON; a file that does not parse is an error, never replaced."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise StateError("state is nested too deeply to be state; it was left as it is",
+                         file=shown) from None
     except UnicodeDecodeError as exc:
         raise StateError("cannot read state: not UTF-8 text", file=shown) from exc
     except json.JSONDecodeError as exc:

@@ -33,6 +33,7 @@ from doit.cmd_dumpdb import DumpDB
 from doit.dependency import JsonDB
 
 from ...atomic import write_atomic
+from ...build.check import shape_problem
 from ...build.collector import collector_paused
 
 
@@ -175,34 +176,33 @@ def damaged(name: str, why: str) -> NoReturn:
 
 
 def check_records(name: str, data: Any) -> None:
-    """A database is an object of task name -> record, each an object whose
-    ``deps:`` (when there) is a list and ``_values_:`` an object."""
-    if not isinstance(data, dict):
-        damaged(name, "is not a JSON object")
-    for task, rec in data.items():
-        if not isinstance(rec, dict) or not isinstance(rec.get("deps:", []), list) \
-                or not isinstance(rec.get("_values_:", {}), dict):
-            damaged(name, f"has a record of the wrong shape ({task!r})")
+    """Stop the run when ``data`` is not doit's database as facsimile writes it."""
+    problem = shape_problem(data)
+    if problem:
+        damaged(name, problem)
 
 
-def _dump_json(self: DumpDB, opt_values: dict[str, Any], pos_args: list[str]) -> Any:
-    """``doit dumpdb`` on facsimile's JSON database: each record, as doit prints
-    those of a dbm file (doit's own command only opens dbm files)."""
-    dep_file = opt_values["dep_file"]
-    try:
-        with open(dep_file, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError, RecursionError):
-        return _doits_dump(self, opt_values, pos_args)
-    check_records(dep_file, data)
-    print("DB type is 'json' (facsimile)")
-    for key, value in data.items():
-        print(f"{key} -> {pprint.pformat(value, indent=4, width=100)}")
-    return 0
+class DumpJSON(DumpDB):
+    """``doit dumpdb`` that also reads facsimile's JSON database: each record, as
+    doit prints those of a dbm file (doit's own command only opens dbm files).
+    Registered under doit's ``COMMAND`` entry points as ``dumpdb``, so it
+    replaces doit's; any other database is left to doit's."""
 
-
-_doits_dump = DumpDB.execute
-DumpDB.execute = _dump_json  # type: ignore[method-assign]
+    def execute(self, opt_values: dict[str, Any], pos_args: list[str]) -> Any:
+        dep_file = opt_values["dep_file"]
+        try:
+            with open(dep_file, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError, RecursionError) as exc:
+            try:
+                return super().execute(opt_values, pos_args)
+            except Exception:  # neither JSON nor a dbm file doit can open
+                damaged(dep_file, f"cannot be read ({exc})")
+        check_records(dep_file, data)
+        print("DB type is 'json' (facsimile)")
+        for key, value in data.items():
+            print(f"{key} -> {pprint.pformat(value, indent=4, width=100)}")
+        return 0
 
 
 def _line(task_id: str, record: Any) -> str:
