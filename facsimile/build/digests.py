@@ -237,13 +237,3 @@ class JsonCache(dict):  # type: ignore[type-arg]
         with contextlib.suppress(OSError):
             write_atomic(self.path, json.dumps(self, sort_keys=True).encode())
         self._saved = dict(self)
-
-
-def _stamp(path: Path | str) -> list[int] | None:
-    """What tells a file's versions apart without reading it: inode, size, mtime and
-    ctime (a state file is replaced by a rename on every write)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -227,8 +228,6 @@ class Local:
         return str(path)
 
     def stamp(self, family: str) -> list[Any] | None:
-        from ..build.digests import _stamp
-
         return _stamp(self.path(family))
 
     def read(self, family: str) -> bytes | None:
@@ -317,3 +316,13 @@ class Remote:
 
     def families(self) -> list[str]:
         return sorted(self.versions())
+
+
+def _stamp(path: Path | str) -> list[int] | None:
+    """What tells a file's versions apart without reading it: inode, size, mtime and
+    ctime (a state file is replaced by a rename on every write)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
