@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -16,7 +17,8 @@ from facsimile.errors import StateError
 from facsimile.state import crypt as sc
 
 pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("age", "age-keygen", "ssh-keygen", "git")),
+    not all(shutil.which(t) for t in ("age", "age-keygen", "ssh-keygen", "git"))
+    and os.environ.get("CI") != "true",  # CI installs them: there a missing one fails
     reason="needs the age, age-keygen, ssh-keygen and git commands")
 
 SHOWN = "state/prod/state.json"
