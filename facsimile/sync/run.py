@@ -8,12 +8,13 @@ command and the build's ``sync:<instance>`` task both call it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..define.names import host_problem
 from ..errors import DefinitionError
 from .guard import StateStamp
+from .host import HostResult
 from .jobs import sync_instance
 
 if TYPE_CHECKING:
@@ -37,10 +38,15 @@ def run_sync(
     always: bool = False,
     adopt_state: bool = False,
     out: Callable[[str], None] = _print,
+    checksum: bool = False,
+    expect: Mapping[str, Mapping[str, Any]] | None = None,
+    quiet: bool = False,
+    results: list[HostResult] | None = None,
 ) -> int:
-    """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`); the exit
-    code. A host whose manifest names another owner, another state lineage or a
-    newer serial is refused (``adopt_state``: push this state anyway)."""
+    """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`, which
+    takes ``checksum``, ``expect``, ``quiet`` and ``results`` as they are); the
+    exit code. A host whose manifest names another owner, another state lineage
+    or a newer serial is refused (``adopt_state``: push this state anyway)."""
     inst = project.instance(instance)
     check_sync_args(project, inst, target, host)
     stamp = state_stamp(project, inst, write=not (dry_run or check))
@@ -60,7 +66,22 @@ def run_sync(
         stamp=stamp,
         adopt_state=adopt_state,
         out=out,
+        host_of=host_outputs(project, inst),
+        checksum=checksum,
+        expect=expect,
+        quiet=quiet,
+        results=results,
     )
+
+
+def host_outputs(project: Project, inst: Instance) -> dict[str, str]:
+    """``{rel: host}`` of the outputs a ``{host}`` fan-out template made (the
+    build's ``Output.this`` is ``hosts.<host>``): each goes to its host only."""
+    from ..build import Build
+
+    outputs = Build(project).outputs(inst)
+    return {rel: o.this.removeprefix("hosts.") for rel, o in outputs.items()
+            if o.this and o.this.startswith("hosts.")}
 
 
 def state_stamp(project: Project, inst: Instance, *, write: bool) -> StateStamp:
