@@ -56,6 +56,8 @@ class Mode:
     #: a saved plan's hosts by label: apply exactly that, refuse a host that differs
     expect: Mapping[str, Mapping[str, Any]] | None = None
     quiet: bool = False  # plan only, print nothing per file (the confirm gate's first pass)
+    #: dry run: print a diff of each put, every generated value masked by this function
+    diff: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -96,6 +98,8 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
     if mode.check:
         return _report_drift(job, plan, mode)
     if mode.dry_run:
+        if mode.diff is not None and not mode.quiet:
+            _print_diffs(dest, job, plan, mode.diff, mode.out)
         return _print_plan(job, plan, mode)
     if plan.changes:
         with lock.hold(dest):
@@ -170,6 +174,43 @@ def _print_plan(job: Job, plan: HostPlan, mode: Mode) -> HostResult:
         mode.out(f"  {label}: would put {len(plan.puts)}, delete {len(plan.deletes)}, "
                  f"{plan.unchanged} unchanged ({shown_url(job.url)})")
     return _result(job, plan, "dry run")
+
+
+def _print_diffs(dest: Destination, job: Job, plan: HostPlan, masked: Callable[[str], str],
+                 out: Callable[[str], None]) -> None:
+    """``--dry-run --diff``: a unified diff per put of what the host holds against
+    what would be put, through ``masked`` (generated values hidden); a binary file
+    is only named."""
+    import difflib
+
+    label = f"{job.target}/{job.host}"
+    for p in plan.puts:
+        old = dest.read(p.file.rel) if p.reason != "new" or p.file.rel in plan.seen else None
+        with open(p.file.path, "rb") as fh:
+            new = fh.read()
+        texts = [_text(b) for b in (old or b"", new)]
+        if texts[0] is None or texts[1] is None:
+            out(f"  {label}: binary file {p.file.rel} differs")
+            continue
+        lines = difflib.unified_diff(
+            masked(texts[0]).splitlines(keepends=True), masked(texts[1]).splitlines(keepends=True),
+            f"{label}:{p.file.rel}" if old is not None else "/dev/null",
+            f"BUILD/{p.file.rel}")
+        text = "".join(lines).rstrip("\n")
+        if text:
+            out(text)
+        elif p.reason.startswith("mode") or "mode" in p.reason:
+            out(f"  {label}: {p.file.rel}: only its mode differs")
+
+
+def _text(data: bytes) -> str | None:
+    """``data`` as text, None when it is binary (a NUL, or not UTF-8)."""
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def _run_postcmds(dest: Destination, job: Job, result: HostResult, postcmds: list[str],

@@ -73,6 +73,7 @@ def sync_instance(
     expect: Mapping[str, Mapping[str, Any]] | None = None,
     quiet: bool = False,
     results: list[HostResult] | None = None,
+    diff: Callable[[str], str] | None = None,
 ) -> int:
     """Push ``build_dir`` to every host. Exit code: 0 done or nothing to do, 1 a
     host failed (or was refused: see ``guard``; ``stamp`` is the build's state,
@@ -81,7 +82,8 @@ def sync_instance(
     ``host_of``: outputs of a ``{host}`` fan-out, each for its host only;
     ``checksum``: compare contents, not size and mtime; ``expect``: a saved
     plan's hosts, applied exactly or refused; ``quiet``: print nothing per host
-    (a dry run made to ask before a sync); ``results``: gets each host's result."""
+    (a dry run made to ask before a sync); ``results``: gets each host's result;
+    ``diff``: a dry run prints a diff of each put, masked by this function."""
     if not build_dir.is_dir():
         raise SyncError(f"nothing to sync: {build_dir} does not exist (build it first)")
     files = scan_build(build_dir)
@@ -99,7 +101,7 @@ def sync_instance(
         return 0
     mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out,
                 stamp=stamp, adopt_state=adopt_state, checksum=checksum, expect=expect,
-                quiet=quiet)
+                quiet=quiet, diff=diff)
     if not quiet:
         out(f"{verb} {instance}: {len(jobs)} host(s), "
             f"{sum(len(j.files) for j in jobs)} file(s) placed")

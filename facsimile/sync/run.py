@@ -42,11 +42,14 @@ def run_sync(
     expect: Mapping[str, Mapping[str, Any]] | None = None,
     quiet: bool = False,
     results: list[HostResult] | None = None,
+    diff: bool = False,
 ) -> int:
     """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`, which
     takes ``checksum``, ``expect``, ``quiet`` and ``results`` as they are); the
-    exit code. A host whose manifest names another owner, another state lineage
-    or a newer serial is refused (``adopt_state``: push this state anyway)."""
+    exit code. ``diff``: a dry run prints a diff of each put, every generated
+    value of the instance's state masked. A host whose manifest names another
+    owner, another state lineage or a newer serial is refused (``adopt_state``:
+    push this state anyway)."""
     inst = project.instance(instance)
     check_sync_args(project, inst, target, host)
     stamp = state_stamp(project, inst, write=not (dry_run or check))
@@ -71,7 +74,25 @@ def run_sync(
         expect=expect,
         quiet=quiet,
         results=results,
+        diff=masker(project, inst) if diff else None,
     )
+
+
+def masker(project: Project, inst: Instance) -> Callable[[str], str]:
+    """A function that masks every value of the instance's state in a text
+    (current and previous values, as ``facs plan --diff`` does)."""
+    from ..mask import MASK
+    from ..plan.diff import secrets_of
+
+    secrets = secrets_of(project.state(inst, write=False))
+
+    def masked(text: str) -> str:
+        for s in secrets:
+            if len(s) >= 4:
+                text = text.replace(s, MASK)
+        return text
+
+    return masked
 
 
 def host_outputs(project: Project, inst: Instance) -> dict[str, str]:
