@@ -78,6 +78,20 @@ def run_sync(
     )
 
 
+def unplaced(project: Project, inst: Instance, rels: list[str]) -> list[str]:
+    """The outputs ``rels`` of ``inst`` that no host of its targets receives (what
+    ``facs plan`` and a sync warn about); none when it has no hosts at all."""
+    from .placement import place, uncovered
+
+    if not any(h for h, _ in inst.hosts):
+        return []
+    deploy = deploy_settings(project, inst)
+    placed = place(instance=inst.name, project=project.name, root=project.root.base,
+                   deploy=deploy, targets=inst.targets, files={r: r for r in rels},
+                   host_of=host_outputs(project, inst))
+    return uncovered(placed, rels, deploy.get("exclude", []))
+
+
 def masker(project: Project, inst: Instance) -> Callable[[str], str]:
     """A function that masks every value of the instance's state in a text
     (current and previous values, as ``facs plan --diff`` does)."""
