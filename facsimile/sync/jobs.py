@@ -92,9 +92,7 @@ def sync_instance(
     jobs = jobs_of(placed, target, host)
     verb = "check" if check else ("dry run" if dry_run else "sync")
     if not quiet:
-        for rel in uncovered(placed, files, deploy.get("exclude", [])):
-            out(f"warning: BUILD/{instance}/{rel}: no host receives it "
-                "(no target's files selects it)")
+        warn_uncovered(instance, uncovered(placed, files, deploy.get("exclude", [])), out)
     if not jobs:
         out(f"{verb} {instance}: no hosts to sync (no targets with hosts"
             + (" matching the filter)" if target or host else ")"))
@@ -113,6 +111,13 @@ def sync_instance(
     if results is not None:
         results.extend(done)
     return _summary(verb, instance, done, mode)
+
+
+def warn_uncovered(instance: str, rels: list[str], out: Callable[[str], None]) -> None:
+    """One warning line per output of ``instance`` that no host receives."""
+    for rel in rels:
+        out(f"warning: BUILD/{instance}/{rel}: no host receives it "
+            "(no target's files selects it)")
 
 
 def _host_runner(deploy: Mapping[str, Any], values: Mapping[str, str],
