@@ -153,7 +153,8 @@ def make_parser() -> argparse.ArgumentParser:
                     "output (state values masked)")
     sp.add_argument("--json", action="store_true", help="print the plan as JSON")
 
-    _add_sync(cmd("sync", cmd_sync, "push instances' builds to every host of their targets",
+    _add_sync(cmd("sync", cmd_sync, "push an instance's build to every host of its targets "
+                  "(several instances: one total)",
                   EXITS_LOOK))
 
     sp = cmd("init", cmd_init, "create a new facsimile root with a small example")
