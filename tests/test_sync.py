@@ -190,7 +190,7 @@ def test_deletes_only_what_facsimile_owns(dest: Dest, tmp_path: Path) -> None:
 
 def test_dry_run_changes_nothing(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
-    out = sync(root, "--dry-run")
+    out = sync(root, "--dry-run", code=2)  # something to do: exit 2
     assert "put etc/app.ini (new" in out and "would put 4, delete 0" in out
     assert dest.files("h1") == {}
     sync(root)
@@ -199,7 +199,7 @@ def test_dry_run_changes_nothing(dest: Dest, tmp_path: Path) -> None:
     out = sync(root, "--dry-run")  # shows BUILD/ as it is, and says it is stale
     assert "BUILD/dev is not up to date (1 to build or delete)" in out
     doit(root, check=True)
-    out = sync(root, "--dry-run")
+    out = sync(root, "--dry-run", code=2)
     assert "delete shop/old.txt" in out
     assert dest.files("h1") == before
 
@@ -212,8 +212,8 @@ def test_check_reports_drift_without_fixing(dest: Dest, tmp_path: Path) -> None:
     out = sync(root, "--check", code=2)
     assert "web/h2: drift: etc/app.ini: edited on the host" in out
     assert dest.files("h2")["etc/app.ini"] == b"port = 9999\n"
-    assert "0 put" in sync(root)  # a plain sync trusts its manifest...
-    sync(root, "--repair")  # ...--repair re-reads the host and fixes it
+    out = sync(root)  # a plain sync puts back what was edited on the host
+    assert "web/h2: 1 put" in out and "web/h1: 0 put" in out
     assert dest.files("h2")["etc/app.ini"] == b"port = 8080\n"
     sync(root, "--check")
 
@@ -724,9 +724,9 @@ def test_no_generated_secret_in_any_output(dest: Dest, tmp_path: Path) -> None:
                if len(v) >= 8]
     built = (root / "BUILD/dev/etc/db.ini").read_text()
     assert secrets and any(s in built for s in secrets)  # what the test looks for
-    outputs = [sync(root, "--dry-run"), sync(root)]
+    outputs = [sync(root, "--dry-run", code=2), sync(root)]
     dest.write("h1", "etc/db.ini", b"password = changed on the host\n")
-    outputs += [sync(root, "--check", code=2), sync(root, "--dry-run", "--repair"),
+    outputs += [sync(root, "--check", code=2), sync(root, "--dry-run", "--repair", code=2),
                 sync(root, "--repair"), sync(root, "--check")]
     assert "etc/db.ini: edited on the host" in outputs[2]
     assert "web/h1: 1 put" in outputs[4]

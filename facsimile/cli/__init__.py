@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import FacsimileError
 from .build import cmd_build, cmd_init, cmd_plan
@@ -27,13 +27,30 @@ from .sync import cmd_sync
 EPILOG = """\
 The root is the nearest folder above the working directory with
 define/facsimile.json (or config/facsimile.json); --root overrides.
-Exit codes: 0 ok, 1 error, 2 something to do (plan) or drift found (sync --check)."""
+Exit codes (every command): 0 done or nothing to do, 2 a dry run, plan or
+check found changes, 1 any error (a usage error too)."""
+
+#: the exit codes a command's --help lists
+EXITS = "exit codes: 0 done, 1 error (a usage error too)"
+EXITS_LOOK = ("exit codes: 0 done or nothing to do, 2 changes found (a dry run, plan or "
+              "check), 1 error (a usage error too)")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with facsimile's exit code for a usage error: 1, after the
+    usage of the (sub)command it is about."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facs`` command."""
     parser = make_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the usage of the command they were given to, not the top level's
+        getattr(args, "parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
@@ -81,7 +98,7 @@ def make_parser() -> argparse.ArgumentParser:
     """The ``facs`` argument parser, every command with its options."""
     from .. import __version__
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="facs",
         description="Build exact copies of an environment's configuration for every "
         "instance, and push them to the hosts.",
@@ -95,9 +112,11 @@ def make_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
     common = _common()
 
-    def cmd(name: str, func: Callable[[argparse.Namespace], int] | None, help_: str) -> Any:
-        sp = sub.add_parser(name, help=help_, description=help_, parents=[common])
-        sp.set_defaults(func=func or _usage(sp))
+    def cmd(name: str, func: Callable[[argparse.Namespace], int] | None, help_: str,
+            exits: str = EXITS) -> Any:
+        sp = sub.add_parser(name, help=help_, description=help_, parents=[common],
+                            epilog=exits)
+        sp.set_defaults(func=func or _usage(sp), parser=sp)
         return sp
 
     sp = cmd("list", cmd_list, "list instances and subinstances with their targets, hosts "
@@ -127,14 +146,16 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print only a JSON summary on stdout "
                     "(outputs made, failed with the reason; doit's lines go to stderr)")
 
-    sp = cmd("plan", cmd_plan, "list stale outputs with the reason, changing nothing "
-             "(exit 0: nothing to do, 2: something is stale, 1: error)")
+    sp = cmd("plan", cmd_plan, "list stale outputs with the reason, changing nothing",
+             EXITS_LOOK)
     sp.add_argument("instances", nargs="*", metavar="INSTANCE")
     sp.add_argument("--diff", action="store_true", help="show a unified diff of each stale "
                     "output (state values masked)")
     sp.add_argument("--json", action="store_true", help="print the plan as JSON")
 
-    _add_sync(cmd("sync", cmd_sync, "push an instance's build to every host of its targets"))
+    _add_sync(cmd("sync", cmd_sync, "push an instance's build to every host of its targets "
+                  "(several instances: one total)",
+                  EXITS_LOOK))
 
     sp = cmd("init", cmd_init, "create a new facsimile root with a small example")
     sp.add_argument("dir", type=Path)
@@ -152,6 +173,14 @@ def _add_state(sp: argparse.ArgumentParser, common: argparse.ArgumentParser) -> 
     from .state import cmd_state_keygen, cmd_state_recipients, cmd_state_unlock
 
     ssub = sp.add_subparsers(title="state commands", metavar="ACTION")
+    real_add = ssub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        sub = real_add(name, epilog=EXITS, **kw)
+        sub.set_defaults(parser=sub)
+        return sub
+
+    ssub.add_parser = add_parser  # type: ignore[method-assign]
     s1 = ssub.add_parser("show", help="generated values of an instance family (masked)",
                          parents=[common],
                          description="Generated values of an instance's family (made now "
@@ -194,15 +223,18 @@ def _add_state(sp: argparse.ArgumentParser, common: argparse.ArgumentParser) -> 
 
 def _add_sync(sp: argparse.ArgumentParser) -> None:
     """The options of ``facs sync``."""
-    sp.add_argument("instance")
-    sp.add_argument("--dry-run", action="store_true", help="print what would be put and "
-                    "deleted; change nothing")
+    sp.add_argument("instances", nargs="*", metavar="INSTANCE",
+                    help="the instances to sync (one total at the end)")
+    sp.add_argument("--all", action="store_true", help="every instance with hosts")
+    sp.add_argument("--dry-run", action="store_true", help="print every put and delete this "
+                    "sync would make (exit 2 if any); change nothing")
     sp.add_argument("--check", action="store_true", help="report drift at the destinations "
                     "(exit 2) without fixing it")
     sp.add_argument("--target", metavar="T", help="only this target")
     sp.add_argument("--host", metavar="H", help="only this host")
-    sp.add_argument("--repair", action="store_true", help="re-read the destinations and "
-                    "push whatever drifted there too")
+    sp.add_argument("--checksum", action="store_true", help="compare every file's content "
+                    "at the host, not only its size and mtime")
+    sp.add_argument("--repair", action="store_true", help="the same as --checksum")
     sp.add_argument("--always", action="store_true", help="run deploy.postcmd even when "
                     "nothing changed")
     sp.add_argument("--no-build", action="store_true", help="push BUILD/ as it is, "
@@ -211,6 +243,16 @@ def _add_sync(sp: argparse.ArgumentParser) -> None:
                     "synced from another state lineage (state made again, another clone) "
                     "or a newer serial (rotated since), which are refused otherwise; "
                     "their manifests then record this state")
+    sp.add_argument("--diff", action="store_true", help="with --dry-run: a unified diff per "
+                    "host of each put (generated values masked, binary files named)")
+    sp.add_argument("--out", metavar="FILE", help="with --dry-run: save the plan (paths, "
+                    "digests, modes; no content) for --plan")
+    sp.add_argument("--plan", metavar="FILE", help="apply exactly this saved plan; refuse a "
+                    "host where BUILD/ or the host changed since")
+    sp.add_argument("--yes", action="store_true", help="answer yes to deploy.confirm "
+                    "(without a terminal a sync that asks is refused otherwise)")
+    sp.add_argument("--json", action="store_true", help="print a JSON document per host "
+                    '(puts, deletes, errors; {"format": 1, ...}, see the README)')
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,8 @@ from .shapes import close_match, escape, expect, str_list, suggest, typename
 INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules", "modes")
 #: keys of facsimile.json that belong to the project and are not inherited
 PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class", "state")
-DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options")
+DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options",
+               "confirm")
 TARGET_KEYS = ("hosts", "files", "inherit")
 SUBPROJECT_KEYS = ("modules", "tmpl", "extra")
 STATE_KEYS = ("recipients", "url", "ssh", "s3", "storage_options", "lock_timeout")
@@ -266,6 +267,9 @@ def check_deploy(deploy: Any, file: str, pointer: str) -> None:
             str_list(value, f"deploy.{key}", file, p)
         elif key == "jobs":
             expect(value, int, "deploy.jobs must be a whole number", file, p)
+        elif key == "confirm":
+            if not isinstance(value, bool | str):
+                expect(value, bool, "deploy.confirm must be true, false or a word", file, p)
         else:
             expect(value, dict, f"deploy.{key} must be an object", file, p)
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from ..build import Build, Output
 from ..project import Project
-from .diff import diff_output
+from ..sync.run import unplaced
+from .diff import diff_output, render_error
 
 __all__ = ["Plan", "Stale", "diff_output", "make_plan", "print_plan"]
 
@@ -35,6 +36,10 @@ class Plan:
     up_to_date: int = 0
     generate: dict[str, list[str]] = field(default_factory=dict)  # family -> paths
     new_state: set[str] = field(default_factory=set)  # families with no state yet
+    #: outputs no host of their instance receives (BUILD/<instance>/<rel>)
+    uncovered: list[str] = field(default_factory=list)
+    #: stale outputs that cannot be made, with the reason (BUILD/... -> message)
+    errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def changes(self) -> bool:
@@ -64,6 +69,8 @@ def make_plan(build: Build, instances: Iterable[str] | None = None) -> Plan:
             else:
                 plan.up_to_date += 1
         build.note_checked(inst, outputs, fresh)
+        plan.uncovered += [f"BUILD/{inst.name}/{rel}"
+                           for rel in unplaced(project, inst, [o.rel for o in outputs])]
         for f in build.orphans(inst.name):
             rel = build.root.rel(f)
             plan.stale.append(Stale(f"build:{inst.name}", inst.name, rel, ["orphan"]))
@@ -87,9 +94,15 @@ def print_plan(
     as_json: bool = False,
     out: Callable[[str], None] = print,
 ) -> int:
-    """Print the plan; exit code 0 when nothing is stale, 2 when something is."""
+    """Print the plan; exit code 0 when nothing is stale, 2 when something is,
+    1 when an output cannot be made (said on its own line, with or without a diff)."""
     build = Build(project)
     plan = make_plan(build, instances)
+    for s in plan.stale:
+        problem = render_error(build, s)
+        if problem:
+            plan.errors[s.path] = problem
+    code = 1 if plan.errors else (2 if plan.changes else 0)
     if as_json:
         doc: dict[str, Any] = {
             "stale": [
@@ -100,13 +113,19 @@ def print_plan(
             "up_to_date": plan.up_to_date,
             "would_generate": plan.generate,
             "new_state": sorted(plan.new_state),
+            "uncovered": plan.uncovered,
+            "errors": plan.errors,
         }
         out(json.dumps(doc, indent=2))
-        return 2 if plan.changes else 0
+        return code
     for family, paths in sorted(plan.generate.items()):
         out(generate_line(family, paths, family in plan.new_state))
+    for path in plan.uncovered:
+        out(f"warning: {path}: no host receives it (no target's files selects it)")
     for s in plan.stale:
         out(f"{s.path}: {'; '.join(s.reasons)}")
+        if s.path in plan.errors:
+            out(f"{s.path}: error: {plan.errors[s.path]}")
         if diff:
             text = diff_output(build, s)
             if text:
@@ -117,7 +136,9 @@ def print_plan(
         f"plan: {stale} to build, {orphans} to delete, {plan.up_to_date} up to date"
         if plan.changes else f"plan: nothing to do, {plan.up_to_date} up to date"
     )
-    return 2 if plan.changes else 0
+    if plan.errors:
+        out(f"plan: {len(plan.errors)} output(s) cannot be made")
+    return code
 
 
 def generate_line(family: str, paths: list[str], new: bool) -> str:

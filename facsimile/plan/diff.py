@@ -102,6 +102,23 @@ def _is_binary(data: bytes) -> bool:
     return False
 
 
+def render_error(build: Build, item: Stale) -> str | None:
+    """Why a stale template output cannot be rendered (state values masked, so
+    the message shows none), None when it can or is no template."""
+    o = item.output
+    if o is None or o.kind != "tmpl":
+        return None
+    inst = build.project.instances[o.instance]
+    state = build.state(inst, write=False)
+    try:
+        R.render(build.env, o.name, build.search(inst, o.sub),
+                 masked_context(build.context(inst, write=False, sub=o.sub), state),
+                 build.root.base, this=o.this)
+    except FacsimileError as exc:
+        return _mask_text(str(exc), secrets_of(state))
+    return None
+
+
 def diff_output(build: Build, item: Stale) -> str:
     """A unified diff of one stale output against BUILD/, every state value masked."""
     path = build.root.base / item.path

@@ -4,8 +4,10 @@ Each destination is an fsspec filesystem (``file://``, ``sftp://`` through the
 ``sshfs`` package, ``s3://`` through ``s3fs``), one backend per module under
 ``destinations/``. A manifest at the destination, ``.facsimile/manifest.json``,
 records what facsimile wrote (``manifest``). A sync plans before it acts: it
-scans the build (``scan``), compares its digests with the manifest and lists
-the puts and the deletes (``planner``), then, unless a dry run, carries the
+scans the build (``scan``), decides which host gets which file
+(``placement``), compares with what each host holds now, one listing per host
+held against the manifest, and lists the puts and the deletes (``planner``;
+``saved`` writes and checks a saved plan), then, unless a dry run, carries the
 plan out crash-safely with the manifest last (``apply``), under the
 destination's lock (``lock``), unless ``guard`` refuses the host (another
 instance owns it, or the state has another lineage or an older serial than the

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .destinations.base import Destination
+from .destinations.base import Destination, listing_roots
 from .manifest import MANIFEST, PENDING, document, record
 from .planner import HostPlan
 
@@ -40,12 +40,20 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
     if plan.puts:
         _write_pending(dest, plan)
     _remove_leftovers(dest, plan)
+    seen = dict(plan.seen)
     if plan.puts:
         dest.put_many([p.file for p in plan.puts], progress)
+        put = [p.file.rel for p in plan.puts]
+        after = dest.listing(listing_roots(put))  # what the next quick check compares
+        for rel in put:
+            if rel in after:
+                seen[rel] = after[rel]
+            else:
+                seen.pop(rel, None)
     if plan.deletes:
         dest.delete_many(plan.deletes)
     # every selected file is now in place: that is what facsimile owns here
-    manifest = {rel: record(f) for rel, f in plan.files.items()}
+    manifest = {rel: record(f, seen.get(rel)) for rel, f in plan.files.items()}
     meta = {k: v for k, v in (plan.meta if meta is None else meta).items() if v is not None}
     if plan.changes or manifest != plan.manifest or meta != plan.meta:
         dest.write_bytes(MANIFEST, document(manifest, meta))

@@ -14,15 +14,17 @@ do.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import lock
 from .apply import apply_host, human_size
 from .destinations.base import Destination
 from .guard import StateStamp, refusal
 from .manifest import Manifest, read_manifest_doc
-from .planner import HostPlan, find_drift, plan_host
+from .planner import HostPlan, plan_host
+from .saved import host_doc, mismatch
 from .scan import LocalFile
 from .urls import shown_url
 
@@ -50,11 +52,18 @@ class Mode:
     #: the state the build was made from; None: no owner or state checks
     stamp: StateStamp | None = None
     adopt_state: bool = False  # push even when the state's lineage or serial is refused
+    checksum: bool = False  # read back every file's content, not only size and mtime
+    #: a saved plan's hosts by label: apply exactly that, refuse a host that differs
+    expect: Mapping[str, Mapping[str, Any]] | None = None
+    quiet: bool = False  # plan only, print nothing per file (the confirm gate's first pass)
+    #: dry run: print a diff of each put, every generated value masked by this function
+    diff: Callable[[str], str] | None = None
 
 
 @dataclass
 class HostResult:
-    """How one destination went: ``ok``, a message, whether it changed, its drift."""
+    """How one destination went: ``ok``, a message, whether it changed, its drift,
+    and what was (or, in a dry run, would be) put and deleted."""
 
     target: str
     host: str
@@ -62,6 +71,15 @@ class HostResult:
     message: str
     changed: bool = False
     drift: list[str] = field(default_factory=list)
+    puts: list[str] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    #: the host's part of a saved plan (see ``saved.host_doc``)
+    plan: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        """``target/host``, as every line about it starts."""
+        return f"{self.target}/{self.host}"
 
 
 def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pattern[str]],
@@ -69,42 +87,59 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
     """Plan ``job`` at ``dest``, then check, print or carry out the plan as ``mode`` says."""
     label = f"{job.target}/{job.host}"
 
-    def make_plan(doc: Manifest) -> tuple[HostPlan, list[str]]:
-        """The plan against ``doc``, and the drift (check and repair)."""
-        if not (mode.check or mode.repair):
-            return plan_host(dest, job.files, owned, exclude, job.target, job.host,
-                             job.url, doc=doc), []
-        rels = sorted(set(job.files) | set(doc.files))
-        actual = dest.digests(rels)
-        modes = dest.modes(rels) if dest.has_modes else {}
-        plan = plan_host(dest, job.files, owned, exclude, job.target, job.host, job.url,
-                         actual, modes, doc=doc)
-        return plan, find_drift(doc.files, actual, modes)
+    def make_plan(doc: Manifest) -> HostPlan:
+        return plan_host(dest, job.files, owned, exclude, job.target, job.host, job.url,
+                         doc=doc, checksum=mode.checksum or mode.repair)
 
-    plan, drift = make_plan(read_manifest_doc(dest))
-    refused = _refusal(plan, job, mode)
+    plan = make_plan(read_manifest_doc(dest))
+    refused = _refusal(plan, job, mode) or _differs(plan, mode)
     if refused:
         return HostResult(job.target, job.host, False, refused)
     if mode.check:
-        return _report_drift(job, plan, drift, mode.out)
+        return _report_drift(job, plan, mode)
     if mode.dry_run:
-        return _print_plan(job, plan, mode.out)
+        if mode.diff is not None and not mode.quiet:
+            _print_diffs(dest, job, plan, mode.diff, mode.out)
+        return _print_plan(job, plan, mode)
     if plan.changes:
         with lock.hold(dest):
             doc = read_manifest_doc(dest)  # another sync may have gone first
             if doc.raw != plan.raw:
-                plan, _ = make_plan(doc)
-                refused = _refusal(plan, job, mode)
+                plan = make_plan(doc)
+                refused = _refusal(plan, job, mode) or _differs(plan, mode)
                 if refused:
                     return HostResult(job.target, job.host, False, refused)
             sent = apply_host(dest, plan, mode.out, _meta(plan, mode))
     else:
         sent = apply_host(dest, plan, mode.out, _meta(plan, mode))
+    _print_deletes(label, plan, mode.out, "deleted")
     mode.out(f"  {label}: {len(plan.puts)} put, {len(plan.deletes)} deleted, "
              f"{plan.unchanged} unchanged, {human_size(sent)} sent")
+    result = _result(job, plan, "ok")
     if postcmds and (plan.changes or mode.always):
-        return _run_postcmds(dest, job, plan, postcmds, mode.out)
-    return HostResult(job.target, job.host, True, "ok", plan.changes)
+        return _run_postcmds(dest, job, result, postcmds, mode.out)
+    return result
+
+
+def _result(job: Job, plan: HostPlan, message: str) -> HostResult:
+    """The ``HostResult`` of a host whose plan went (or would go) as ``plan`` says."""
+    return HostResult(job.target, job.host, True, message, plan.changes, plan.drift,
+                      [p.file.rel for p in plan.puts], list(plan.deletes), host_doc(plan))
+
+
+def _differs(plan: HostPlan, mode: Mode) -> str | None:
+    """Why a saved plan (``mode.expect``) no longer holds for this host, if it does not."""
+    if mode.expect is None:
+        return None
+    return mismatch(mode.expect.get(f"{plan.target}/{plan.host}"), plan)
+
+
+def _print_deletes(label: str, plan: HostPlan, out: Callable[[str], None], verb: str) -> None:
+    """One line per deleted path; a file facsimile never wrote says so."""
+    for rel in plan.deletes:
+        why = " (not ours: in an owned folder, never written by facsimile)" \
+            if rel in plan.foreign else ""
+        out(f"  {label}: {verb} {rel}{why}")
 
 
 def _refusal(plan: HostPlan, job: Job, mode: Mode) -> str | None:
@@ -119,40 +154,78 @@ def _meta(plan: HostPlan, mode: Mode) -> dict[str, object]:
     return dict(plan.meta) if mode.stamp is None else mode.stamp.meta()
 
 
-def _report_drift(job: Job, plan: HostPlan, drift: list[str],
-                  out: Callable[[str], None]) -> HostResult:
+def _report_drift(job: Job, plan: HostPlan, mode: Mode) -> HostResult:
+    """``--check``: print the drift and how much is to sync; change nothing."""
     label = f"{job.target}/{job.host}"
-    for line in drift:
-        out(f"  {label}: drift: {line}")
+    for line in plan.drift:
+        mode.out(f"  {label}: drift: {line}")
     pending = len(plan.puts) + len(plan.deletes)
-    out(f"  {label}: {len(drift)} drifted, {pending} to sync")
-    return HostResult(job.target, job.host, True, "checked", drift=drift)
+    mode.out(f"  {label}: {len(plan.drift)} drifted, {pending} to sync")
+    return _result(job, plan, "checked")
 
 
-def _print_plan(job: Job, plan: HostPlan, out: Callable[[str], None]) -> HostResult:
+def _print_plan(job: Job, plan: HostPlan, mode: Mode) -> HostResult:
+    """``--dry-run``: every put and delete this sync would make, and the totals."""
+    label = f"{job.target}/{job.host}"
+    if not mode.quiet:
+        for p in plan.puts:
+            mode.out(f"  {label}: put {p.file.rel} ({p.reason}, {human_size(p.file.size)})")
+        _print_deletes(label, plan, mode.out, "delete")
+        mode.out(f"  {label}: would put {len(plan.puts)}, delete {len(plan.deletes)}, "
+                 f"{plan.unchanged} unchanged ({shown_url(job.url)})")
+    return _result(job, plan, "dry run")
+
+
+def _print_diffs(dest: Destination, job: Job, plan: HostPlan, masked: Callable[[str], str],
+                 out: Callable[[str], None]) -> None:
+    """``--dry-run --diff``: a unified diff per put of what the host holds against
+    what would be put, through ``masked`` (generated values hidden); a binary file
+    is only named."""
+    import difflib
+
     label = f"{job.target}/{job.host}"
     for p in plan.puts:
-        out(f"  {label}: put {p.file.rel} ({p.reason}, {human_size(p.file.size)})")
-    for rel in plan.deletes:
-        out(f"  {label}: delete {rel}")
-    out(f"  {label}: would put {len(plan.puts)}, delete {len(plan.deletes)}, "
-        f"{plan.unchanged} unchanged ({shown_url(job.url)})")
-    return HostResult(job.target, job.host, True, "dry run", plan.changes)
+        old = dest.read(p.file.rel) if p.reason != "new" or p.file.rel in plan.seen else None
+        with open(p.file.path, "rb") as fh:
+            new = fh.read()
+        texts = [_text(b) for b in (old or b"", new)]
+        if texts[0] is None or texts[1] is None:
+            out(f"  {label}: binary file {p.file.rel} differs")
+            continue
+        lines = difflib.unified_diff(
+            masked(texts[0]).splitlines(keepends=True), masked(texts[1]).splitlines(keepends=True),
+            f"{label}:{p.file.rel}" if old is not None else "/dev/null",
+            f"BUILD/{p.file.rel}")
+        text = "".join(lines).rstrip("\n")
+        if text:
+            out(text)
+        elif p.reason.startswith("mode") or "mode" in p.reason:
+            out(f"  {label}: {p.file.rel}: only its mode differs")
 
 
-def _run_postcmds(dest: Destination, job: Job, plan: HostPlan, postcmds: list[str],
+def _text(data: bytes) -> str | None:
+    """``data`` as text, None when it is binary (a NUL, or not UTF-8)."""
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _run_postcmds(dest: Destination, job: Job, result: HostResult, postcmds: list[str],
                   out: Callable[[str], None]) -> HostResult:
     """Run each post-command at the destination, its output prefixed by the host;
     the first that fails fails the host."""
     if not dest.runs_commands:
         out(f"  {job.target}/{job.host}: postcmd skipped: not an ssh destination")
-        return HostResult(job.target, job.host, True, "ok", plan.changes)
+        return result
     for cmd in postcmds:
         code, text = dest.run(cmd)
         for line in text.splitlines():
             out(f"{job.host}: {line}")
         if code != 0:
-            return HostResult(job.target, job.host, False,
-                              f"postcmd {cmd!r} exited {code}", plan.changes)
-    return HostResult(job.target, job.host, True, "ok", plan.changes)
-
+            result.ok = False
+            result.message = f"postcmd {cmd!r} exited {code}"
+            return result
+    return result

@@ -1,5 +1,6 @@
 """Syncing an instance: ``jobs_for`` decides which destination gets which files
-(each target's ``files`` patterns less ``deploy.exclude``, one job per filled
+(:mod:`.placement`: each target's ``files`` patterns less ``deploy.exclude``,
+``{host}`` fan-out outputs to their host only, one job per filled
 ``deploy.url``), and ``sync_instance`` scans the build, runs one
 ``sync_host`` per job on a thread pool (``deploy.jobs``, default 8), and prints
 the summary and returns the exit code.
@@ -7,69 +8,36 @@ the summary and returns the exit code.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from ..define.names import host_problem
 from ..errors import SyncError
-from ..globs import check_pattern, glob_regex, matches
+from ..globs import check_pattern, glob_regex
 from .destinations import open_destination
 from .guard import StateStamp
 from .host import HostResult, Job, Mode, sync_host
+from .placement import jobs_of, place, uncovered
 from .scan import LocalFile, scan_build
-from .urls import DEFAULT_URL, fill
+from .urls import fill
 
 DEFAULT_JOBS = 8
-
-
-def _chosen(tname: str, spec: Mapping[str, Any], files: Mapping[str, LocalFile],
-            exclude: list[re.Pattern[str]]) -> dict[str, LocalFile]:
-    """The files of the build that target ``tname`` gets."""
-    patterns = list((spec or {}).get("files") or ["**"])
-    for p in patterns:
-        check_pattern(p, f"targets.{tname}.files pattern")
-    regexes = [glob_regex(p) for p in patterns]
-    return {rel: f for rel, f in files.items()
-            if matches(rel, regexes) and not matches(rel, exclude)}
 
 
 def jobs_for(
     *, instance: str, project: str, root: Path, deploy: Mapping[str, Any],
     targets: Mapping[str, Mapping[str, Any]], files: Mapping[str, LocalFile],
-    target: str | None, host: str | None,
+    target: str | None, host: str | None, host_of: Mapping[str, str] | None = None,
 ) -> list[Job]:
-    """One job per destination. Targets whose hosts fill ``url`` to the same
-    destination (two targets on one host) share one job with the union of their
-    files, so that neither deletes what the other put there, even when
-    ``--target`` names only one of them."""
-    exclude = [glob_regex(p) for p in deploy.get("exclude", [])]
-    by_url: dict[str, tuple[list[str], list[str], dict[str, LocalFile]]] = {}
-    for tname, spec in sorted(targets.items()):
-        chosen = _chosen(tname, spec, files, exclude)
-        for h in (spec or {}).get("hosts", []):
-            problem = host_problem(h)
-            if problem:
-                raise SyncError(f"instance {instance}, target {tname}: {problem}")
-            url = fill(str(deploy.get("url") or DEFAULT_URL), {
-                "host": h, "instance": instance, "target": tname,
-                "project": project, "root": quote(str(root), safe="/"),
-            })
-            names, hosts, union = by_url.setdefault(url, ([], [], {}))
-            if tname not in names:
-                names.append(tname)
-            if h not in hosts:
-                hosts.append(h)
-            union.update(chosen)
-    jobs = []
-    for url, (names, hosts, union) in by_url.items():
-        if (target is None or target in names) and (host is None or host in hosts):
-            jobs.append(Job("+".join(names), hosts[0] if host is None else host, url,
-                            dict(sorted(union.items()))))
-    return jobs
+    """One job per destination (see :mod:`.placement`). Targets whose hosts fill
+    ``url`` to the same destination (two targets on one host) share one job with
+    the union of their files, so that neither deletes what the other put there,
+    even when ``--target`` names only one of them. ``host_of``: the outputs a
+    ``{host}`` fan-out made, each for its host only."""
+    placed = place(instance=instance, project=project, root=root, deploy=deploy,
+                   targets=targets, files=files, host_of=host_of)
+    return jobs_of(placed, target, host)
 
 
 def owned_folders(templates: list[str], values: Mapping[str, str]) -> list[str]:
@@ -100,29 +68,56 @@ def sync_instance(
     stamp: StateStamp | None = None,
     adopt_state: bool = False,
     out: Callable[[str], None] = print,
+    host_of: Mapping[str, str] | None = None,
+    checksum: bool = False,
+    expect: Mapping[str, Mapping[str, Any]] | None = None,
+    quiet: bool = False,
+    results: list[HostResult] | None = None,
+    diff: Callable[[str], str] | None = None,
 ) -> int:
-    """Push ``build_dir`` to every host. Exit code: 0 ok, 1 a host failed (or was
-    refused: see ``guard``; ``stamp`` is the build's state, None skips those
-    checks), 2 drift (check)."""
+    """Push ``build_dir`` to every host. Exit code: 0 done or nothing to do, 1 a
+    host failed (or was refused: see ``guard``; ``stamp`` is the build's state,
+    None skips those checks), 2 a dry run or check found something to do.
+
+    ``host_of``: outputs of a ``{host}`` fan-out, each for its host only;
+    ``checksum``: compare contents, not size and mtime; ``expect``: a saved
+    plan's hosts, applied exactly or refused; ``quiet``: print nothing per host
+    (a dry run made to ask before a sync); ``results``: gets each host's result;
+    ``diff``: a dry run prints a diff of each put, masked by this function."""
     if not build_dir.is_dir():
         raise SyncError(f"nothing to sync: {build_dir} does not exist (build it first)")
     files = scan_build(build_dir)
-    jobs = jobs_for(instance=instance, project=project, root=root, deploy=deploy,
-                    targets=targets, files=files, target=target, host=host)
+    placed = place(instance=instance, project=project, root=root, deploy=deploy,
+                   targets=targets, files=files, host_of=host_of)
+    jobs = jobs_of(placed, target, host)
+    verb = "check" if check else ("dry run" if dry_run else "sync")
+    if not quiet:
+        warn_uncovered(instance, uncovered(placed, files, deploy.get("exclude", [])), out)
     if not jobs:
-        out(f"sync {instance}: no hosts to sync (no targets with hosts"
+        out(f"{verb} {instance}: no hosts to sync (no targets with hosts"
             + (" matching the filter)" if target or host else ")"))
         return 0
     mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out,
-                stamp=stamp, adopt_state=adopt_state)
-    verb = "check" if check else ("dry run" if dry_run else "sync")
-    out(f"{verb} {instance}: {len(files)} files to {len(jobs)} host(s)")
+                stamp=stamp, adopt_state=adopt_state, checksum=checksum, expect=expect,
+                quiet=quiet, diff=diff)
+    if not quiet:
+        out(f"{verb} {instance}: {len(jobs)} host(s), "
+            f"{sum(len(j.files) for j in jobs)} file(s) placed")
     one = _host_runner(deploy, {"project": project, "instance": instance, "root": str(root)},
                        mode)
     workers = max(1, min(int(deploy.get("jobs") or DEFAULT_JOBS), len(jobs)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(one, jobs))
-    return _summary(verb, instance, results, check, out)
+        done = list(pool.map(one, jobs))
+    if results is not None:
+        results.extend(done)
+    return _summary(verb, instance, done, mode)
+
+
+def warn_uncovered(instance: str, rels: list[str], out: Callable[[str], None]) -> None:
+    """One warning line per output of ``instance`` that no host receives."""
+    for rel in rels:
+        out(f"warning: BUILD/{instance}/{rel}: no host receives it "
+            "(no target's files selects it)")
 
 
 def _host_runner(deploy: Mapping[str, Any], values: Mapping[str, str],
@@ -149,15 +144,23 @@ def _host_runner(deploy: Mapping[str, Any], values: Mapping[str, str],
     return one
 
 
-def _summary(verb: str, instance: str, results: list[HostResult], check: bool,
-             out: Callable[[str], None]) -> int:
-    """Print the failures and the summary line; the exit code."""
+def _summary(verb: str, instance: str, results: list[HostResult], mode: Mode) -> int:
+    """Print the failures and the summary line (the totals done, or that a dry
+    run would do); the exit code."""
     failed = [r for r in results if not r.ok]
     for r in failed:
-        out(f"  {r.target}/{r.host}: FAILED: {r.message}")
+        mode.out(f"  {r.label}: FAILED: {r.message}")
+    if mode.quiet:
+        return 1 if failed else (2 if any(r.changed for r in results) else 0)
+    puts = sum(len(r.puts) for r in results if r.ok)
+    deletes = sum(len(r.deletes) for r in results if r.ok)
     drift = [r for r in results if r.drift]
-    out(f"{verb} {instance}: {len(results) - len(failed)} host(s) ok, {len(failed)} failed"
-        + (f", drift on {len(drift)}" if check else ""))
+    would = "would put" if mode.dry_run or mode.check else "put"
+    mode.out(f"{verb} {instance}: {len(results) - len(failed)} host(s) ok, {len(failed)} failed"
+             f"; {would} {puts}, {'would delete' if would != 'put' else 'deleted'} {deletes}"
+             + (f", drift on {len(drift)}" if mode.check else ""))
     if failed:
         return 1
-    return 2 if drift else 0
+    if mode.dry_run or mode.check:
+        return 2 if any(r.changed or r.drift for r in results) else 0
+    return 0

@@ -6,7 +6,8 @@ replaced only after every put and delete it describes has completed.
 manifest: the old manifest, any earlier pending record and every planned put,
 so that after a kill the next sync still knows each file that may have been
 put. Both have the same shape, ``{"format": 1, "written_by": "facsimile",
-"files": {rel: {"digest": sha256, "mode": int}}}``, files sorted, one space
+"files": {rel: {"digest": sha256, "mode": int, "size": int, "mtime": str}}}``
+(size and mtime as the destination showed them right after the put), files sorted, one space
 indent, a final newline. The manifest also says who wrote it (``META``): the
 ``instance`` that owns the destination, and the ``family``, ``lineage`` and
 ``serial`` of the state its files were built from; a manifest written by an
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SyncError
-from .destinations.base import Destination
+from .destinations.base import Destination, Entry
 from .scan import LocalFile
 
 MANIFEST = ".facsimile/manifest.json"
@@ -75,9 +76,14 @@ def read_pending(dest: Destination) -> Records:
     return _parse(dest, PENDING, dest.read(PENDING)).files
 
 
-def record(f: LocalFile) -> dict[str, Any]:
-    """The entry of one file in a manifest or pending record."""
-    return {"digest": f.digest, "mode": f.mode}
+def record(f: LocalFile, seen: Entry | None = None) -> dict[str, Any]:
+    """The entry of one file in a manifest or pending record; ``seen``: what a
+    listing of the destination showed of it right after (its size and mtime,
+    which the next sync's quick check compares)."""
+    rec: dict[str, Any] = {"digest": f.digest, "mode": f.mode}
+    if seen is not None:
+        rec.update(size=seen.size, mtime=seen.mtime)
+    return rec
 
 
 def document(files: Mapping[str, dict[str, Any]],

@@ -1,8 +1,15 @@
-"""Planning one destination: ``plan_host`` compares the build's digests and
-modes with what the destination's manifest (or, for check and repair, the
-destination itself) says, and lists the puts and the deletes in a
-``HostPlan``; ``find_drift`` lists what changed at the destination behind the
-manifest's back. Nothing is changed here.
+"""Planning one destination: ``plan_host`` compares the build with what the
+destination holds now, and lists the puts and the deletes in a ``HostPlan``.
+Nothing is changed here.
+
+What the destination holds comes from one listing (``Destination.listing``:
+size, mtime and mode of every file in the folders involved), held against
+what the manifest recorded when facsimile last put each file (rsync's quick
+check): a file whose size or mtime moved since is read back (one digest
+command for all of them) and put again if its content differs; a file removed
+or given another mode is put again. ``checksum`` reads back every file
+instead. A file in an owned folder that facsimile never wrote is deleted and
+named as not ours. A no-op is one listing and one read of the manifest.
 """
 
 from __future__ import annotations
@@ -13,17 +20,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..globs import matches
-from .destinations.base import Destination
+from .destinations.base import Destination, Entry, in_roots, listing_roots
 from .manifest import Manifest, Records, read_manifest_doc, read_pending
 from .scan import LocalFile
+
+#: put reasons that are the host's doing (drift), not the build's
+DRIFT = ("removed on the host", "edited on the host")
 
 
 @dataclass
 class Put:
-    """A file to put and why: ``new``, ``missing``, ``changed`` or ``mode``."""
+    """A file to put and why: ``new``, ``changed`` or ``mode`` (the build), or
+    drift at the host (``removed on the host``, ``edited on the host``, ``mode
+    644 on the host, 600 synced``)."""
 
     file: LocalFile
     reason: str
+
+    @property
+    def drift(self) -> bool:
+        """Whether the host, not the build, made this put needed."""
+        return self.reason in DRIFT or self.reason.endswith("synced")
 
 
 @dataclass
@@ -35,6 +52,8 @@ class HostPlan:
     url: str
     puts: list[Put] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
+    #: deletes of files in owned folders that facsimile never wrote
+    foreign: list[str] = field(default_factory=list)
     unchanged: int = 0
     manifest: Records = field(default_factory=dict)
     files: dict[str, LocalFile] = field(default_factory=dict)
@@ -43,11 +62,20 @@ class HostPlan:
     #: the manifest's owner, family, lineage and serial, and its bytes as read
     meta: dict[str, Any] = field(default_factory=dict)
     raw: bytes | None = None
+    #: what the listing showed of each file (the manifest records it)
+    seen: dict[str, Entry] = field(default_factory=dict)
+    #: sha256 of files read back at the host (quick check suspects, --checksum)
+    digests: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def changes(self) -> bool:
         """Whether carrying the plan out puts or deletes anything."""
         return bool(self.puts or self.deletes)
+
+    @property
+    def drift(self) -> list[str]:
+        """One line per file changed at the host behind the manifest's back."""
+        return [f"{p.file.rel}: {p.reason}" for p in self.puts if p.drift]
 
 
 def plan_host(
@@ -58,59 +86,64 @@ def plan_host(
     target: str,
     host: str,
     url: str,
-    actual: Mapping[str, str | None] | None = None,
-    actual_modes: Mapping[str, int | None] | None = None,
     doc: Manifest | None = None,
+    checksum: bool = False,
 ) -> HostPlan:
-    """Puts and deletes for one destination; nothing is changed here.
+    """Puts and deletes for one destination against what it holds now (see the
+    module's docstring); nothing is changed here.
 
     ``owned``: folders whose files the build lacks are deleted (unless
-    ``exclude`` matches them). ``actual``, ``actual_modes``: digests and modes
-    read from the destination (check and repair) instead of the manifest's.
-    ``doc``: the destination's manifest, when already read.
+    ``exclude`` matches them). ``doc``: the destination's manifest, when already
+    read. ``checksum``: compare every file's content, not size and mtime.
     """
     doc = read_manifest_doc(dest) if doc is None else doc
     manifest = doc.files
     pending = read_pending(dest)
     plan = HostPlan(target, host, url, manifest=manifest, files=dict(files), pending=pending,
                     meta=doc.meta, raw=doc.raw)
+    roots = listing_roots([*files, *manifest, *pending], owned)
+    listing = dest.listing(roots)
+    plan.seen = {rel: e for rel, e in listing.items() if rel in files}
+    suspects = [rel for rel in sorted(files)
+                if rel in listing and rel in manifest
+                and manifest[rel].get("digest") == files[rel].digest
+                and (checksum or _moved(manifest[rel], listing[rel]))]
+    plan.digests = dest.digests(suspects) if suspects else {}
     for rel, f in sorted(files.items()):
-        seen = manifest.get(rel)
-        if actual is not None:
-            have = actual.get(rel)
-            mode = (actual_modes or {}).get(rel)
-        else:
-            have = (seen or {}).get("digest")
-            mode = (seen or {}).get("mode")
-        if have is None:
-            plan.puts.append(Put(f, "missing" if actual is not None and seen else "new"))
-        elif have != f.digest:
-            plan.puts.append(Put(f, "changed"))
-        elif dest.has_modes and (actual is None or mode is not None) and mode != f.mode:
-            plan.puts.append(Put(f, "mode"))
+        reason = _reason(f, manifest.get(rel), listing.get(rel), plan.digests, dest.has_modes)
+        if reason:
+            plan.puts.append(Put(f, reason))
         else:
             plan.unchanged += 1
     # files an earlier sync put, even one killed before its manifest
     gone = {rel for rel in (*manifest, *pending) if rel not in files}
-    for folder in owned:
-        gone |= {rel for rel in dest.find(folder)
-                 if rel not in files and not rel.startswith(".facsimile/")}
-    plan.deletes = sorted(rel for rel in gone if not matches(rel, exclude))
+    foreign = {rel for rel in listing
+               if rel not in files and rel not in gone and not rel.startswith(".facsimile/")
+               and any(in_roots(rel, [o]) for o in owned)}
+    plan.deletes = sorted(rel for rel in gone | foreign if not matches(rel, exclude))
+    plan.foreign = [rel for rel in plan.deletes if rel in foreign]
     return plan
 
 
-def find_drift(manifest: Mapping[str, Mapping[str, Any]], actual: Mapping[str, str | None],
-               modes: Mapping[str, int | None]) -> list[str]:
-    """One line per file of ``manifest`` removed, edited or given another mode at
-    the destination (``actual`` digests and ``modes`` read from there)."""
-    drift = []
-    for rel in sorted(manifest):
-        if actual.get(rel) is None:
-            drift.append(f"{rel}: removed on the host")
-        elif actual[rel] != manifest[rel].get("digest"):
-            drift.append(f"{rel}: edited on the host")
-    for rel in sorted(manifest):
-        mode, want = modes.get(rel), manifest[rel].get("mode")
-        if mode is not None and want is not None and mode != want:
-            drift.append(f"{rel}: mode {mode:o} on the host, {want:o} synced")
-    return drift
+def _moved(rec: Mapping[str, Any], e: Entry) -> bool:
+    """Whether the quick check doubts a file: its size or mtime is not what the
+    manifest recorded at the last put (or the manifest recorded neither)."""
+    return rec.get("size") != e.size or rec.get("mtime") != e.mtime
+
+
+def _reason(f: LocalFile, rec: Mapping[str, Any] | None, e: Entry | None,
+            digests: Mapping[str, str | None], has_modes: bool) -> str | None:
+    """Why ``f`` must be put, given its manifest record ``rec`` and what the
+    listing showed (``e``); None when it is in place."""
+    if e is None:
+        return "removed on the host" if rec is not None else "new"
+    if rec is None:
+        return "new"
+    if rec.get("digest") != f.digest:
+        return "changed"
+    if f.rel in digests and digests[f.rel] != f.digest:
+        return "edited on the host"
+    if has_modes and e.mode is not None and e.mode != f.mode:
+        want = rec.get("mode")
+        return f"mode {e.mode:o} on the host, {f.mode:o} synced" if want == f.mode else "mode"
+    return None

@@ -8,12 +8,13 @@ command and the build's ``sync:<instance>`` task both call it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..define.names import host_problem
 from ..errors import DefinitionError
 from .guard import StateStamp
+from .host import HostResult
 from .jobs import sync_instance
 
 if TYPE_CHECKING:
@@ -37,10 +38,18 @@ def run_sync(
     always: bool = False,
     adopt_state: bool = False,
     out: Callable[[str], None] = _print,
+    checksum: bool = False,
+    expect: Mapping[str, Mapping[str, Any]] | None = None,
+    quiet: bool = False,
+    results: list[HostResult] | None = None,
+    diff: bool = False,
 ) -> int:
-    """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`); the exit
-    code. A host whose manifest names another owner, another state lineage or a
-    newer serial is refused (``adopt_state``: push this state anyway)."""
+    """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`, which
+    takes ``checksum``, ``expect``, ``quiet`` and ``results`` as they are); the
+    exit code. ``diff``: a dry run prints a diff of each put, every generated
+    value of the instance's state masked. A host whose manifest names another
+    owner, another state lineage or a newer serial is refused (``adopt_state``:
+    push this state anyway)."""
     inst = project.instance(instance)
     check_sync_args(project, inst, target, host)
     stamp = state_stamp(project, inst, write=not (dry_run or check))
@@ -60,7 +69,54 @@ def run_sync(
         stamp=stamp,
         adopt_state=adopt_state,
         out=out,
+        host_of=host_outputs(project, inst),
+        checksum=checksum,
+        expect=expect,
+        quiet=quiet,
+        results=results,
+        diff=masker(project, inst) if diff else None,
     )
+
+
+def unplaced(project: Project, inst: Instance, rels: list[str]) -> list[str]:
+    """The outputs ``rels`` of ``inst`` that no host of its targets receives (what
+    ``facs plan`` and a sync warn about); none when it has no hosts at all."""
+    from .placement import place, uncovered
+
+    if not any(h for h, _ in inst.hosts):
+        return []
+    deploy = deploy_settings(project, inst)
+    placed = place(instance=inst.name, project=project.name, root=project.root.base,
+                   deploy=deploy, targets=inst.targets, files={r: r for r in rels},
+                   host_of=host_outputs(project, inst))
+    return uncovered(placed, rels, deploy.get("exclude", []))
+
+
+def masker(project: Project, inst: Instance) -> Callable[[str], str]:
+    """A function that masks every value of the instance's state in a text
+    (current and previous values, as ``facs plan --diff`` does)."""
+    from ..mask import MASK
+    from ..plan.diff import secrets_of
+
+    secrets = secrets_of(project.state(inst, write=False))
+
+    def masked(text: str) -> str:
+        for s in secrets:
+            if len(s) >= 4:
+                text = text.replace(s, MASK)
+        return text
+
+    return masked
+
+
+def host_outputs(project: Project, inst: Instance) -> dict[str, str]:
+    """``{rel: host}`` of the outputs a ``{host}`` fan-out template made (the
+    build's ``Output.this`` is ``hosts.<host>``): each goes to its host only."""
+    from ..build import Build
+
+    outputs = Build(project).outputs(inst)
+    return {rel: o.this.removeprefix("hosts.") for rel, o in outputs.items()
+            if o.this and o.this.startswith("hosts.")}
 
 
 def state_stamp(project: Project, inst: Instance, *, write: bool) -> StateStamp:

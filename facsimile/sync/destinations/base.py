@@ -24,6 +24,31 @@ from ..scan import LocalFile
 TMP_SUFFIX = ".facsimile-tmp"
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A file as one listing of the destination shows it: its size, its
+    modification time as the backend gives it (compared, never interpreted), and
+    its mode where the backend has modes."""
+
+    size: int
+    mtime: str
+    mode: int | None = None
+
+
+def listing_roots(rels: Iterable[str], owned: Iterable[str] = ()) -> list[str]:
+    """The folders one listing must cover to see ``rels`` and the ``owned``
+    folders: each path's first folder, each owned folder, and ``""`` (the files
+    directly in the base, not below it) when a path has no folder."""
+    roots = {rel.split("/", 1)[0] if "/" in rel else "" for rel in rels}
+    roots |= {o.strip("/") for o in owned if o.strip("/")}
+    tops = {r for r in roots if r and not any(r.startswith(o + "/") for o in roots if o)}
+    return sorted(tops | ({""} & roots))
+
+
+def in_roots(rel: str, roots: Iterable[str]) -> bool:
+    """Whether a listing of ``roots`` (see ``listing_roots``) shows ``rel``."""
+    return any(rel.startswith(r + "/") if r else "/" not in rel for r in roots)
+
 
 @dataclass(frozen=True)
 class Location:
@@ -194,9 +219,38 @@ class Destination:
         """The mode of each file at the destination (where ``has_modes``)."""
         return {}
 
+    def listing(self, roots: list[str]) -> dict[str, Entry]:
+        """Every file below each of ``roots`` (``""``: the files directly in the
+        base) with its size, mtime and mode: one listing, a sync's quick check."""
+        out: dict[str, Entry] = {}
+        prefix = self.base.rstrip("/") + "/"
+        for root in roots:
+            try:
+                found = self.fs.find(self.path(root) if root else self.base,
+                                     detail=True, maxdepth=None if root else 1)
+            except (FileNotFoundError, OSError):
+                continue
+            for p, info in found.items():
+                p = "/" + p.lstrip("/") if self.base.startswith("/") else p
+                if info.get("type") == "directory" or not p.startswith(prefix):
+                    continue
+                rel = p[len(prefix):]
+                if in_roots(rel, [root]):
+                    out[rel] = _entry(info, self.has_modes)
+        return out
+
     def run(self, command: str) -> tuple[int, str]:
         """Run ``command`` at the destination: exit status and output."""
         raise SyncError("post-commands run only on ssh destinations")
 
     def close(self) -> None:
         """Let go of the connection, if any."""
+
+
+def _entry(info: Mapping[str, Any], has_modes: bool) -> Entry:
+    """The ``Entry`` of an fsspec ``info`` dict."""
+    mtime = next((info[k] for k in ("mtime", "LastModified", "last_modified", "created")
+                  if info.get(k) is not None), "")
+    perm = info.get("permissions", info.get("mode"))
+    mode = int(perm) & 0o7777 if has_modes and isinstance(perm, int) else None
+    return Entry(int(info.get("size") or 0), str(mtime), mode)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ...errors import SyncError
 from ..scan import LocalFile
-from .base import Destination, Location, is_tmp_name, register, tmp_name, write_all
+from .base import Destination, Entry, Location, in_roots, is_tmp_name, register, tmp_name, write_all
 
 
 class LocalDestination(Destination):
@@ -85,6 +85,25 @@ class LocalDestination(Destination):
                 out[rel] = os.stat(self.path(rel)).st_mode & 0o7777
             except OSError:
                 out[rel] = None
+        return out
+
+    def listing(self, roots: list[str]) -> dict[str, Entry]:
+        """One walk of each root: size, mtime (nanoseconds) and mode of every file."""
+        out: dict[str, Entry] = {}
+        for root in roots:
+            top = self.path(root) if root else self.base
+            for dirpath, dirnames, filenames in os.walk(top):
+                if not root:
+                    dirnames.clear()
+                for name in filenames:
+                    path = os.path.join(dirpath, name)
+                    try:
+                        st = os.lstat(path)
+                    except OSError:
+                        continue
+                    rel = os.path.relpath(path, self.base).replace(os.sep, "/")
+                    if (st.st_mode & 0o170000) == 0o100000 and in_roots(rel, [root]):
+                        out[rel] = Entry(st.st_size, str(st.st_mtime_ns), st.st_mode & 0o7777)
         return out
 
     def tmp_files(self, folders: Iterable[str]) -> list[str]:

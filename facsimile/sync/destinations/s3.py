@@ -11,7 +11,7 @@ from typing import Any
 
 from ...errors import SyncError
 from ..scan import LocalFile
-from .base import Destination, Location, register
+from .base import Destination, Entry, Location, register
 
 
 class S3Destination(Destination):
@@ -50,6 +50,10 @@ class S3Destination(Destination):
     def read(self, rel: str) -> bytes | None:
         self.fs.invalidate_cache()
         return super().read(rel)
+
+    def listing(self, roots: list[str]) -> dict[str, Entry]:
+        self.fs.invalidate_cache()
+        return super().listing(roots)
 
     def find(self, rel_folder: str) -> list[str]:
         self.fs.invalidate_cache()

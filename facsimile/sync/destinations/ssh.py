@@ -18,7 +18,16 @@ from typing import Any
 
 from ...errors import SyncError
 from ..scan import LocalFile
-from .base import TMP_SUFFIX, Destination, Location, is_tmp_name, register, tmp_name
+from .base import (
+    TMP_SUFFIX,
+    Destination,
+    Entry,
+    Location,
+    in_roots,
+    is_tmp_name,
+    register,
+    tmp_name,
+)
 
 TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP round trips
 
@@ -200,6 +209,27 @@ class SSHDestination(Destination):
     def modes(self, rels: list[str]) -> dict[str, int | None]:
         found = self._per_file("stat -c '%a %n' --", rels)
         return {r: int(found[r], 8) if r in found else None for r in rels}
+
+    def listing(self, roots: list[str]) -> dict[str, Entry]:
+        """One ``find -printf`` on the host over every root (SFTP listings where
+        ``deploy.ssh.tar`` is false: hosts without GNU find)."""
+        if not self.tar:
+            return super().listing(roots)
+        fmt = "'%s %T@ %m %p\\0'"
+        parts = [f"find ./{shlex.quote(r)} -type f -printf {fmt}" for r in roots if r]
+        if "" in roots:
+            parts.append(f"find . -maxdepth 1 -type f -printf {fmt}")
+        if not parts:
+            return {}
+        _, text = self._run_raw(f"cd {shlex.quote(self.base)} 2>/dev/null && "
+                                f"{{ {'; '.join(parts)}; }} 2>/dev/null; true")
+        out: dict[str, Entry] = {}
+        for item in text.split("\0"):
+            size, mtime, mode, path = [*item.lstrip("\n").split(" ", 3), "", "", ""][:4]
+            rel = path[2:] if path.startswith("./") else path
+            if rel and size.isdigit() and in_roots(rel, roots):
+                out[rel] = Entry(int(size), mtime, int(mode, 8))
+        return out
 
     def _run_raw(self, command: str) -> tuple[int, str]:
         result = self.fs.execute(command, check=False)
