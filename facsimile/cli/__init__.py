@@ -211,6 +211,29 @@ def _add_sync(sp: argparse.ArgumentParser) -> None:
                     "synced from another state lineage (state made again, another clone) "
                     "or a newer serial (rotated since), which are refused otherwise; "
                     "their manifests then record this state")
+    _add_fleet(sp)
+
+
+def _slice_arg(text: str) -> object:
+    """``--slice I/N`` parsed; a bad one is a usage error naming the form."""
+    from ..sync.slices import parse_slice
+
+    try:
+        return parse_slice(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_fleet(sp: argparse.ArgumentParser) -> None:
+    """The options of ``facs sync`` for a fleet: slices and the engine."""
+    sp.add_argument("--slice", metavar="I/N", type=_slice_arg, default=None,
+                    help="only the I-th of N disjoint parts of the hosts (by a hash of "
+                    "the host name), e.g. one per CI runner: 1/5 ... 5/5")
+    sp.add_argument("--engine", choices=["threads", "dask"], default="threads",
+                    help="who syncs the hosts: threads of this process (default) or "
+                    "the workers of a dask cluster (facsimile[dask], --scheduler)")
+    sp.add_argument("--scheduler", metavar="ADDRESS", help="the dask scheduler, "
+                    "e.g. tcp://10.0.0.5:8786 (with --engine dask)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..project import Project
+from ..sync.fleet import Fleet
 from ..sync.run import check_sync_args, run_sync
 from .build import run_doit
 from .common import load_project, out
@@ -24,7 +25,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _note_stale(project, inst.name)
     return run_sync(project, inst.name, dry_run=args.dry_run, check=args.check,
                     repair=args.repair, target=args.target, host=args.host,
-                    always=args.always, adopt_state=args.adopt_state, out=out)
+                    always=args.always, adopt_state=args.adopt_state, out=out,
+                    fleet=Fleet(args.slice, args.engine, args.scheduler))
 
 
 def _note_stale(project: Project, name: str) -> None:

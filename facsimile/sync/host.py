@@ -62,6 +62,7 @@ class HostResult:
     message: str
     changed: bool = False
     drift: list[str] = field(default_factory=list)
+    worker: str | None = None  # the dask worker that synced it (engines); None: here
 
 
 def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pattern[str]],

@@ -1,15 +1,17 @@
 """Syncing an instance: ``jobs_for`` decides which destination gets which files
 (each target's ``files`` patterns less ``deploy.exclude``, one job per filled
-``deploy.url``), and ``sync_instance`` scans the build, runs one
-``sync_host`` per job on a thread pool (``deploy.jobs``, default 8), and prints
-the summary and returns the exit code.
+``deploy.url``), and ``sync_instance`` scans the build, keeps the jobs of the
+slice asked for (``slices``), runs one ``sync_host`` per job on an engine
+(``engines``: a thread pool of ``deploy.jobs``, default 8, or a dask cluster),
+and prints the summary and returns the exit code.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,9 +20,11 @@ from ..define.names import host_problem
 from ..errors import SyncError
 from ..globs import check_pattern, glob_regex, matches
 from .destinations import open_destination
+from .engines import Engine, ThreadEngine
 from .guard import StateStamp
 from .host import HostResult, Job, Mode, sync_host
 from .scan import LocalFile, scan_build
+from .slices import Slice, slice_jobs
 from .urls import DEFAULT_URL, fill
 
 DEFAULT_JOBS = 8
@@ -100,29 +104,43 @@ def sync_instance(
     stamp: StateStamp | None = None,
     adopt_state: bool = False,
     out: Callable[[str], None] = print,
+    part: Slice | None = None,
+    engine: Engine | None = None,
 ) -> int:
     """Push ``build_dir`` to every host. Exit code: 0 ok, 1 a host failed (or was
     refused: see ``guard``; ``stamp`` is the build's state, None skips those
-    checks), 2 drift (check)."""
+    checks), 2 drift (check). ``part``: only that slice of the hosts (see
+    ``slices``); ``engine``: who runs the hosts' jobs (see ``engines``; None: a
+    thread pool of ``deploy.jobs``)."""
     if not build_dir.is_dir():
         raise SyncError(f"nothing to sync: {build_dir} does not exist (build it first)")
     files = scan_build(build_dir)
     jobs = jobs_for(instance=instance, project=project, root=root, deploy=deploy,
                     targets=targets, files=files, target=target, host=host)
+    if part is not None:
+        total, jobs = len(jobs), slice_jobs(jobs, part)
+        out(f"slice {part}: {len(jobs)} of {total} host(s)")
     if not jobs:
         out(f"sync {instance}: no hosts to sync (no targets with hosts"
-            + (" matching the filter)" if target or host else ")"))
+            + (" matching the filter)" if target or host or part else ")"))
         return 0
     mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out,
                 stamp=stamp, adopt_state=adopt_state)
     verb = "check" if check else ("dry run" if dry_run else "sync")
     out(f"{verb} {instance}: {len(files)} files to {len(jobs)} host(s)")
-    one = _host_runner(deploy, {"project": project, "instance": instance, "root": str(root)},
-                       mode)
-    workers = max(1, min(int(deploy.get("jobs") or DEFAULT_JOBS), len(jobs)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(one, jobs))
+    make_one = partial(_runner_for, deploy,
+                       {"project": project, "instance": instance, "root": str(root)}, mode)
+    engine = engine or ThreadEngine(int(deploy.get("jobs") or DEFAULT_JOBS))
+    order = {(j.target, j.host): i for i, j in enumerate(jobs)}
+    results = sorted(engine.run(jobs, make_one, out), key=lambda r: order[r.target, r.host])
     return _summary(verb, instance, results, check, out)
+
+
+def _runner_for(deploy: Mapping[str, Any], values: Mapping[str, str], mode: Mode,
+                out: Callable[[str], None]) -> Callable[[Job], HostResult]:
+    """``_host_runner`` with the hosts' progress going to ``out`` (an engine's
+    ``RunnerFactory`` once the first three arguments are bound)."""
+    return _host_runner(deploy, values, replace(mode, out=out))
 
 
 def _host_runner(deploy: Mapping[str, Any], values: Mapping[str, str],

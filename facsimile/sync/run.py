@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..define.names import host_problem
 from ..errors import DefinitionError
+from .fleet import Fleet
 from .guard import StateStamp
 from .jobs import sync_instance
 
@@ -37,19 +38,23 @@ def run_sync(
     always: bool = False,
     adopt_state: bool = False,
     out: Callable[[str], None] = _print,
+    fleet: Fleet | None = None,
 ) -> int:
     """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`); the exit
     code. A host whose manifest names another owner, another state lineage or a
-    newer serial is refused (``adopt_state``: push this state anyway)."""
+    newer serial is refused (``adopt_state``: push this state anyway).
+    ``fleet``: the slice of hosts and the engine to sync them with."""
     inst = project.instance(instance)
     check_sync_args(project, inst, target, host)
     stamp = state_stamp(project, inst, write=not (dry_run or check))
+    deploy = deploy_settings(project, inst)
+    part, engine = (fleet or Fleet()).resolve(inst, deploy)
     return sync_instance(
         instance=inst.name,
         project=project.name,
         root=project.root.base,
         build_dir=project.root.build / inst.name,
-        deploy=deploy_settings(project, inst),
+        deploy=deploy,
         targets=inst.targets,
         dry_run=dry_run,
         check=check,
@@ -60,6 +65,8 @@ def run_sync(
         stamp=stamp,
         adopt_state=adopt_state,
         out=out,
+        part=part,
+        engine=engine,
     )
 
 
