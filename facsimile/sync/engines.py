@@ -17,6 +17,7 @@ object, no project class travels with it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Protocol
@@ -42,14 +43,20 @@ class Engine(Protocol):
 
 class ThreadEngine:
     """The jobs on a thread pool of ``workers`` threads of this process; each host
-    prints its progress as it goes."""
+    prints its progress as it goes, one whole line at a time."""
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
 
     def run(self, jobs: list[Job], make_one: RunnerFactory, out: Out) -> Iterator[HostResult]:
         """Run the jobs, ``workers`` at once; yield the results as they finish."""
-        one = make_one(out)
+        lock = threading.Lock()
+
+        def say(line: str) -> None:  # print() writes text and newline apart
+            with lock:
+                out(line)
+
+        one = make_one(say)
         with ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(jobs)))) as pool:
             for future in as_completed([pool.submit(one, job) for job in jobs]):
                 yield future.result()
