@@ -87,7 +87,7 @@ class DaskEngine:
                                        key=f"facsimile-sync-{batch[0].host}-{i}-"
                                            f"{os.urandom(4).hex()}")
                 batches[future] = batch
-        for future in distributed.as_completed(list(batches)):
+        for future in distributed.as_completed(list(batches), loop=client.loop):
             batch = batches.pop(future)
             try:
                 done = future.result()
