@@ -28,7 +28,7 @@ class DaskCluster:
         self.scheduler = subprocess.Popen(
             [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
              "--no-dashboard"], cwd=folder,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=(folder / "scheduler.log").open("ab"))
         self.workers: dict[str, subprocess.Popen] = {}
 
     def start_worker(self, name: str) -> None:
@@ -36,7 +36,8 @@ class DaskCluster:
         self.workers[name] = subprocess.Popen(
             [DASK, "worker", self.address, "--nthreads", "1", "--no-nanny",
              "--no-dashboard", "--host", "127.0.0.1", "--name", name, *WORKERS[name]],
-            cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=self.folder, stdout=subprocess.DEVNULL,
+            stderr=(self.folder / f"{name}.log").open("ab"))
         self.wait()
 
     def wait(self) -> None:

@@ -73,6 +73,15 @@ def test_slice_specs() -> None:
     assert {slice_of(f"h{i}", 1) for i in range(50)} == {1}
 
 
+def test_hosts_go_to_dask_in_batches() -> None:
+    pytest.importorskip("distributed")
+    from facsimile.sync.dask_engine import MAX_BATCH, batch_size
+
+    assert batch_size(3, 4) == 1  # a few hosts: one task each
+    assert batch_size(1000, 10) == 50  # about two tasks per worker thread
+    assert batch_size(100_000, 2) == MAX_BATCH
+
+
 def test_slices_cover_the_fleet_exactly_once(tmp_path: Path) -> None:
     hosts = [f"h{i:02}" for i in range(20)]
     base = tmp_path / "dest"
@@ -138,6 +147,11 @@ def test_a_worker_killed_mid_sync_has_its_hosts_synced_elsewhere(
     hosts = ["k1", "k2", "k3", "k4"]
     root = make_root(tmp_path, sshd.deploy(str(base), postcmd=["sleep 4"], jobs=1),
                      {"web": {"hosts": hosts}})
+    sync(root, "--no-build")  # the old files everywhere
+    data = json.loads((root / "define/facsimile.json").read_text())
+    data["port"] = 9090
+    (root / "define/facsimile.json").write_text(json.dumps(data))
+    doit(root, check=True)
     victim = dask_cluster.addresses()["w-any"]
     proc = subprocess.Popen([sys.executable, "-m", "facsimile.cli", "sync", "dev",
                              "--no-build", "--engine", "dask",
@@ -152,6 +166,7 @@ def test_a_worker_killed_mid_sync_has_its_hosts_synced_elsewhere(
                 time.sleep(0.1)
         time.sleep(1.0)  # inside its host's sync (the postcmd sleeps 4 s)
         os.kill(dask_cluster.workers["w-any"].pid, signal.SIGKILL)
+        dask_cluster.workers["w-any"].wait(timeout=30)  # reaped: its pid is gone
         out, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -163,5 +178,6 @@ def test_a_worker_killed_mid_sync_has_its_hosts_synced_elsewhere(
     assert victim not in ran_on(out).values()
     for h in hosts:
         assert files(base, h) == FILES
+        assert (base / h / "etc/app.ini").read_text() == "port = 9090 ext-dev\n"
     out = sync(root, "--no-build", "--engine", "dask", "--scheduler", dask_cluster.address)
     assert out.count(": 0 put, 0 deleted, 2 unchanged") == 4

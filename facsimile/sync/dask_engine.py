@@ -72,6 +72,9 @@ class DaskEngine:
     def _run(self, client: Any, jobs: list[Job], make_one: RunnerFactory,
              out: Out) -> Iterator[HostResult]:
         workers = client.scheduler_info(n_workers=-1)["workers"]
+        if not workers:
+            raise SyncError(f"the dask scheduler at {self.address} has no workers "
+                            "(start some: dask worker ADDRESS --resources region-R=1)")
         contents = _read_files(jobs)
         scattered = client.scatter({KEY + d: data for d, data in contents.items()},
                                    hash=False) if contents else {}
