@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .engines import Engine, host_regions, make_engine
+from .jobs import DEFAULT_JOBS
 from .slices import Slice
 
 if TYPE_CHECKING:
     from ..define import Instance
-
-DEFAULT_JOBS = 8
 
 
 @dataclass(frozen=True)
