@@ -253,6 +253,29 @@ def _add_sync(sp: argparse.ArgumentParser) -> None:
                     "(without a terminal a sync that asks is refused otherwise)")
     sp.add_argument("--json", action="store_true", help="print a JSON document per host "
                     '(puts, deletes, errors; {"format": 1, ...}, see the README)')
+    _add_fleet(sp)
+
+
+def _slice_arg(text: str) -> object:
+    """``--slice I/N`` parsed; a bad one is a usage error naming the form."""
+    from ..sync.slices import parse_slice
+
+    try:
+        return parse_slice(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_fleet(sp: argparse.ArgumentParser) -> None:
+    """The options of ``facs sync`` for a fleet: slices and the engine."""
+    sp.add_argument("--slice", metavar="I/N", type=_slice_arg, default=None,
+                    help="only the I-th of N disjoint parts of the hosts (by a hash of "
+                    "the host name), e.g. one per CI runner: 1/5 ... 5/5")
+    sp.add_argument("--engine", choices=["threads", "dask"], default="threads",
+                    help="who syncs the hosts: threads of this process (default) or "
+                    "the workers of a dask cluster (facsimile[dask], --scheduler)")
+    sp.add_argument("--scheduler", metavar="ADDRESS", help="the dask scheduler, "
+                    "e.g. tcp://10.0.0.5:8786 (with --engine dask)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import SyncError
 from ..project import Project
+from ..sync.fleet import Fleet
 from ..sync.host import HostResult
 from ..sync.run import check_sync_args, run_sync
 from ..sync.saved import read_plan, write_plan
@@ -107,7 +108,8 @@ def _one(project: Project, name: str, args: argparse.Namespace,
          saved: dict[str, Any] | None, results: list[HostResult], emit: Any) -> int:
     """Sync one instance; asks first when its ``deploy.confirm`` says so."""
     kw = dict(target=args.target, host=args.host, always=args.always,
-              adopt_state=args.adopt_state, checksum=args.checksum, out=emit)
+              adopt_state=args.adopt_state, checksum=args.checksum, out=emit,
+              fleet=Fleet(args.slice, args.engine, args.scheduler))
     looking = args.dry_run or args.check
     expect = saved.get(name) if saved is not None else None
     confirm = project.instance(name).data.get("deploy", {}).get("confirm")

@@ -1,25 +1,29 @@
 """Syncing an instance: ``jobs_for`` decides which destination gets which files
 (:mod:`.placement`: each target's ``files`` patterns less ``deploy.exclude``,
 ``{host}`` fan-out outputs to their host only, one job per filled
-``deploy.url``), and ``sync_instance`` scans the build, runs one
-``sync_host`` per job on a thread pool (``deploy.jobs``, default 8), and prints
-the summary and returns the exit code.
+``deploy.url``), and ``sync_instance`` scans the build, keeps the jobs of the
+slice asked for (``slices``), runs one ``sync_host`` per job on an engine
+(``engines``: a thread pool of ``deploy.jobs``, default 8, or a dask cluster),
+and prints the summary and returns the exit code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..errors import SyncError
 from ..globs import check_pattern, glob_regex
 from .destinations import open_destination
+from .engines import Engine, ThreadEngine
 from .guard import StateStamp
 from .host import HostResult, Job, Mode, sync_host
 from .placement import jobs_of, place, uncovered
 from .scan import LocalFile, scan_build
+from .slices import Slice, slice_jobs
 from .urls import fill
 
 DEFAULT_JOBS = 8
@@ -74,6 +78,8 @@ def sync_instance(
     quiet: bool = False,
     results: list[HostResult] | None = None,
     diff: Callable[[str], str] | None = None,
+    part: Slice | None = None,
+    engine: Engine | None = None,
 ) -> int:
     """Push ``build_dir`` to every host. Exit code: 0 done or nothing to do, 1 a
     host failed (or was refused: see ``guard``; ``stamp`` is the build's state,
@@ -83,7 +89,9 @@ def sync_instance(
     ``checksum``: compare contents, not size and mtime; ``expect``: a saved
     plan's hosts, applied exactly or refused; ``quiet``: print nothing per host
     (a dry run made to ask before a sync); ``results``: gets each host's result;
-    ``diff``: a dry run prints a diff of each put, masked by this function."""
+    ``diff``: a dry run prints a diff of each put, masked by this function;
+    ``part``: only that slice of the hosts (see ``slices``); ``engine``: who runs
+    the hosts' jobs (see ``engines``; None: a thread pool of ``deploy.jobs``)."""
     if not build_dir.is_dir():
         raise SyncError(f"nothing to sync: {build_dir} does not exist (build it first)")
     files = scan_build(build_dir)
@@ -93,9 +101,12 @@ def sync_instance(
     verb = "check" if check else ("dry run" if dry_run else "sync")
     if not quiet:
         warn_uncovered(instance, uncovered(placed, files, deploy.get("exclude", [])), out)
+    if part is not None:
+        total, jobs = len(jobs), slice_jobs(jobs, part)
+        out(f"slice {part}: {len(jobs)} of {total} host(s)")
     if not jobs:
         out(f"{verb} {instance}: no hosts to sync (no targets with hosts"
-            + (" matching the filter)" if target or host else ")"))
+            + (" matching the filter)" if target or host or part else ")"))
         return 0
     mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out,
                 stamp=stamp, adopt_state=adopt_state, checksum=checksum, expect=expect,
@@ -103,11 +114,11 @@ def sync_instance(
     if not quiet:
         out(f"{verb} {instance}: {len(jobs)} host(s), "
             f"{sum(len(j.files) for j in jobs)} file(s) placed")
-    one = _host_runner(deploy, {"project": project, "instance": instance, "root": str(root)},
-                       mode)
-    workers = max(1, min(int(deploy.get("jobs") or DEFAULT_JOBS), len(jobs)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = list(pool.map(one, jobs))
+    make_one = partial(_runner_for, deploy,
+                       {"project": project, "instance": instance, "root": str(root)}, mode)
+    engine = engine or ThreadEngine(int(deploy.get("jobs") or DEFAULT_JOBS))
+    order = {(j.target, j.host): i for i, j in enumerate(jobs)}
+    done = sorted(engine.run(jobs, make_one, out), key=lambda r: order[r.target, r.host])
     if results is not None:
         results.extend(done)
     return _summary(verb, instance, done, mode)
@@ -118,6 +129,13 @@ def warn_uncovered(instance: str, rels: list[str], out: Callable[[str], None]) -
     for rel in rels:
         out(f"warning: BUILD/{instance}/{rel}: no host receives it "
             "(no target's files selects it)")
+
+
+def _runner_for(deploy: Mapping[str, Any], values: Mapping[str, str], mode: Mode,
+                out: Callable[[str], None]) -> Callable[[Job], HostResult]:
+    """``_host_runner`` with the hosts' progress going to ``out`` (an engine's
+    ``RunnerFactory`` once the first three arguments are bound)."""
+    return _host_runner(deploy, values, replace(mode, out=out))
 
 
 def _host_runner(deploy: Mapping[str, Any], values: Mapping[str, str],

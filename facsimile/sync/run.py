@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..define.names import host_problem
 from ..errors import DefinitionError
+from .fleet import Fleet
 from .guard import StateStamp
 from .host import HostResult
 from .jobs import sync_instance
@@ -43,22 +44,26 @@ def run_sync(
     quiet: bool = False,
     results: list[HostResult] | None = None,
     diff: bool = False,
+    fleet: Fleet | None = None,
 ) -> int:
     """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`, which
     takes ``checksum``, ``expect``, ``quiet`` and ``results`` as they are); the
     exit code. ``diff``: a dry run prints a diff of each put, every generated
     value of the instance's state masked. A host whose manifest names another
     owner, another state lineage or a newer serial is refused (``adopt_state``:
-    push this state anyway)."""
+    push this state anyway). ``fleet``: the slice of hosts and the engine to
+    sync them with."""
     inst = project.instance(instance)
     check_sync_args(project, inst, target, host)
     stamp = state_stamp(project, inst, write=not (dry_run or check))
+    deploy = deploy_settings(project, inst)
+    part, engine = (fleet or Fleet()).resolve(inst, deploy)
     return sync_instance(
         instance=inst.name,
         project=project.name,
         root=project.root.base,
         build_dir=project.root.build / inst.name,
-        deploy=deploy_settings(project, inst),
+        deploy=deploy,
         targets=inst.targets,
         dry_run=dry_run,
         check=check,
@@ -75,6 +80,8 @@ def run_sync(
         quiet=quiet,
         results=results,
         diff=masker(project, inst) if diff else None,
+        part=part,
+        engine=engine,
     )
 
 

@@ -1,0 +1,183 @@
+"""A fleet: slices of the hosts (`facs sync --slice I/N`) and the hosts synced by
+the workers of a real dask cluster (`--engine dask`), on a folder and on sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DODO, doit, facs, write_tree
+from daskcluster import DaskCluster, dask_cluster  # noqa: F401  (fixture)
+from servers import sshd  # noqa: F401  (fixture)
+
+from facsimile.sync.slices import Slice, parse_slice, slice_of
+
+FILES = {"etc/app.ini", "etc/db.ini", ".facsimile/manifest.json"}
+SHOPEXT = """
+import facsimile
+
+class Shop(facsimile.Project):
+    def extra_context(self, inst):
+        return {"flavour": "ext-" + inst.name}
+"""
+
+
+def make_root(tmp: Path, deploy: dict, targets: dict) -> Path:
+    """A project with a class override, region ch1, and instance dev's ``targets``."""
+    root = tmp / "root"
+    write_tree(root, {
+        "dodo.py": DODO,
+        "shopext.py": SHOPEXT,
+        "define/facsimile.json": {"name": "shop", "port": 8080, "class": "shopext:Shop",
+                                  "deploy": deploy},
+        "define/modules.json": {"db": {}},
+        "define/regions/ch1.json": {"region": {"name": "ch1"}},
+        "define/dev.json": {"targets": targets},
+        "tmpl/_ALL_/etc/app.ini": "port = {{ instance.port }} {{ flavour }}\n",
+        "tmpl/_ALL_/etc/db.ini": "password = {{ module.db.password }}\n",
+    })
+    doit(root, check=True)
+    return root
+
+
+def sync(root: Path, *args: str, code: int = 0) -> str:
+    proc = facs(root, "sync", "dev", *args)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def synced(out: str) -> list[str]:
+    """The hosts a sync's output says it put files to."""
+    return re.findall(r"^  \w+/([\w.-]+): \d+ put", out, re.M)
+
+
+def files(base: Path, host: str) -> set[str]:
+    top = base / host
+    return {p.relative_to(top).as_posix() for p in top.rglob("*") if p.is_file()}
+
+
+def test_slice_specs() -> None:
+    assert parse_slice("2/5") == Slice(2, 5) and str(Slice(2, 5)) == "2/5"
+    for bad in ("0/5", "6/5", "1/0", "2", "a/b", "-1/3"):
+        with pytest.raises(ValueError, match=r"expected I/N"):
+            parse_slice(bad)
+    assert slice_of("web-017", 5) == slice_of("web-017", 5)  # no hash() randomisation
+    assert {slice_of(f"h{i}", 1) for i in range(50)} == {1}
+
+
+def test_hosts_go_to_dask_in_batches() -> None:
+    pytest.importorskip("distributed")
+    from facsimile.sync.dask_engine import MAX_BATCH, batch_size
+
+    assert batch_size(3, 4) == 1  # a few hosts: one task each
+    assert batch_size(1000, 10) == 50  # about two tasks per worker thread
+    assert batch_size(100_000, 2) == MAX_BATCH
+
+
+def test_slices_cover_the_fleet_exactly_once(tmp_path: Path) -> None:
+    hosts = [f"h{i:02}" for i in range(20)]
+    base = tmp_path / "dest"
+    root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"}, {"web": {"hosts": hosts}})
+    seen: list[str] = []
+    for i in range(1, 6):
+        out = sync(root, "--no-build", "--slice", f"{i}/5")
+        assert f"slice {i}/5: " in out and "of 20 host(s)" in out
+        seen += synced(out)
+    assert sorted(seen) == hosts  # every host once, none twice
+    assert all(files(base, h) == FILES for h in hosts)
+    out = sync(root, "--no-build")
+    assert out.count(": 0 put, 0 deleted, 2 unchanged") == 20
+
+
+def test_a_bad_slice_is_a_usage_error(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write_tree(root, {"dodo.py": DODO, "define/facsimile.json": {"name": "shop"},
+                      "define/dev.json": {"targets": {"web": {"hosts": ["h1"]}}}})
+    proc = facs(root, "sync", "dev", "--slice", "6/5")
+    assert proc.returncode == 2
+    assert "--slice" in proc.stderr and "expected I/N" in proc.stderr
+    proc = facs(root, "sync", "dev", "--no-build", "--engine", "dask")
+    assert proc.returncode == 1 and "--scheduler" in proc.stdout + proc.stderr
+
+
+def ran_on(out: str) -> dict[str, str]:
+    """Host -> the worker address the output says synced it."""
+    return dict(re.findall(r"^  \w+/([\w.-]+): on worker (\S+)$", out, re.M))
+
+
+@pytest.mark.slow
+def test_dask_syncs_each_region_on_its_worker(tmp_path: Path, sshd,  # noqa: F811
+                                               dask_cluster: DaskCluster) -> None:  # noqa: F811
+    base = tmp_path / "sftp"
+    targets = {"web": {"hosts": ["w1", "w2", "w3"]},
+               "db": {"hosts": ["d1", "d2"], "inherit": ["regions/ch1"]}}
+    root = make_root(tmp_path, sshd.deploy(str(base)), targets)
+    out = sync(root, "--engine", "dask", "--scheduler", dask_cluster.address)
+    where = ran_on(out)
+    workers = dask_cluster.addresses()
+    assert set(where) == {"w1", "w2", "w3", "d1", "d2"}
+    assert where["d1"] == where["d2"] == workers["w-ch1"]
+    assert set(where.values()) <= set(workers.values())
+    for h in where:
+        assert files(base, h) == FILES
+        assert (base / h / "etc/app.ini").read_text() == "port = 8080 ext-dev\n"
+    manifest = json.loads((base / "d1/.facsimile/manifest.json").read_text())
+    assert manifest["instance"] == "dev" and manifest["lineage"]
+    assert "5 host(s) ok, 0 failed" in out
+    out = sync(root, "--engine", "dask", "--scheduler", dask_cluster.address)
+    assert out.count(": 0 put, 0 deleted, 2 unchanged") == 5
+    part = sync(root, "--engine", "dask", "--scheduler", dask_cluster.address,
+                "--slice", "1/2") + sync(root, "--engine", "dask", "--scheduler",
+                                         dask_cluster.address, "--slice", "2/2")
+    assert sorted(ran_on(part)) == sorted(where)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_sync_has_its_hosts_synced_elsewhere(
+        tmp_path: Path, sshd, dask_cluster: DaskCluster) -> None:  # noqa: F811
+    base = tmp_path / "sftp"
+    hosts = ["k1", "k2", "k3", "k4"]
+    root = make_root(tmp_path, sshd.deploy(str(base), postcmd=["sleep 4"], jobs=1),
+                     {"web": {"hosts": hosts}})
+    sync(root, "--no-build")  # the old files everywhere
+    data = json.loads((root / "define/facsimile.json").read_text())
+    data["port"] = 9090
+    (root / "define/facsimile.json").write_text(json.dumps(data))
+    doit(root, check=True)
+    victim = dask_cluster.addresses()["w-any"]
+    proc = subprocess.Popen([sys.executable, "-m", "facsimile.cli", "sync", "dev",
+                             "--no-build", "--engine", "dask",
+                             "--scheduler", dask_cluster.address],
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        with dask_cluster.client() as client:
+            deadline = time.monotonic() + 120
+            while not client.processing().get(victim):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        time.sleep(1.0)  # inside its host's sync (the postcmd sleeps 4 s)
+        os.kill(dask_cluster.workers["w-any"].pid, signal.SIGKILL)
+        dask_cluster.workers["w-any"].wait(timeout=30)  # reaped: its pid is gone
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        dask_cluster.workers["w-any"].wait(timeout=30)
+        dask_cluster.start_worker("w-any")
+    assert proc.returncode == 0, out
+    assert "4 host(s) ok, 0 failed" in out
+    assert victim not in ran_on(out).values()
+    for h in hosts:
+        assert files(base, h) == FILES
+        assert (base / h / "etc/app.ini").read_text() == "port = 9090 ext-dev\n"
+    out = sync(root, "--no-build", "--engine", "dask", "--scheduler", dask_cluster.address)
+    assert out.count(": 0 put, 0 deleted, 2 unchanged") == 4
