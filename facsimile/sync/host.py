@@ -71,11 +71,11 @@ class HostResult:
     message: str
     changed: bool = False
     drift: list[str] = field(default_factory=list)
-    worker: str | None = None  # the dask worker that synced it (engines); None: here
     puts: list[str] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
     #: the host's part of a saved plan (see ``saved.host_doc``)
     plan: dict[str, Any] | None = None
+    worker: str | None = None  # the dask worker that synced it (engines); None: here
 
     @property
     def label(self) -> str:
