@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class Maker:
         self.index = index
         self.project = outputs.project
         self._env: Any = None
+        self._checked: set[str] = set()  # folders of BUILD/ seen not to be links
 
     @property
     def env(self) -> Any:
@@ -79,6 +81,7 @@ class Maker:
         record.mode = mode_record(digests.mode_rules(inst), o.rel, secret, source)
         mode = record.mode[0]
         out = self.outputs.out_str(o)
+        self._unlink_parents(o)
         try:
             written = write_if_changed(out, data, mode, absent=absent)
         except (NotADirectoryError, IsADirectoryError):
@@ -108,6 +111,20 @@ class Maker:
             values=digests.read_digests(inst.name, o.sub, r.reads),
             context=digests.context_digest(inst, write=True, sub=o.sub),
         ), r.reads
+
+    def _unlink_parents(self, o: Output) -> None:
+        """Remove a symbolic link standing where one of ``o``'s folders goes in
+        BUILD/ (a write never follows one); each folder is looked at once a run."""
+        checked = self._checked
+        base = f"{self.outputs.build_dir}{o.instance}"
+        path = base
+        for part in ("", *o.rel.split("/")[:-1]):
+            path = f"{path}{os.sep}{part}" if part else path
+            if path in checked:
+                continue
+            if os.path.islink(path):
+                os.unlink(path)
+            checked.add(path)
 
     def clear_way(self, o: Output) -> None:
         """Remove what stands in ``o``'s way in BUILD/: a file where one of its folders
@@ -154,8 +171,9 @@ def write_if_changed(path: Path | str, data: bytes, mode: int, *,
     target = str(path)
     if not absent:
         try:
-            st = os.stat(target)
-            if st.st_size == len(data) and _read(target) == data:
+            st = os.lstat(target)  # a link there is replaced, never written through
+            if (stat.S_ISREG(st.st_mode) and st.st_size == len(data)
+                    and _read(target) == data):
                 if st.st_mode & 0o7777 != mode:
                     os.chmod(target, mode)
                 return st.st_mtime_ns, st.st_size

@@ -1,0 +1,100 @@
+"""Hardening of the build: symbolic links in BUILD/ and in the layers, output
+names a destination cannot hold, reads that were not tracked, secrets in
+render errors, the sandbox. Through the real ``doit`` and ``facs``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import DODO, doit, facs, write_tree
+
+BASE = {
+    "dodo.py": DODO,
+    "define/facsimile.json": {"name": "shop"},
+    "define/modules.json": [{"name": "app"}],
+    "define/dev.json": {"app": {"port": 8000}},
+    "tmpl/_ALL_/etc/app.ini.j2": "port = {{ instance.app.port }}\n",
+}
+
+
+def one_line_error(proc, *needles: str) -> str:
+    """The failed run's stderr: one line, no traceback, naming each needle."""
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    err = "\n".join(ln for ln in (proc.stdout + proc.stderr).splitlines()
+                    if "error" in ln)
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    assert len(err.splitlines()) == 1, proc.stdout + proc.stderr
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    write_tree(tmp_path / "p", BASE)
+    doit(tmp_path / "p", check=True)
+    return tmp_path / "p"
+
+
+# ---------------------------------------------------------------- 2: links in BUILD/
+
+def test_a_link_in_build_is_removed_as_a_link_not_followed(shop: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write_tree(outside, {"keep.txt": "precious\n", "sub/deep.txt": "precious\n"})
+    os.symlink(outside, shop / "BUILD/dev/shared")
+    os.symlink(outside, shop / "BUILD/old")
+    doit(shop, check=True)
+    assert (outside / "keep.txt").read_text() == "precious\n"
+    assert (outside / "sub/deep.txt").is_file()
+    assert not os.path.lexists(shop / "BUILD/dev/shared")
+    assert not os.path.lexists(shop / "BUILD/old")
+
+
+def test_a_write_replaces_a_link_where_an_output_goes(shop: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write_tree(outside, {"app.ini": "port = 8000\n", "etc/app.ini": "x\n"})
+    out = shop / "BUILD/dev/etc/app.ini"
+    out.unlink()
+    os.symlink(outside / "app.ini", out)
+    doit(shop, check=True)
+    assert not out.is_symlink() and out.read_text() == "port = 8000\n"
+    # a link where a folder of the output goes
+    import shutil
+    shutil.rmtree(shop / "BUILD/dev/etc")
+    os.symlink(outside / "etc", shop / "BUILD/dev/etc")
+    write_tree(shop, {"define/dev.json": {"app": {"port": 9000}}})
+    doit(shop, check=True)
+    assert (outside / "etc/app.ini").read_text() == "x\n"
+    assert not (shop / "BUILD/dev/etc").is_symlink()
+    assert (shop / "BUILD/dev/etc/app.ini").read_text() == "port = 9000\n"
+
+
+# ---------------------------------------------------------------- 4: links in the layers
+
+def test_a_link_out_of_the_root_is_an_error_naming_it(shop: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$hash\n")
+    (shop / "extra/_ALL_/etc").mkdir(parents=True)
+    os.symlink(secret, shop / "extra/_ALL_/etc/shadow")
+    one_line_error(doit(shop), "extra/_ALL_/etc/shadow", "outside")
+    assert not (shop / "BUILD/dev/etc/shadow").exists()
+    os.unlink(shop / "extra/_ALL_/etc/shadow")
+    os.symlink(tmp_path, shop / "tmpl/_lib")
+    write_tree(shop, {"tmpl/_ALL_/etc/inc.j2": '{% include "shadow" %}'})
+    one_line_error(doit(shop), "tmpl/_lib", "outside")
+
+
+def test_links_inside_the_root_keep_working_and_loops_are_errors(shop: Path) -> None:
+    write_tree(shop, {"files/motd": "hello\n"})
+    (shop / "extra/_ALL_/etc").mkdir(parents=True)
+    os.symlink(shop / "files/motd", shop / "extra/_ALL_/etc/motd")
+    doit(shop, check=True)
+    assert (shop / "BUILD/dev/etc/motd").read_text() == "hello\n"
+    os.symlink("loop", shop / "extra/_ALL_/etc/loop")
+    one_line_error(doit(shop), "extra/_ALL_/etc/loop", "loop")
+    os.unlink(shop / "extra/_ALL_/etc/loop")
+    os.symlink("..", shop / "extra/_ALL_/etc/up")
+    one_line_error(doit(shop), "loop")
