@@ -98,3 +98,14 @@ def test_links_inside_the_root_keep_working_and_loops_are_errors(shop: Path) -> 
     os.unlink(shop / "extra/_ALL_/etc/loop")
     os.symlink("..", shop / "extra/_ALL_/etc/up")
     one_line_error(doit(shop), "loop")
+
+
+# ---------------------------------------------------------------- 13: names a host cannot hold
+
+@pytest.mark.parametrize("name", ["etc/two\nlines.conf", "etc/back\\slash.conf", "etc/tab\t"])
+def test_an_output_name_a_destination_cannot_hold_is_refused(shop: Path, name: str) -> None:
+    write_tree(shop, {f"tmpl/_ALL_/{name}": "x\n"})
+    err = one_line_error(doit(shop), "tmpl/_ALL_/etc/", "rename it")
+    assert repr(f"tmpl/_ALL_/{name}") in err
+    proc = facs(shop, "build")
+    one_line_error(proc, "rename it")

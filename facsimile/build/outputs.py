@@ -10,6 +10,7 @@ checkouts interleaved (:mod:`.checkouts`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -20,6 +21,8 @@ from ..project import Project
 from ..render import LIB, LayerIndex
 from .checkouts import Checkout, checkout_of
 
+#: what a file name on a destination cannot hold (sftp takes ``\\`` as a separator)
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 FAN_OUT = ("{module}", "{host}", "{daemon}")  # placeholders of fan-out template paths
 
 
@@ -195,7 +198,13 @@ class Outputs:
         if found is None:
             found = self._layers[key] = {}
             prefix = f"{sub}/" if sub else ""
-            for rel, path in self.index.files(folder).items():
+            files = self.index.files(folder)
+            if _UNSAFE.search("".join(files)):
+                bad = next(p for r, p in files.items() if _UNSAFE.search(r))
+                raise BuildError(f"{self.rel(bad)!r}: a destination cannot hold a file name "
+                                 "with a control character (a newline, a tab...) or a "
+                                 "backslash: rename it")
+            for rel, path in files.items():
                 out = prefix + (rel[:-3] if kind == "tmpl" and rel.endswith(".j2") else rel)
                 found[out] = Output("", out, kind, rel, path, sub=sub)
         return found
