@@ -109,3 +109,47 @@ def test_an_output_name_a_destination_cannot_hold_is_refused(shop: Path, name: s
     assert repr(f"tmpl/_ALL_/{name}") in err
     proc = facs(shop, "build")
     one_line_error(proc, "rename it")
+
+
+# ---------------------------------------------------------------- 12: what a render read
+
+def test_a_dotted_key_and_nested_keys_are_two_reads(shop: Path) -> None:
+    dns = {"www.shop": {"ttl": 300}, "www": {"shop": {"ttl": 60}}}
+    write_tree(shop, {"define/dev.json": {"app": {"port": 8000}, "dns": dns},
+                      "tmpl/_ALL_/etc/dns.j2": "{{ instance.dns.www.shop.ttl }} "
+                                               "{{ instance.dns['www.shop'].ttl }}\n"})
+    doit(shop, check=True)
+    assert (shop / "BUILD/dev/etc/dns").read_text() == "60 300\n"
+    for nested, dotted in ((61, 300), (61, 301)):
+        dns = {"www.shop": {"ttl": dotted}, "www": {"shop": {"ttl": nested}}}
+        write_tree(shop, {"define/dev.json": {"app": {"port": 8000}, "dns": dns}})
+        doit(shop, check=True)
+        assert (shop / "BUILD/dev/etc/dns").read_text() == f"{nested} {dotted}\n"
+    assert "up to date" in doit(shop, check=True).stdout
+
+
+EXTRA = '''
+from pathlib import Path
+
+import facsimile
+
+
+class Shop(facsimile.Project):
+    def extra_context(self, inst):
+        lines = (Path(self.root.base) / "release.txt").read_text().split()
+        return {"release": lines[0], "zones": lines[1:], "shout": str.upper}
+'''
+
+
+def test_extra_context_scalars_and_lists_are_tracked(shop: Path) -> None:
+    write_tree(shop, {"define/facsimile.json": {"name": "shop", "class": "shop:Shop"},
+                      "shop.py": EXTRA, "release.txt": "r1 a b\n",
+                      "tmpl/_ALL_/etc/rel.j2": "{{ shout(release) }} {{ zones|join(',') }}\n"})
+    doit(shop, check=True)
+    assert (shop / "BUILD/dev/etc/rel").read_text() == "R1 a,b\n"
+    write_tree(shop, {"release.txt": "r2 a b\n"})
+    doit(shop, check=True)
+    assert (shop / "BUILD/dev/etc/rel").read_text() == "R2 a,b\n"
+    write_tree(shop, {"release.txt": "r2 a c\n"})
+    doit(shop, check=True)
+    assert (shop / "BUILD/dev/etc/rel").read_text() == "R2 a,c\n"

@@ -18,6 +18,7 @@ from .. import render as R
 from ..digest import bytes_digest, digest
 from ..errors import BuildError, TemplateError
 from ..mask import MASK
+from ..render.tracking import segment
 from ..state import State
 from .digests import Digests
 from .modes import mode_record
@@ -59,7 +60,8 @@ class Maker:
             data = (json.dumps(mod, indent=2, sort_keys=True) + "\n").encode()
             # one digest per key, so that a plan names the key that changed
             k = digests.key(write=True)
-            values = {f"module.{o.name}.{n}": digest(v, k) for n, v in sorted(mod.items())}
+            values = {f"module.{o.name}.{segment(n)}": digest(v, k)
+                      for n, v in sorted(mod.items())}
             values[f"module.{o.name}[keys]"] = digest(sorted(mod), k)
             record = Record(src_rel, {}, values=values,
                             context=digests.context_digest(inst, write=True, sub=o.sub))

@@ -19,6 +19,7 @@ from .. import define as D
 from ..errors import BuildError
 from ..project import Project
 from ..render import LIB, LayerIndex
+from ..render.tracking import segment
 from .checkouts import Checkout, checkout_of
 
 #: what a file name on a destination cannot hold (sftp takes ``\\`` as a separator)
@@ -226,11 +227,11 @@ class Outputs:
             key = keys[0]
             modules = self.project.subprojects()[o.sub]["modules"] if o.sub else inst.modules
             if key == "{module}":
-                items = [(m, f"module.{m}") for m in modules]
+                items = [(m, f"module.{segment(m)}") for m in modules]
             elif key == "{host}":
-                items = [(h, f"hosts.{h}") for h, _ in inst.hosts]
+                items = [(h, f"hosts.{segment(h)}") for h, _ in inst.hosts]
             else:
-                items = [(d, f"daemons.{d}") for d, _ in daemons(modules)]
+                items = [(d, f"daemons.{segment(d)}") for d, _ in daemons(modules)]
             for name, path in items:
                 new = rel.replace(key, name)
                 out[new] = Output(o.instance, new, o.kind, o.name, o.source, path, o.sub)

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import TemplateError
 from ..suggest import close_key
 from .layers import LayerIndex, rel_to
-from .tracking import track
+from .tracking import TOP_READS, top_names, track
 
 _search: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("facsimile_search")
 _loaded: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("facsimile_loaded")
@@ -60,6 +60,7 @@ def render(
     tracked = track(ctx, rec, this)
     t_search = _search.set(search)
     t_loaded = _loaded.set(loaded)
+    t_top = TOP_READS.set((rec, top_names(ctx)))
     try:
         text = env.get_template(name).render(tracked)
     except jinja2.TemplateSyntaxError as exc:
@@ -83,6 +84,7 @@ def render(
     finally:
         _search.reset(t_search)
         _loaded.reset(t_loaded)
+        TOP_READS.reset(t_top)
     return Rendered(text.encode("utf-8"), loaded, rec)
 
 
