@@ -153,3 +153,21 @@ def test_extra_context_scalars_and_lists_are_tracked(shop: Path) -> None:
     write_tree(shop, {"release.txt": "r2 a c\n"})
     doit(shop, check=True)
     assert (shop / "BUILD/dev/etc/rel").read_text() == "R2 a,c\n"
+
+
+# ---------------------------------------------------------------- 7: secrets in render errors
+
+@pytest.mark.parametrize("expr", ["{{ {}[module.app.password[:20]] }}",
+                                  "{{ {}[module.app.password|upper] }}",
+                                  "{{ (module.app.password|upper) + 1 }}",
+                                  "{{ instance.app[module.app.password[2:]] }}"])
+def test_a_failed_render_that_read_a_secret_shows_no_value(shop: Path, expr: str) -> None:
+    write_tree(shop, {"tmpl/_ALL_/etc/leak.j2": f"a\n{expr}\n"})
+    proc = doit(shop)
+    err = one_line_error(proc, "tmpl/_ALL_/etc/leak.j2:2", "module.app.password")
+    state = json.loads(next((shop / "state").rglob("state.json")).read_text())
+    password = state["modules"]["app"]["value"]
+    out = proc.stdout + proc.stderr
+    for i in range(len(password) - 5):
+        for chunk in (password[i:i + 6], password[i:i + 6].upper()):
+            assert chunk not in out, err

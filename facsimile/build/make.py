@@ -101,10 +101,11 @@ class Maker:
             r = R.render(self.env, o.name, self.outputs.search(inst, o.sub), ctx,
                          self.project.root.base, this=o.this)
         except TemplateError as exc:
-            raise TemplateError(
-                scrub(exc.message, digests.state(inst, write=True)),
-                file=exc.file, line=exc.line,
-            ) from None
+            read = sorted(digests.secret_reads(inst, o.sub).intersection(
+                getattr(exc, "reads", ())))
+            message = (withheld(exc, read[-1], self.project.root.base) if read
+                       else scrub(exc.message, digests.state(inst, write=True)))
+            raise TemplateError(message, file=exc.file, line=exc.line) from None
         rels = {path: self.outputs.rel(path) for path in r.loaded.values()}
         return r.data, Record(
             src_rel,
@@ -214,6 +215,20 @@ def write_if_changed(path: Path | str, data: bytes, mode: int, *,
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
+
+
+def withheld(exc: TemplateError, secret: str, base: Path) -> str:
+    """The message of a render that failed after reading a secret: no value it
+    evaluated (a slice or a filter of the secret would show), only what failed
+    and the template's line as written."""
+    kind = getattr(exc, "kind", "") or "UndefinedError"
+    text = ""
+    if exc.file and exc.line:
+        with contextlib.suppress(OSError, UnicodeDecodeError, IndexError):
+            lines = (base / exc.file).read_text(encoding="utf-8").splitlines()
+            text = f": {lines[exc.line - 1].strip()[:200]}"
+    return (f"{kind} in a render that read {secret} (its message is not shown, it may "
+            f"hold the value){text}")
 
 
 def scrub(text: str, state: State) -> str:

@@ -52,9 +52,8 @@ def render(
     base: Path,
     this: str | None = None,
 ) -> Rendered:
-    """Render template ``name`` with a tracked ``ctx``; errors name file, line, name."""
-    import jinja2
-
+    """Render template ``name`` with a tracked ``ctx``; errors name file, line, name,
+    and carry what the render read before it failed (``reads``)."""
     rec: dict[str, Any] = {}
     loaded: dict[str, str] = {}
     tracked = track(ctx, rec, this)
@@ -63,29 +62,40 @@ def render(
     t_top = TOP_READS.set((rec, top_names(ctx)))
     try:
         text = env.get_template(name).render(tracked)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"syntax error: {exc.message}", file=rel_to(base, exc.filename or name),
-            line=exc.lineno,
-        ) from exc
-    except jinja2.TemplateNotFound as exc:
-        msg = exc.message or f"template {exc.name!r} not found"
-        f, line = _template_frame(exc, base, loaded)
-        raise TemplateError(msg, file=f, line=line) from exc
-    except TemplateError:
+    except TemplateError as exc:
+        exc.reads = rec  # type: ignore[attr-defined]
         raise
     except Exception as exc:
-        f, line = _template_frame(exc, base, loaded)
-        text = getattr(exc, "message", None) or str(exc)
-        if isinstance(exc, jinja2.UndefinedError):
-            text += _top_level_hint(text, tracked)
-        kind = "" if isinstance(exc, jinja2.UndefinedError) else f"{type(exc).__name__}: "
-        raise TemplateError(f"{kind}{text}", file=f or name, line=line) from exc
+        err = _template_error(exc, name, base, loaded, tracked)
+        err.reads = rec  # type: ignore[attr-defined]  # what it read before it failed
+        raise err from exc
     finally:
         _search.reset(t_search)
         _loaded.reset(t_loaded)
         TOP_READS.reset(t_top)
     return Rendered(text.encode("utf-8"), loaded, rec)
+
+
+def _template_error(exc: Exception, name: str, base: Path, loaded: dict[str, str],
+                    tracked: Mapping[str, Any]) -> TemplateError:
+    """``exc``, raised while rendering template ``name``, as the error naming the
+    innermost template file and line."""
+    import jinja2
+
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return TemplateError(f"syntax error: {exc.message}",
+                             file=rel_to(base, exc.filename or name), line=exc.lineno)
+    f, line = _template_frame(exc, base, loaded)
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return TemplateError(exc.message or f"template {exc.name!r} not found",
+                             file=f, line=line)
+    text = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, jinja2.UndefinedError):
+        text += _top_level_hint(text, tracked)
+    kind = "" if isinstance(exc, jinja2.UndefinedError) else f"{type(exc).__name__}: "
+    err = TemplateError(f"{kind}{text}", file=f or name, line=line)
+    err.kind = type(exc).__name__  # type: ignore[attr-defined]
+    return err
 
 
 def _top_level_hint(message: str, ctx: Mapping[str, Any]) -> str:
