@@ -171,3 +171,30 @@ def test_a_failed_render_that_read_a_secret_shows_no_value(shop: Path, expr: str
     for i in range(len(password) - 5):
         for chunk in (password[i:i + 6], password[i:i + 6].upper()):
             assert chunk not in out, err
+
+
+# ---------------------------------------------------------------- 11: templates are code
+
+ESCAPE = "{{ cycler.__init__.__globals__.os.system('touch RAN-' ~ instance.name) }}\n"
+
+
+def test_plan_renders_only_the_stale_outputs(shop: Path) -> None:
+    write_tree(shop, {"tmpl/_ALL_/etc/code.j2": ESCAPE})
+    doit(shop, check=True)
+    (shop / "RAN-dev").unlink()
+    write_tree(shop, {"define/dev.json": {"app": {"port": 9000}}})
+    for args in (("plan",), ("plan", "--diff"), ("plan", "--json")):
+        proc = facs(shop, *args)
+        assert "etc/app.ini" in proc.stdout, proc.stdout + proc.stderr
+        assert not (shop / "RAN-dev").exists(), args
+
+
+def test_the_sandbox_refuses_python_internals(shop: Path) -> None:
+    write_tree(shop, {"define/facsimile.json": {"name": "shop", "sandbox": True},
+                      "tmpl/_ALL_/etc/code.j2": "x\n" + ESCAPE,
+                      "tmpl/_ALL_/etc/ok.j2": "{{ instance.app.port }} {{ module.app|tojson }}"
+                                              " {% for k, v in instance.app.items() %}{{ k }}"
+                                              "{% endfor %} {{ range(2)|list }}\n"})
+    one_line_error(doit(shop), "tmpl/_ALL_/etc/code.j2:2", "unsafe")
+    assert not (shop / "RAN-dev").exists()
+    assert (shop / "BUILD/dev/etc/ok").read_text().startswith("8000 {")

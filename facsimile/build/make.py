@@ -41,7 +41,8 @@ class Maker:
     def env(self) -> Any:
         """The run's Jinja2 environment, made when first needed."""
         if self._env is None:
-            self._env = R.make_environment(self.index)
+            self._env = R.make_environment(self.index,
+                                           sandbox=self.project.data.get("sandbox") is True)
         return self._env
 
     def build_one(self, instance: str, rel: str, absent: bool = False) -> Record:

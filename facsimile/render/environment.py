@@ -28,11 +28,12 @@ _loaded: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("facsim
 _TOP_UNDEFINED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' is undefined")
 
 
-def make_environment(index: LayerIndex) -> Any:
-    """One Jinja2 environment per run; each template file is compiled once."""
-    from .jinja import Environment
+def make_environment(index: LayerIndex, sandbox: bool = False) -> Any:
+    """One Jinja2 environment per run; each template file is compiled once.
+    ``sandbox``: Jinja2's sandboxed environment (templates are code otherwise)."""
+    from .jinja import Environment, SandboxedEnvironment
 
-    return Environment(index, _search, _loaded)
+    return (SandboxedEnvironment if sandbox else Environment)(index, _search, _loaded)
 
 
 @dataclass

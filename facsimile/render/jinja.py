@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 import jinja2.runtime
+import jinja2.sandbox
 
 from ..errors import TemplateError
 from ..suggest import close_key
@@ -123,3 +124,10 @@ class Environment(jinja2.Environment):
         if loaded is not None:
             loaded[str(name)] = path
         return t
+
+
+class SandboxedEnvironment(Environment, jinja2.sandbox.SandboxedEnvironment):
+    """:class:`Environment` with Jinja2's sandbox (``"sandbox": true`` in
+    ``facsimile.json``): no attribute that starts with ``_``, no function or
+    frame internals, so a template cannot reach Python's modules; an unsafe
+    access is a ``SecurityError`` naming the template and line."""
