@@ -198,3 +198,34 @@ def test_the_sandbox_refuses_python_internals(shop: Path) -> None:
     one_line_error(doit(shop), "tmpl/_ALL_/etc/code.j2:2", "unsafe")
     assert not (shop / "RAN-dev").exists()
     assert (shop / "BUILD/dev/etc/ok").read_text().startswith("8000 {")
+
+
+# ---------------------------------------------------------------- 6: plan --diff masks
+
+PW = {"tmpl/_ALL_/etc/db.ini.j2": "user = app\npassword = {{ module.app.password }}\n"}
+
+
+
+def test_plan_diff_never_shows_a_removed_instance_s_old_content(shop: Path) -> None:
+    write_tree(shop, {**PW, "define/prod.json": {"app": {"port": 1}}})
+    doit(shop, check=True)
+    secret = (shop / "BUILD/prod/etc/db.ini").read_text().split(" = ")[-1].strip()
+    (shop / "define/prod.json").unlink()
+    for args in (("plan", "--diff"), ("plan", "--json")):
+        proc = facs(shop, *args)
+        assert "BUILD/prod/etc/db.ini" in proc.stdout, proc.stdout + proc.stderr
+        assert secret not in proc.stdout + proc.stderr, args
+
+
+def test_plan_diff_masks_a_password_rotated_out_of_the_history(shop: Path) -> None:
+    write_tree(shop, PW)
+    doit(shop, check=True)
+    first = (shop / "BUILD/dev/etc/db.ini").read_text().split(" = ")[-1].strip()
+    assert len(first) >= 8
+    for _ in range(4):
+        facs(shop, "state", "rotate", "dev", "app", check=True)
+    write_tree(shop, {"define/dev.json": {"app": {"port": 9000}}})
+    for args in (("plan", "--diff"), ("plan", "--json")):
+        proc = facs(shop, *args)
+        assert "etc/db.ini" in proc.stdout, proc.stdout + proc.stderr
+        assert first not in proc.stdout + proc.stderr, proc.stdout

@@ -22,7 +22,6 @@ from typing import Any
 
 from ..digest import ABSENT_VALUE
 
-
 #: ``(rec, names)`` of the render under way: top-level names whose values are not
 #: mappings, recorded into ``rec`` when a template resolves one
 TOP_READS: contextvars.ContextVar[tuple[dict[str, Any], frozenset[str]]] = (
