@@ -229,3 +229,81 @@ def test_plan_diff_masks_a_password_rotated_out_of_the_history(shop: Path) -> No
         proc = facs(shop, *args)
         assert "etc/db.ini" in proc.stdout, proc.stdout + proc.stderr
         assert first not in proc.stdout + proc.stderr, proc.stdout
+
+
+# ---------------------------------------------------------------- errors in BUILD/: one line
+
+def test_a_file_where_the_instance_folder_goes_is_replaced(shop: Path) -> None:
+    import shutil
+    shutil.rmtree(shop / "BUILD/dev")
+    (shop / "BUILD/dev").write_text("in the way\n")
+    (shop / ".doit.db").unlink()
+    doit(shop, check=True)
+    assert (shop / "BUILD/dev/etc/app.ini").read_text() == "port = 8000\n"
+
+
+@pytest.fixture
+def immutable():
+    """``chattr +i`` a folder (root writes into a 0555 one), undone at the end."""
+    import subprocess
+    done: list[Path] = []
+
+    def freeze(path: Path) -> None:
+        proc = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+        if proc.returncode != 0:
+            pytest.skip("chattr +i is not available here")
+        done.append(path)
+    yield freeze
+    for path in done:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_folder_fails_its_outputs_and_keeps_the_others(shop: Path,
+                                                                   immutable) -> None:
+    write_tree(shop, {"tmpl/_ALL_/etc/b.j2": "b {{ instance.app.port }}\n",
+                      "tmpl/_ALL_/var/c.j2": "c {{ instance.app.port }}\n",
+                      "tmpl/_ALL_/var/d.j2": "d {{ instance.app.port }}\n"})
+    doit(shop, check=True)
+    write_tree(shop, {"define/dev.json": {"app": {"port": 9000}}})
+    immutable(shop / "BUILD/dev/etc")
+    proc = doit(shop)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    errors = [ln for ln in proc.stdout.splitlines() if "error" in ln]
+    assert len(errors) == 2, proc.stdout
+    assert all("cannot write BUILD/dev/etc/" in ln for ln in errors), errors
+    assert (shop / "BUILD/dev/var/c").read_text() == "c 9000\n"
+    # the outputs made before and after the failures kept their records
+    again = doit(shop)
+    assert "var/" not in again.stdout, again.stdout
+
+
+FULL_DISK = DODO + '''
+import errno, os
+_write = os.write
+def write(fd, data):
+    if "/BUILD/dev/etc/.c." in os.readlink(f"/proc/self/fd/{fd}"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return _write(fd, data)
+os.write = write
+'''
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_a_full_disk_is_one_line_and_the_others_keep_their_records(shop: Path,
+                                                                   fast: str) -> None:
+    write_tree(shop, {"tmpl/_ALL_/etc/b.j2": "b {{ instance.app.port }}\n",
+                      "tmpl/_ALL_/etc/c.j2": "c {{ instance.app.port }}\n",
+                      "tmpl/_ALL_/var/d.j2": "d {{ instance.app.port }}\n",
+                      "dodo.py": FULL_DISK})
+    proc = doit(shop, env={"FACSIMILE_FAST": fast})
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    errors = [ln for ln in proc.stdout.splitlines() if "error" in ln]
+    assert errors == ["facsimile: error: build:dev/etc/c: cannot write BUILD/dev/etc/c: "
+                      "No space left on device"], proc.stdout
+    assert not list((shop / "BUILD/dev/etc").glob(".*.tmp"))
+    write_tree(shop, {"dodo.py": DODO})
+    again = doit(shop, check=True, env={"FACSIMILE_FAST": fast})
+    # b, made before the failure, kept its record; one task a run stops doit (no -k)
+    remade = {"etc/c"} if fast == "1" else {"etc/c", "var/d"}
+    assert {ln for ln in again.stdout.splitlines() if ln.startswith(".")} == {
+        f".  build:dev/{r}" for r in remade}, again.stdout

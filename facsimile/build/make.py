@@ -49,7 +49,17 @@ class Maker:
         """Make one output; returns what it was made from.
 
         ``absent``: the file was not there when the run began (no need to look).
+        A file that cannot be read or written (a full disk, a read-only folder) is
+        a :class:`~facsimile.errors.BuildError` naming it.
         """
+        try:
+            return self._build_one(instance, rel, absent)
+        except OSError as exc:
+            raise os_error(exc, self.project.root.base,
+                           f"{self.outputs.build_dir}{instance}{os.sep}{rel}") from None
+
+    def _build_one(self, instance: str, rel: str, absent: bool) -> Record:
+        """:meth:`build_one`, its errors not yet named."""
         inst = self.project.instances[instance]
         o = self.outputs.outputs(inst)[rel]
         digests = self.digests
@@ -140,6 +150,9 @@ class Maker:
         outputs = self.outputs.outputs(self.project.instances[o.instance])
         src = self.outputs.src
         base = f"{self.outputs.build_dir}{o.instance}"
+        if os.path.lexists(base) and not os.path.isdir(base):
+            os.unlink(base)  # a file where the instance's folder goes: no output makes it
+            return
         parts = o.rel.split("/")
         for i in range(1, len(parts)):
             rel = "/".join(parts[:i])
@@ -216,6 +229,20 @@ def write_if_changed(path: Path | str, data: bytes, mode: int, *,
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
+
+
+def os_error(exc: OSError, base: Path, output: str | None = None) -> BuildError:
+    """``exc`` as one line naming the file, relative to the root ``base``: the
+    ``output`` being made when the failed file is in BUILD/ (its temporary file,
+    a folder of it), else the file that could not be read."""
+    from ..render import rel_to
+
+    failed = str(exc.filename or output or "")
+    build = f"{base}{os.sep}BUILD{os.sep}"
+    if output and (not exc.filename or failed.startswith(build)):
+        return BuildError(f"cannot write {rel_to(base, output)}: {exc.strerror or exc}")
+    verb = "remove" if output is None else "read"
+    return BuildError(f"cannot {verb} {rel_to(base, failed)}: {exc.strerror or exc}")
 
 
 def withheld(exc: TemplateError, secret: str, base: Path) -> str:
