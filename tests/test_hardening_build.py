@@ -307,3 +307,8 @@ def test_a_full_disk_is_one_line_and_the_others_keep_their_records(shop: Path,
     remade = {"etc/c"} if fast == "1" else {"etc/c", "var/d"}
     assert {ln for ln in again.stdout.splitlines() if ln.startswith(".")} == {
         f".  build:dev/{r}" for r in remade}, again.stdout
+
+
+def test_sandbox_must_be_true_or_false(shop: Path) -> None:
+    write_tree(shop, {"define/facsimile.json": {"name": "shop", "sandbox": "yes"}})
+    one_line_error(doit(shop), "sandbox must be true or false")

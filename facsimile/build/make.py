@@ -41,8 +41,11 @@ class Maker:
     def env(self) -> Any:
         """The run's Jinja2 environment, made when first needed."""
         if self._env is None:
-            self._env = R.make_environment(self.index,
-                                           sandbox=self.project.data.get("sandbox") is True)
+            sandbox = self.project.data.get("sandbox", False)
+            if not isinstance(sandbox, bool):
+                raise BuildError(f"sandbox must be true or false, not {sandbox!r}",
+                                 file=self.project.root.project_file)
+            self._env = R.make_environment(self.index, sandbox=sandbox)
         return self._env
 
     def build_one(self, instance: str, rel: str, absent: bool = False) -> Record:

@@ -165,6 +165,10 @@ class Outputs:
         for mname, mdata in inst.modules.items():
             if mdata.get("genconfig"):
                 rel = str(mdata.get("genconfig_path") or f"etc/{mname}.json")
+                if _UNSAFE.search(rel):
+                    raise BuildError(f"module {mname}: genconfig_path {rel!r}: a destination "
+                                     "cannot hold a file name with a control character or "
+                                     "a backslash", file=self.project.defs.modules_file)
                 gen[rel] = Output("", rel, "genconfig", mname, str(self.root.project_file),
                                   f"module.{mname}")
         if self.project.data.get("version") is not None:
