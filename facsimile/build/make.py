@@ -35,17 +35,18 @@ class Maker:
         self.index = index
         self.project = outputs.project
         self._env: Any = None
+        sandbox = self.project.data.get("sandbox", False)
+        if not isinstance(sandbox, bool):  # checked on every run, not on the first render
+            raise BuildError(f"sandbox must be true or false, not {sandbox!r}",
+                             file=self.project.root.project_file)
+        self._sandbox = sandbox
         self._checked: set[str] = set()  # folders of BUILD/ seen not to be links
 
     @property
     def env(self) -> Any:
         """The run's Jinja2 environment, made when first needed."""
         if self._env is None:
-            sandbox = self.project.data.get("sandbox", False)
-            if not isinstance(sandbox, bool):
-                raise BuildError(f"sandbox must be true or false, not {sandbox!r}",
-                                 file=self.project.root.project_file)
-            self._env = R.make_environment(self.index, sandbox=sandbox)
+            self._env = R.make_environment(self.index, sandbox=self._sandbox)
         return self._env
 
     def build_one(self, instance: str, rel: str, absent: bool = False) -> Record:
