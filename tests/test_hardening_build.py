@@ -313,3 +313,10 @@ def test_a_full_disk_is_one_line_and_the_others_keep_their_records(shop: Path,
 def test_sandbox_must_be_true_or_false(shop: Path) -> None:
     write_tree(shop, {"define/facsimile.json": {"name": "shop", "sandbox": "yes"}})
     one_line_error(doit(shop), "sandbox must be true or false")
+
+
+def test_a_link_into_state_is_an_error(shop: Path) -> None:
+    (shop / "extra/_ALL_").mkdir(parents=True)
+    os.symlink(shop / "state", shop / "extra/_ALL_/state")
+    one_line_error(doit(shop), "extra/_ALL_/state", "state/")
+    assert not (shop / "BUILD/dev/state").exists()

@@ -35,6 +35,7 @@ class LayerIndex:
     folders: dict[str, dict[str, str]] = field(default_factory=dict)
     resolved: dict[tuple[tuple[str, ...], str], str | None] = field(default_factory=dict)
     real: str = ""  # the real path of ``base``, found when first needed
+    state: str = ""  # the real path of its state/ folder, which no link may lead into
 
     def files(self, folder: Path | str) -> dict[str, str]:
         """``{relpath: path}`` of every file below ``folder`` (cached; plain strings,
@@ -45,8 +46,8 @@ class LayerIndex:
             bound = self.bound(key)
             try:
                 if os.path.exists(key):
-                    resolve_link(key, bound)  # the folder itself must lie inside too
-                found = self.folders[key] = dict(walk(key, bound))
+                    resolve_link(key, bound, self.state)  # the folder itself too
+                found = self.folders[key] = dict(walk(key, bound, self.state))
             except TemplateError as exc:  # named as the user names it
                 raise TemplateError(exc.message, file=rel_to(self.base, exc.file or key)) from None
         return found
@@ -57,6 +58,7 @@ class LayerIndex:
         real = self.real
         if not real:
             real = self.real = os.path.realpath(self.base)
+            self.state = os.path.join(real, "state")
         src = f"{self.base}{os.sep}SRC{os.sep}"
         if folder.startswith(src):
             return os.path.realpath(src + folder[len(src):].split(os.sep, 1)[0])
@@ -85,7 +87,8 @@ def escapes(name: str) -> bool:
     return name.startswith("/") or ".." in name.replace("\\", "/").split("/")
 
 
-def walk(folder: Path | str, bound: str | None = None) -> Iterator[tuple[str, str]]:
+def walk(folder: Path | str, bound: str | None = None,
+         denied: str = "") -> Iterator[tuple[str, str]]:
     """``(relpath, path)`` of every file below ``folder``, dot-files included
     (``.htaccess``, ``.env.j2``), editors' leftovers and VCS folders not.
 
@@ -93,6 +96,7 @@ def walk(folder: Path | str, bound: str | None = None) -> Iterator[tuple[str, st
     is followed when it does, and is an error naming it when it does not (or
     loops). ``None`` (``BUILD/``): a link is never followed; it is listed as an
     entry itself, so that removing it removes the link, not what it points to.
+    ``denied``: a real folder inside ``bound`` no link may lead into (``state/``).
     """
     stack = [(str(folder), "")]
     seen: set[str] = set()  # real folders entered through a link
@@ -112,7 +116,7 @@ def walk(folder: Path | str, bound: str | None = None) -> Iterator[tuple[str, st
                 if bound is None:
                     yield r, e.path
                     continue
-                real = resolve_link(e.path, bound)
+                real = resolve_link(e.path, bound, denied)
                 if os.path.isdir(real):
                     if name in SKIP_DIRS:
                         continue
@@ -130,9 +134,10 @@ def walk(folder: Path | str, bound: str | None = None) -> Iterator[tuple[str, st
                 yield r, e.path
 
 
-def resolve_link(path: str, bound: str) -> str:
-    """The real path of ``path``, which must lie inside the real folder ``bound``;
-    else a :class:`~facsimile.errors.TemplateError` naming ``path``."""
+def resolve_link(path: str, bound: str, denied: str = "") -> str:
+    """The real path of ``path``, which must lie inside the real folder ``bound``
+    and outside ``denied``; else a :class:`~facsimile.errors.TemplateError`
+    naming ``path``."""
     try:
         real = os.path.realpath(path, strict=True)
     except OSError as exc:
@@ -142,6 +147,9 @@ def resolve_link(path: str, bound: str) -> str:
         raise TemplateError(f"a symbolic link to {real}, outside {bound}: links must stay "
                             "inside the project (a checkout's, inside the checkout)",
                             file=path)
+    if denied and (real == denied or real.startswith(denied + os.sep)):
+        raise TemplateError("a symbolic link into state/: generated values are never "
+                            "copied as files", file=path)
     return real
 
 
