@@ -49,6 +49,10 @@ def _git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 def ensure(src: Source, src_dir: Path) -> Path:
     """The checkout of ``src``, cloned now if it is not there yet."""
+    parts = src.tmpl.replace("\\", "/").split("/")
+    if src.tmpl.startswith(("/", "\\", "~")) or ".." in parts or ":" in parts[0]:
+        raise CheckoutError(f"the \"tmpl\" of {src.name}, {src.tmpl!r}, must be a folder "
+                            "inside its checkout (relative, without ..)", file=src.defined_in)
     dest = src.path(src_dir)
     if dest.is_dir():
         return dest

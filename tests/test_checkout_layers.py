@@ -187,3 +187,15 @@ def test_custom_tmpl_path_has_its_extra_beside_it(tmp_path: Path) -> None:
     assert (root / "BUILD/dev/a.conf").read_text() == "a\n"
     assert (root / "BUILD/prod/b.txt").read_text() == "b\n"
     assert not (root / "BUILD/dev/b.txt").exists()
+
+
+@pytest.mark.parametrize("tmpl", ["/tmp", "../../../tmp", "config/../.."])
+def test_a_checkout_tmpl_outside_the_checkout_is_refused(shop: Path, tmpl: str) -> None:
+    modules = json.loads((shop / "define/modules.json").read_text())
+    modules["app"]["tmpl"] = tmpl
+    write_tree(shop, {"define/modules.json": modules})
+    proc = doit(shop)
+    assert proc.returncode == 1
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out and "must be a folder inside its checkout" in out, out
+    assert not (shop / "BUILD").exists() or not any((shop / "BUILD").rglob("*"))

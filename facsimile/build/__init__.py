@@ -18,7 +18,7 @@ from ..project import Project
 from ..render import LayerIndex
 from .check import DB_FILE, Checker
 from .digests import Digests
-from .make import Maker
+from .make import Maker, os_error
 from .orphans import orphans, remove_output
 from .outputs import Output, Outputs
 from .record import Record
@@ -76,7 +76,10 @@ class Build:
         build_dir = str(self.root.build)
         found = self.orphans(instance)
         for f in found:
-            remove_output(str(f), build_dir)
+            try:
+                remove_output(str(f), build_dir)
+            except OSError as exc:
+                raise os_error(exc, self.root.base) from None
         return len(found)
 
 

@@ -101,7 +101,7 @@ class Checker:
             return ["new" if not os.path.lexists(out)
                     else "no record of its last build (it failed, or doit forget)"]
         try:
-            st = os.stat(out)
+            st = os.lstat(out)  # a link there is not the output
         except OSError:
             return ["missing from BUILD"]
         inst = self.project.instances[o.instance]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from .. import render as R
 from ..digest import bytes_digest, digest
 from ..errors import BuildError, TemplateError
 from ..mask import MASK
+from ..render.tracking import segment
 from ..state import State
 from .digests import Digests
 from .modes import mode_record
@@ -33,19 +35,35 @@ class Maker:
         self.index = index
         self.project = outputs.project
         self._env: Any = None
+        sandbox = self.project.data.get("sandbox", False)
+        if not isinstance(sandbox, bool):  # checked on every run, not on the first render
+            raise BuildError(f"sandbox must be true or false, not {sandbox!r}",
+                             file=self.project.root.project_file)
+        self._sandbox = sandbox
+        self._checked: set[str] = set()  # folders of BUILD/ seen not to be links
 
     @property
     def env(self) -> Any:
         """The run's Jinja2 environment, made when first needed."""
         if self._env is None:
-            self._env = R.make_environment(self.index)
+            self._env = R.make_environment(self.index, sandbox=self._sandbox)
         return self._env
 
     def build_one(self, instance: str, rel: str, absent: bool = False) -> Record:
         """Make one output; returns what it was made from.
 
         ``absent``: the file was not there when the run began (no need to look).
+        A file that cannot be read or written (a full disk, a read-only folder) is
+        a :class:`~facsimile.errors.BuildError` naming it.
         """
+        try:
+            return self._build_one(instance, rel, absent)
+        except OSError as exc:
+            raise os_error(exc, self.project.root.base,
+                           f"{self.outputs.build_dir}{instance}{os.sep}{rel}") from None
+
+    def _build_one(self, instance: str, rel: str, absent: bool) -> Record:
+        """:meth:`build_one`, its errors not yet named."""
         inst = self.project.instances[instance]
         o = self.outputs.outputs(inst)[rel]
         digests = self.digests
@@ -57,7 +75,8 @@ class Maker:
             data = (json.dumps(mod, indent=2, sort_keys=True) + "\n").encode()
             # one digest per key, so that a plan names the key that changed
             k = digests.key(write=True)
-            values = {f"module.{o.name}.{n}": digest(v, k) for n, v in sorted(mod.items())}
+            values = {f"module.{o.name}.{segment(n)}": digest(v, k)
+                      for n, v in sorted(mod.items())}
             values[f"module.{o.name}[keys]"] = digest(sorted(mod), k)
             record = Record(src_rel, {}, values=values,
                             context=digests.context_digest(inst, write=True, sub=o.sub))
@@ -79,6 +98,7 @@ class Maker:
         record.mode = mode_record(digests.mode_rules(inst), o.rel, secret, source)
         mode = record.mode[0]
         out = self.outputs.out_str(o)
+        self._unlink_parents(o)
         try:
             written = write_if_changed(out, data, mode, absent=absent)
         except (NotADirectoryError, IsADirectoryError):
@@ -96,10 +116,11 @@ class Maker:
             r = R.render(self.env, o.name, self.outputs.search(inst, o.sub), ctx,
                          self.project.root.base, this=o.this)
         except TemplateError as exc:
-            raise TemplateError(
-                scrub(exc.message, digests.state(inst, write=True)),
-                file=exc.file, line=exc.line,
-            ) from None
+            read = sorted(digests.secret_reads(inst, o.sub).intersection(
+                getattr(exc, "reads", ())))
+            message = (withheld(exc, read[-1], self.project.root.base) if read
+                       else scrub(exc.message, digests.state(inst, write=True)))
+            raise TemplateError(message, file=exc.file, line=exc.line) from None
         rels = {path: self.outputs.rel(path) for path in r.loaded.values()}
         return r.data, Record(
             src_rel,
@@ -108,6 +129,20 @@ class Maker:
             values=digests.read_digests(inst.name, o.sub, r.reads),
             context=digests.context_digest(inst, write=True, sub=o.sub),
         ), r.reads
+
+    def _unlink_parents(self, o: Output) -> None:
+        """Remove a symbolic link standing where one of ``o``'s folders goes in
+        BUILD/ (a write never follows one); each folder is looked at once a run."""
+        checked = self._checked
+        base = f"{self.outputs.build_dir}{o.instance}"
+        path = base
+        for part in ("", *o.rel.split("/")[:-1]):
+            path = f"{path}{os.sep}{part}" if part else path
+            if path in checked:
+                continue
+            if os.path.islink(path):
+                os.unlink(path)
+            checked.add(path)
 
     def clear_way(self, o: Output) -> None:
         """Remove what stands in ``o``'s way in BUILD/: a file where one of its folders
@@ -119,6 +154,9 @@ class Maker:
         outputs = self.outputs.outputs(self.project.instances[o.instance])
         src = self.outputs.src
         base = f"{self.outputs.build_dir}{o.instance}"
+        if os.path.lexists(base) and not os.path.isdir(base):
+            os.unlink(base)  # a file where the instance's folder goes: no output makes it
+            return
         parts = o.rel.split("/")
         for i in range(1, len(parts)):
             rel = "/".join(parts[:i])
@@ -154,8 +192,9 @@ def write_if_changed(path: Path | str, data: bytes, mode: int, *,
     target = str(path)
     if not absent:
         try:
-            st = os.stat(target)
-            if st.st_size == len(data) and _read(target) == data:
+            st = os.lstat(target)  # a link there is replaced, never written through
+            if (stat.S_ISREG(st.st_mode) and st.st_size == len(data)
+                    and _read(target) == data):
                 if st.st_mode & 0o7777 != mode:
                     os.chmod(target, mode)
                 return st.st_mtime_ns, st.st_size
@@ -194,6 +233,34 @@ def write_if_changed(path: Path | str, data: bytes, mode: int, *,
 def _read(path: str) -> bytes:
     with open(path, "rb") as fh:
         return fh.read()
+
+
+def os_error(exc: OSError, base: Path, output: str | None = None) -> BuildError:
+    """``exc`` as one line naming the file, relative to the root ``base``: the
+    ``output`` being made when the failed file is in BUILD/ (its temporary file,
+    a folder of it), else the file that could not be read."""
+    from ..render import rel_to
+
+    failed = str(exc.filename or output or "")
+    build = f"{base}{os.sep}BUILD{os.sep}"
+    if output and (not exc.filename or failed.startswith(build)):
+        return BuildError(f"cannot write {rel_to(base, output)}: {exc.strerror or exc}")
+    verb = "remove" if output is None else "read"
+    return BuildError(f"cannot {verb} {rel_to(base, failed)}: {exc.strerror or exc}")
+
+
+def withheld(exc: TemplateError, secret: str, base: Path) -> str:
+    """The message of a render that failed after reading a secret: no value it
+    evaluated (a slice or a filter of the secret would show), only what failed
+    and the template's line as written."""
+    kind = getattr(exc, "kind", "") or "UndefinedError"
+    text = ""
+    if exc.file and exc.line:
+        with contextlib.suppress(OSError, UnicodeDecodeError, IndexError):
+            lines = (base / exc.file).read_text(encoding="utf-8").splitlines()
+            text = f": {lines[exc.line - 1].strip()[:200]}"
+    return (f"{kind} in a render that read {secret} (its message is not shown, it may "
+            f"hold the value){text}")
 
 
 def scrub(text: str, state: State) -> str:

@@ -19,9 +19,12 @@ def orphans(project: Project, outputs: Outputs, instance: str | None) -> list[Pa
         if not build.is_dir():
             return []
         gone = [p for p in build.iterdir() if p.name not in project.instances]
-        return sorted(f for p in gone for f in (_files_under(p) if p.is_dir() else [p]))
+        return sorted(f for p in gone
+                      for f in (_files_under(p) if _real_dir(p) else [p]))
     keep = set(outputs.outputs(project.instances[instance]))
     base = build / instance
+    if base.is_symlink():  # a link where the instance's folder goes: removed as a link
+        return [base]
     return sorted(base / rel for rel, _ in walk(base) if rel not in keep)
 
 
@@ -36,6 +39,11 @@ def remove_output(path: str, build_dir: str) -> None:
         except OSError:
             break
         parent = os.path.dirname(parent)
+
+
+def _real_dir(path: Path) -> bool:
+    """A folder, not a link to one (a link is never followed in BUILD/)."""
+    return path.is_dir() and not path.is_symlink()
 
 
 def _files_under(folder: Path) -> list[Path]:

@@ -10,6 +10,7 @@ checkouts interleaved (:mod:`.checkouts`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -18,8 +19,11 @@ from .. import define as D
 from ..errors import BuildError
 from ..project import Project
 from ..render import LIB, LayerIndex
+from ..render.tracking import segment
 from .checkouts import Checkout, checkout_of
 
+#: what a file name on a destination cannot hold (sftp takes ``\\`` as a separator)
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 FAN_OUT = ("{module}", "{host}", "{daemon}")  # placeholders of fan-out template paths
 
 
@@ -161,6 +165,10 @@ class Outputs:
         for mname, mdata in inst.modules.items():
             if mdata.get("genconfig"):
                 rel = str(mdata.get("genconfig_path") or f"etc/{mname}.json")
+                if _UNSAFE.search(rel):
+                    raise BuildError(f"module {mname}: genconfig_path {rel!r}: a destination "
+                                     "cannot hold a file name with a control character or "
+                                     "a backslash", file=self.project.defs.modules_file)
                 gen[rel] = Output("", rel, "genconfig", mname, str(self.root.project_file),
                                   f"module.{mname}")
         if self.project.data.get("version") is not None:
@@ -195,7 +203,13 @@ class Outputs:
         if found is None:
             found = self._layers[key] = {}
             prefix = f"{sub}/" if sub else ""
-            for rel, path in self.index.files(folder).items():
+            files = self.index.files(folder)
+            if _UNSAFE.search("".join(files)):
+                bad = next(p for r, p in files.items() if _UNSAFE.search(r))
+                raise BuildError(f"{self.rel(bad)!r}: a destination cannot hold a file name "
+                                 "with a control character (a newline, a tab...) or a "
+                                 "backslash: rename it")
+            for rel, path in files.items():
                 out = prefix + (rel[:-3] if kind == "tmpl" and rel.endswith(".j2") else rel)
                 found[out] = Output("", out, kind, rel, path, sub=sub)
         return found
@@ -217,11 +231,11 @@ class Outputs:
             key = keys[0]
             modules = self.project.subprojects()[o.sub]["modules"] if o.sub else inst.modules
             if key == "{module}":
-                items = [(m, f"module.{m}") for m in modules]
+                items = [(m, f"module.{segment(m)}") for m in modules]
             elif key == "{host}":
-                items = [(h, f"hosts.{h}") for h, _ in inst.hosts]
+                items = [(h, f"hosts.{segment(h)}") for h, _ in inst.hosts]
             else:
-                items = [(d, f"daemons.{d}") for d, _ in daemons(modules)]
+                items = [(d, f"daemons.{segment(d)}") for d, _ in daemons(modules)]
             for name, path in items:
                 new = rel.replace(key, name)
                 out[new] = Output(o.instance, new, o.kind, o.name, o.source, path, o.sub)

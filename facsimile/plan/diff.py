@@ -1,5 +1,10 @@
 """``facs plan --diff``: a stale output's new bytes against those in ``BUILD/``,
-every state value masked, in both (a rotated secret too)."""
+every state value masked, in both (a rotated secret too).
+
+The state keeps only the last few values of a secret, so the old file may
+hold one it no longer knows: every secret-shaped word of the old file (a run
+of letters and digits with both, or a UUID) that the new rendering does not
+have as it is is masked too. An orphan's content is never shown."""
 
 from __future__ import annotations
 
@@ -68,6 +73,18 @@ def _mask_text(text: str, secrets: list[str]) -> str:
     return text
 
 
+#: what a generated value looks like: a password or hex token (letters and
+#: digits, both), or a UUID
+_SECRET_SHAPED = re.compile(
+    r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{8,}"
+    r"(?![A-Za-z0-9])|[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def _mask_shaped(line: str, keep: set[str]) -> str:
+    """``line`` with every secret-shaped word not in ``keep`` masked."""
+    return _SECRET_SHAPED.sub(lambda m: m.group(0) if m.group(0) in keep else MASK, line)
+
+
 def _mask_old_lines(old: list[str], masked_new: list[str], secrets: list[str]) -> list[str]:
     """Mask secrets in the old file, including values that have since changed.
 
@@ -79,9 +96,10 @@ def _mask_old_lines(old: list[str], masked_new: list[str], secrets: list[str]) -
         if MASK in line:
             parts = [re.escape(p) for p in line.split(MASK)]
             patterns.append(re.compile("(.*?)".join(parts).join(["^", "$"]), re.S))
+    keep = {w for line in masked_new for w in _SECRET_SHAPED.findall(line)}
     out = []
     for line in old:
-        line = _mask_text(line, secrets)
+        line = _mask_shaped(_mask_text(line, secrets), keep)
         for pat in patterns:
             m = pat.match(line)
             if m:
@@ -121,35 +139,32 @@ def render_error(build: Build, item: Stale) -> str | None:
 
 def diff_output(build: Build, item: Stale) -> str:
     """A unified diff of one stale output against BUILD/, every state value masked."""
-    path = build.root.base / item.path
-    old = path.read_bytes() if path.is_file() else b""
     o = item.output
-    if o is None:  # an orphan: it would be deleted
-        new = b""
-        secrets = [s for st in build.project._states.values() for s in secrets_of(st)]
-        masked_new: list[str] = []
+    if o is None:  # an orphan (maybe of a removed instance, whose state is not loaded)
+        return f"  {item.path}: orphan, will be deleted\n"
+    path = build.root.base / item.path
+    old = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+    inst = build.project.instances[o.instance]
+    state = build.state(inst, write=False)
+    secrets = secrets_of(state)
+    if o.kind == "extra":
+        new = Path(o.source).read_bytes()
+        masked_new = new.decode("utf-8", "replace").splitlines(keepends=True)
+    elif o.kind == "genconfig":
+        masked_mod = masked_context(build.context(inst, write=False, sub=o.sub),
+                                    state)["module"]
+        new = (json.dumps(masked_mod[o.name], indent=2, sort_keys=True) + "\n").encode()
+        masked_new = new.decode().splitlines(keepends=True)
     else:
-        inst = build.project.instances[o.instance]
-        state = build.state(inst, write=False)
-        secrets = secrets_of(state)
-        if o.kind == "extra":
-            new = Path(o.source).read_bytes()
-            masked_new = []
-        elif o.kind == "genconfig":
-            masked_mod = masked_context(build.context(inst, write=False, sub=o.sub),
-                                        state)["module"]
-            new = (json.dumps(masked_mod[o.name], indent=2, sort_keys=True) + "\n").encode()
-            masked_new = new.decode().splitlines(keepends=True)
-        else:
-            ctx = build.context(inst, write=False, sub=o.sub)
-            search = build.search(inst, o.sub)
-            try:
-                masked = R.render(build.env, o.name, search, masked_context(ctx, state),
-                                  build.root.base, this=o.this)
-            except FacsimileError as exc:
-                return f"--- {item.path}\n+++ {item.path}\n! cannot render: {exc}\n"
-            new = masked.data
-            masked_new = new.decode("utf-8").splitlines(keepends=True)
+        ctx = build.context(inst, write=False, sub=o.sub)
+        search = build.search(inst, o.sub)
+        try:
+            masked = R.render(build.env, o.name, search, masked_context(ctx, state),
+                              build.root.base, this=o.this)
+        except FacsimileError as exc:
+            return f"--- {item.path}\n+++ {item.path}\n! cannot render: {exc}\n"
+        new = masked.data
+        masked_new = new.decode("utf-8").splitlines(keepends=True)
     if _is_binary(old) or _is_binary(new):
         return f"Binary file {item.path} differs\n"
     old_lines = _mask_old_lines(old.decode("utf-8").splitlines(keepends=True), masked_new,
@@ -159,7 +174,7 @@ def diff_output(build: Build, item: Stale) -> str:
     lines = difflib.unified_diff(
         old_lines, new_lines,
         fromfile=f"a/{item.path}" if old else "/dev/null",
-        tofile=f"b/{item.path}" if new or o is not None else "/dev/null",
+        tofile=f"b/{item.path}",
     )
     text = "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n"
                    for ln in lines)

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import TemplateError
 from ..suggest import close_key
 from .layers import LayerIndex, rel_to
-from .tracking import track
+from .tracking import TOP_READS, top_names, track
 
 _search: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("facsimile_search")
 _loaded: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("facsimile_loaded")
@@ -28,11 +28,12 @@ _loaded: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("facsim
 _TOP_UNDEFINED = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' is undefined")
 
 
-def make_environment(index: LayerIndex) -> Any:
-    """One Jinja2 environment per run; each template file is compiled once."""
-    from .jinja import Environment
+def make_environment(index: LayerIndex, sandbox: bool = False) -> Any:
+    """One Jinja2 environment per run; each template file is compiled once.
+    ``sandbox``: Jinja2's sandboxed environment (templates are code otherwise)."""
+    from .jinja import Environment, SandboxedEnvironment
 
-    return Environment(index, _search, _loaded)
+    return (SandboxedEnvironment if sandbox else Environment)(index, _search, _loaded)
 
 
 @dataclass
@@ -52,38 +53,50 @@ def render(
     base: Path,
     this: str | None = None,
 ) -> Rendered:
-    """Render template ``name`` with a tracked ``ctx``; errors name file, line, name."""
-    import jinja2
-
+    """Render template ``name`` with a tracked ``ctx``; errors name file, line, name,
+    and carry what the render read before it failed (``reads``)."""
     rec: dict[str, Any] = {}
     loaded: dict[str, str] = {}
     tracked = track(ctx, rec, this)
     t_search = _search.set(search)
     t_loaded = _loaded.set(loaded)
+    t_top = TOP_READS.set((rec, top_names(ctx)))
     try:
         text = env.get_template(name).render(tracked)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"syntax error: {exc.message}", file=rel_to(base, exc.filename or name),
-            line=exc.lineno,
-        ) from exc
-    except jinja2.TemplateNotFound as exc:
-        msg = exc.message or f"template {exc.name!r} not found"
-        f, line = _template_frame(exc, base, loaded)
-        raise TemplateError(msg, file=f, line=line) from exc
-    except TemplateError:
+    except TemplateError as exc:
+        exc.reads = rec  # type: ignore[attr-defined]
         raise
     except Exception as exc:
-        f, line = _template_frame(exc, base, loaded)
-        text = getattr(exc, "message", None) or str(exc)
-        if isinstance(exc, jinja2.UndefinedError):
-            text += _top_level_hint(text, tracked)
-        kind = "" if isinstance(exc, jinja2.UndefinedError) else f"{type(exc).__name__}: "
-        raise TemplateError(f"{kind}{text}", file=f or name, line=line) from exc
+        err = _template_error(exc, name, base, loaded, tracked)
+        err.reads = rec  # type: ignore[attr-defined]  # what it read before it failed
+        raise err from exc
     finally:
         _search.reset(t_search)
         _loaded.reset(t_loaded)
+        TOP_READS.reset(t_top)
     return Rendered(text.encode("utf-8"), loaded, rec)
+
+
+def _template_error(exc: Exception, name: str, base: Path, loaded: dict[str, str],
+                    tracked: Mapping[str, Any]) -> TemplateError:
+    """``exc``, raised while rendering template ``name``, as the error naming the
+    innermost template file and line."""
+    import jinja2
+
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return TemplateError(f"syntax error: {exc.message}",
+                             file=rel_to(base, exc.filename or name), line=exc.lineno)
+    f, line = _template_frame(exc, base, loaded)
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return TemplateError(exc.message or f"template {exc.name!r} not found",
+                             file=f, line=line)
+    text = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, jinja2.UndefinedError):
+        text += _top_level_hint(text, tracked)
+    kind = "" if isinstance(exc, jinja2.UndefinedError) else f"{type(exc).__name__}: "
+    err = TemplateError(f"{kind}{text}", file=f or name, line=line)
+    err.kind = type(exc).__name__  # type: ignore[attr-defined]
+    return err
 
 
 def _top_level_hint(message: str, ctx: Mapping[str, Any]) -> str:

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.runtime
+import jinja2.sandbox
 
 from ..errors import TemplateError
 from ..suggest import close_key
 from .layers import LayerIndex, escapes, rel_to
-from .tracking import TRACKED_ATTRS, Tracked, tojson_dumps
+from .tracking import TOP_READS, TRACKED_ATTRS, Tracked, tojson_dumps
 
 
 class Undefined(jinja2.StrictUndefined):
@@ -46,6 +48,19 @@ class Undefined(jinja2.StrictUndefined):
         return message
 
 
+class Context(jinja2.runtime.Context):
+    """A render's context that records the top-level names a template resolves
+    whose values are not mappings (those are :class:`Tracked` and record their
+    own reads): the scalars and lists of a project class's ``extra_context()``."""
+
+    def resolve_or_missing(self, key: str) -> Any:
+        value = super().resolve_or_missing(key)
+        top = TOP_READS.get(None)
+        if top is not None and key in top[1]:
+            top[0][key] = value
+        return value
+
+
 class Environment(jinja2.Environment):
     """Resolves names through the current search path; compiled per file."""
 
@@ -59,6 +74,7 @@ class Environment(jinja2.Environment):
             extensions=["jinja2.ext.do", "jinja2.ext.loopcontrols"],
             cache_size=0,
         )
+        self.context_class = Context
         self.policies["json.dumps_function"] = tojson_dumps
         self.policies["json.dumps_kwargs"] = {"sort_keys": True}
         self.index = index
@@ -108,3 +124,10 @@ class Environment(jinja2.Environment):
         if loaded is not None:
             loaded[str(name)] = path
         return t
+
+
+class SandboxedEnvironment(Environment, jinja2.sandbox.SandboxedEnvironment):
+    """:class:`Environment` with Jinja2's sandbox (``"sandbox": true`` in
+    ``facsimile.json``): no attribute that starts with ``_``, no function or
+    frame internals, so a template cannot reach Python's modules; an unsafe
+    access is a ``SecurityError`` naming the template and line."""
