@@ -132,6 +132,8 @@ def _properties() -> dict[str, Any]:
             "description": "Output glob: octal file mode, like {\"etc/app/*.ini\": \"0640\"}.",
             "additionalProperties": {"type": ["string", "null"], "pattern": "^0?[0-7]{3}$"},
         },
+        "sandbox": {"type": "boolean", "description": "Render templates in Jinja2's "
+                    "sandbox (facsimile.json only); templates are code otherwise."},
         "state": {
             "type": "object", "additionalProperties": True,
             "description": "Where generated state is kept and who can read it.",

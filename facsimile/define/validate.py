@@ -25,7 +25,7 @@ from .shapes import close_match, escape, expect, str_list, suggest, typename
 #: keys of an instance definition that facsimile itself reads
 INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules", "modes")
 #: keys of facsimile.json that belong to the project and are not inherited
-PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class", "state")
+PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class", "state", "sandbox")
 DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options",
                "confirm")
 TARGET_KEYS = ("hosts", "files", "inherit")
@@ -111,6 +111,8 @@ def _check_project_keys(data: dict[str, Any], file: str) -> None:
         check_projects(data["projects"], file, "/projects")
     if "state" in data:
         check_state_config(data["state"], file, "/state")
+    if "sandbox" in data:
+        expect(data["sandbox"], bool, "sandbox must be true or false", file, "/sandbox")
 
 
 def check_state_config(config: Any, file: str, pointer: str) -> None:
