@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import render as R
+from ..atomic import write_atomic
 from ..digest import bytes_digest, digest
 from ..errors import BuildError, TemplateError
 from ..mask import MASK
@@ -182,10 +183,8 @@ def write_if_changed(path: Path | str, data: bytes, mode: int, *,
                      absent: bool = False) -> tuple[int, int]:
     """Atomically write ``data`` unless the file already holds it; keep ``mode``.
 
-    Returns the file's ``(mtime_ns, size)``. The temporary file, next to its
-    place, is created with ``mode`` less the umask (so a secret is never
-    readable by others, not even half-written), given the whole ``mode``, and
-    renamed over it. Missing folders are made when the first file in them is.
+    Returns the file's ``(mtime_ns, size)``. The write is :func:`facsimile.atomic.write_atomic`'s
+    (a secret is never readable by others, not even half-written).
     ``absent``: the caller saw no file there, so it is not looked at first (were
     one made since, the rename still replaces it atomically).
     """
@@ -200,33 +199,7 @@ def write_if_changed(path: Path | str, data: bytes, mode: int, *,
                 return st.st_mtime_ns, st.st_size
         except FileNotFoundError:
             pass
-    folder, sep, base = target.rpartition(os.sep)
-    folder = folder if sep else "."
-    tmp = f"{folder}{os.sep}.{base}.{os.getpid()}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, mode)
-    except FileNotFoundError:  # no folder yet: made on the first file only
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(tmp, flags, mode)
-    except FileExistsError:  # left by a killed process of the same pid
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            st = os.fstat(fd)
-            if st.st_mode & 0o7777 != mode:  # the umask took bits that the mode asks for
-                os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    st = write_atomic(target, data, mode)
     return st.st_mtime_ns, st.st_size
 
 

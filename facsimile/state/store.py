@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from ..define.shapes import escape, typename
 from ..errors import StateError
 from .files import Local, StateStore
@@ -204,19 +205,7 @@ def write_bytes(path: Path, data: bytes, shown: str) -> None:
 
 def _replace(path: Path, data: bytes) -> None:
     """Temp file in the same folder, fsync, rename; mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o600)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, 0o600, fsync=True)
 
 
 @contextlib.contextmanager
