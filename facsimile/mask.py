@@ -3,14 +3,44 @@
 :data:`MASK` stands in for every value shown masked; :func:`mask` puts it
 in place of the values at given dotted paths of a document;
 :func:`mask_credentials` hides the credentials a definition gives for a
-destination or for remote state.
+destination or for remote state; :func:`state_values` and :func:`mask_text`
+hide a family's generated values in a text (a diff, an error), and
+:func:`scrub` does both for one state.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .state import State
 
 MASK = "********"
+
+
+def state_values(state: State) -> list[str]:
+    """Every value of a family's state as text, current and previous, longest
+    first (so a value that holds another is masked whole)."""
+    values: set[str] = set()
+    for section in ("modules", "generate"):
+        for entry in state.data.get(section, {}).values():
+            for v in [entry.get("value"), *entry.get("previous", [])]:
+                if v is not None and len(str(v)) >= 1:
+                    values.add(str(v))
+    return sorted(values, key=len, reverse=True)
+
+
+def mask_text(text: str, values: list[str]) -> str:
+    """``text`` with each of ``values`` (of 4 characters or more) masked."""
+    for s in values:
+        if len(s) >= 4:
+            text = text.replace(s, MASK)
+    return text
+
+
+def scrub(text: str, state: State) -> str:
+    """``text`` with every value of ``state`` masked."""
+    return mask_text(text, state_values(state))
 
 
 def mask(value: Any, paths: set[str], prefix: str = "") -> Any:

@@ -18,9 +18,8 @@ from .. import render as R
 from ..atomic import write_atomic
 from ..digest import bytes_digest, digest
 from ..errors import BuildError, TemplateError
-from ..mask import MASK
+from ..mask import scrub
 from ..render.tracking import segment
-from ..state import State
 from .digests import Digests
 from .modes import mode_record
 from .outputs import Output, Outputs
@@ -234,13 +233,3 @@ def withheld(exc: TemplateError, secret: str, base: Path) -> str:
             text = f": {lines[exc.line - 1].strip()[:200]}"
     return (f"{kind} in a render that read {secret} (its message is not shown, it may "
             f"hold the value){text}")
-
-
-def scrub(text: str, state: State) -> str:
-    """Replace every state value in ``text`` with the mask."""
-    for section in ("modules", "generate"):
-        for entry in state.data.get(section, {}).values():
-            for value in (entry.get("value"), *entry.get("previous", ())):
-                if isinstance(value, str) and len(value) >= 4:
-                    text = text.replace(value, MASK)
-    return text

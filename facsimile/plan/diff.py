@@ -17,22 +17,11 @@ from typing import TYPE_CHECKING, Any
 from .. import render as R
 from ..build import Build
 from ..errors import FacsimileError
-from ..mask import MASK
+from ..mask import MASK, mask_text, state_values
 from ..state import State
 
 if TYPE_CHECKING:
     from . import Stale
-
-
-def secrets_of(state: State) -> list[str]:
-    """Every state value as text, current and previous (longest first)."""
-    values: set[str] = set()
-    for section in ("modules", "generate"):
-        for entry in state.data.get(section, {}).values():
-            for v in [entry.get("value"), *entry.get("previous", [])]:
-                if v is not None and len(str(v)) >= 1:
-                    values.add(str(v))
-    return sorted(values, key=len, reverse=True)
 
 
 class MaskedInt(int):
@@ -66,13 +55,6 @@ def masked_context(ctx: dict[str, Any], state: State) -> dict[str, Any]:
     return masked
 
 
-def _mask_text(text: str, secrets: list[str]) -> str:
-    for s in secrets:
-        if len(s) >= 4:
-            text = text.replace(s, MASK)
-    return text
-
-
 #: what a generated value looks like: a password or hex token (letters and
 #: digits, both), or a UUID
 _SECRET_SHAPED = re.compile(
@@ -99,7 +81,7 @@ def _mask_old_lines(old: list[str], masked_new: list[str], secrets: list[str]) -
     keep = {w for line in masked_new for w in _SECRET_SHAPED.findall(line)}
     out = []
     for line in old:
-        line = _mask_shaped(_mask_text(line, secrets), keep)
+        line = _mask_shaped(mask_text(line, secrets), keep)
         for pat in patterns:
             m = pat.match(line)
             if m:
@@ -133,7 +115,7 @@ def render_error(build: Build, item: Stale) -> str | None:
                  masked_context(build.context(inst, write=False, sub=o.sub), state),
                  build.root.base, this=o.this)
     except FacsimileError as exc:
-        return _mask_text(str(exc), secrets_of(state))
+        return mask_text(str(exc), state_values(state))
     return None
 
 
@@ -146,7 +128,7 @@ def diff_output(build: Build, item: Stale) -> str:
     old = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
     inst = build.project.instances[o.instance]
     state = build.state(inst, write=False)
-    secrets = secrets_of(state)
+    secrets = state_values(state)
     if o.kind == "extra":
         new = Path(o.source).read_bytes()
         masked_new = new.decode("utf-8", "replace").splitlines(keepends=True)
@@ -169,7 +151,7 @@ def diff_output(build: Build, item: Stale) -> str:
         return f"Binary file {item.path} differs\n"
     old_lines = _mask_old_lines(old.decode("utf-8").splitlines(keepends=True), masked_new,
                                 secrets)
-    new_lines = [_mask_text(line, secrets) for line in new.decode("utf-8")
+    new_lines = [mask_text(line, secrets) for line in new.decode("utf-8")
                  .splitlines(keepends=True)]
     lines = difflib.unified_diff(
         old_lines, new_lines,

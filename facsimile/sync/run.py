@@ -102,18 +102,11 @@ def unplaced(project: Project, inst: Instance, rels: list[str]) -> list[str]:
 def masker(project: Project, inst: Instance) -> Callable[[str], str]:
     """A function that masks every value of the instance's state in a text
     (current and previous values, as ``facs plan --diff`` does)."""
-    from ..mask import MASK
-    from ..plan.diff import secrets_of
+    from functools import partial
 
-    secrets = secrets_of(project.state(inst, write=False))
+    from ..mask import mask_text, state_values
 
-    def masked(text: str) -> str:
-        for s in secrets:
-            if len(s) >= 4:
-                text = text.replace(s, MASK)
-        return text
-
-    return masked
+    return partial(mask_text, values=state_values(project.state(inst, write=False)))
 
 
 def host_outputs(project: Project, inst: Instance) -> dict[str, str]:
