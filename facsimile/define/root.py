@@ -54,11 +54,18 @@ class Root:
 
     def rel(self, path: Path | str) -> str:
         """A path as the user sees it: relative to the root when inside it."""
-        p = Path(path)
+        return shown_path(path, self.base)
+
+
+def shown_path(path: Path | str, base: Path | str | None) -> str:
+    """``path`` as messages show it: relative to ``base`` when inside it, else
+    as it is (the one rule for every path facsimile prints)."""
+    if base is not None:
         try:
-            return p.relative_to(self.base).as_posix()
+            return Path(path).relative_to(base).as_posix()
         except ValueError:
-            return str(p)
+            pass
+    return str(path)
 
 
 def root_at(folder: Path) -> Root | None:

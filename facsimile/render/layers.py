@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..define.root import shown_path
 from ..errors import TemplateError
 
 LIB = "_lib"  # the folder of tmpl/ searched after every layer
@@ -155,7 +156,4 @@ def resolve_link(path: str, bound: str, denied: str = "") -> str:
 
 def rel_to(base: Path, path: Path | str) -> str:
     """``path`` relative to ``base`` as the user names it (else as it is)."""
-    try:
-        return Path(path).relative_to(base).as_posix()
-    except ValueError:
-        return str(path)
+    return shown_path(path, base)

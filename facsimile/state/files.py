@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..define.root import shown_path
 from ..errors import StateError
 from . import crypt
 
@@ -221,11 +222,7 @@ class Local:
         return self.folder / family / "state.json"
 
     def shown(self, family: str) -> str:
-        path = self.path(family)
-        if self.shown_root is not None:
-            with contextlib.suppress(ValueError):
-                return path.relative_to(self.shown_root).as_posix()
-        return str(path)
+        return shown_path(self.path(family), self.shown_root)
 
     def stamp(self, family: str) -> list[Any] | None:
         return _stamp(self.path(family))
