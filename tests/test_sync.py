@@ -788,3 +788,28 @@ def test_jobs_bounds_the_hosts_synced_at_once(tmp_path: Path, sshd, jobs: int,  
         running += 1 if kind == "start" else -1
         most = max(most, running)
     assert (most > 1) is overlap and most <= jobs
+
+
+@pytest.mark.parametrize("entry", ["/tmp/victim.txt", "../../victim.txt", "etc/../../victim",
+                                   "etc/a\\b", ""])
+@pytest.mark.parametrize("record", [".facsimile/manifest.json", ".facsimile/pending.json"])
+def test_a_manifest_entry_outside_the_destination_deletes_nothing(
+        moded: Dest, tmp_path: Path, entry: str, record: str) -> None:
+    """A destination's records are not trusted: an entry that is not a relative
+    path inside it makes the sync fail that host, naming the record, and nothing
+    is deleted (before, the next sync deleted the file it named)."""
+    dest = moded
+    root = make_root(tmp_path, dest.deploy)
+    sync(root)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not facsimile's\n")
+    top = dest.base / "h1"
+    manifest = json.loads((top / ".facsimile/manifest.json").read_text())
+    name = str(victim) if entry.startswith("/") else entry
+    manifest["files"][name] = {"digest": "0" * 64, "mode": 420}
+    (top / record).write_text(json.dumps(manifest))
+    before = {p: p.read_bytes() for p in top.rglob("*") if p.is_file()}
+    out = sync(root, "--no-build", code=1)
+    assert f"{record} is damaged" in out and "nothing was deleted" in out
+    assert victim.read_text() == "not facsimile's\n"
+    assert {p: p.read_bytes() for p in top.rglob("*") if p.is_file()} == before

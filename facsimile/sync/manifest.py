@@ -56,8 +56,23 @@ def _parse(dest: Destination, rel: str, data: bytes | None) -> Manifest:
     except (ValueError, KeyError, AssertionError, TypeError):
         raise SyncError(f"{dest.label}: {rel} is not a facsimile manifest; "
                         "move it away to start afresh") from None
+    bad = next((p for p in files if not inside(p)), None)
+    if bad is not None:
+        raise SyncError(f"{dest.label}: {rel} is damaged: its entry {bad!r} is not a path "
+                        "inside the destination; nothing was deleted (move the file away "
+                        "to start afresh)")
     meta = {k: doc[k] for k in META if doc.get(k) is not None}
     return Manifest(files, meta, data)
+
+
+def inside(rel: Any) -> bool:
+    """Whether a manifest entry is a relative path that stays inside its
+    destination (an entry is a path the next sync may delete)."""
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel:
+        return False
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        return False
+    return all(part not in ("", ".", "..") for part in rel.split("/"))
 
 
 def read_manifest_doc(dest: Destination) -> Manifest:
