@@ -16,6 +16,7 @@ import pytest
 from conftest import DODO, doit, facs, write_tree
 from daskcluster import DaskCluster, dask_cluster  # noqa: F401  (fixture)
 from servers import sshd  # noqa: F401  (fixture)
+from test_sync import sync
 
 from facsimile.sync.slices import Slice, parse_slice, slice_of
 
@@ -45,13 +46,6 @@ def make_root(tmp: Path, deploy: dict, targets: dict) -> Path:
     })
     doit(root, check=True)
     return root
-
-
-def sync(root: Path, *args: str, code: int = 0) -> str:
-    proc = facs(root, "sync", "dev", *args)
-    assert proc.returncode == code, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    return proc.stdout + proc.stderr
 
 
 def synced(out: str) -> list[str]:
