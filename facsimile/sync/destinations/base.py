@@ -251,6 +251,9 @@ def _entry(info: Mapping[str, Any], has_modes: bool) -> Entry:
     """The ``Entry`` of an fsspec ``info`` dict."""
     mtime = next((info[k] for k in ("mtime", "LastModified", "last_modified", "created")
                   if info.get(k) is not None), "")
+    etag = info.get("ETag") or info.get("etag")
+    if etag:  # an object store's mtime has one-second steps; its ETag changes with the content
+        mtime = f"{mtime} {str(etag).strip(chr(34))}"
     perm = info.get("permissions", info.get("mode"))
     mode = int(perm) & 0o7777 if has_modes and isinstance(perm, int) else None
     return Entry(int(info.get("size") or 0), str(mtime), mode)
