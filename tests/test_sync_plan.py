@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +189,42 @@ def test_exit_codes_of_every_command(tmp_path: Path) -> None:
         in proc.stdout
     for cmd in ("plan", "sync", "state show", "show"):
         assert "exit codes: 0" in facs(root, *cmd.split(), "--help").stdout.replace("\n", " ")
+
+
+def _answer_under_pty(root: Path, answer: str) -> tuple[int, str]:
+    """Run `facs sync dev` on a pseudo-terminal and type ``answer`` at its question."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "facsimile.cli", "sync", "dev"], cwd=root,
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    text, answered, start = b"", False, time.monotonic()
+    while time.monotonic() - start < 120:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            text += data
+        elif proc.poll() is not None:
+            break
+        if not answered and b"to go on:" in text:
+            os.write(master, answer.encode() + b"\n")
+            answered = True
+    code = proc.wait(timeout=60)
+    os.close(master)
+    return code, text.decode(errors="replace")
+
+
+def test_confirm_gate_asks_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal the gate shows the plan, asks, and puts only on the agreed word."""
+    dest = tmp_path / "dest"
+    root = make_root(tmp_path, {"url": f"file://{dest}/{{host}}", "confirm": "ship-it"})
+    code, text = _answer_under_pty(root, "yes")  # not the word the instance asks for
+    assert code == 1 and "Type 'ship-it' to go on" in text and "would put" in text
+    assert "not confirmed: nothing was changed" in text and not dest.exists()
+    code, text = _answer_under_pty(root, "ship-it")
+    assert code == 0 and "put 8, deleted 0" in text
+    assert (dest / "h1/etc/app.ini").read_text() == "port = 8080\n"
