@@ -44,9 +44,11 @@ def tree(instances: int, templates: int = 2, slow: bool = False) -> dict[str, ob
 
 
 def under_pty(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
-              interrupt_after: float | None = None) -> tuple[int, str]:
-    """Run ``cmd`` with stdout and stderr on a pseudo-terminal; returns its exit code
-    and everything it printed. ``interrupt_after``: SIGINT to its process group then."""
+              interrupt_after: float | None = None,
+              answer: tuple[bytes, bytes] | None = None) -> tuple[int, str]:
+    """Run ``cmd`` with stdin, stdout and stderr on a pseudo-terminal; returns its exit
+    code and everything it printed. ``interrupt_after``: SIGINT to its process group
+    then. ``answer``: (question, reply): type the reply once the question is printed."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(cmd, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
                             env={**os.environ, **(env or {})}, start_new_session=True)
@@ -67,6 +69,9 @@ def under_pty(cmd: list[str], cwd: Path, env: dict[str, str] | None = None,
             if not data:
                 break
             chunks.append(data)
+            if answer is not None and answer[0] in b"".join(chunks):
+                os.write(master, answer[1] + b"\n")
+                answer = None
         elif proc.poll() is not None:
             break
         if time.monotonic() - start > 240:

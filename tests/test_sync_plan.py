@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import stat
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import doit, facs, write_tree
 from servers import s3server, sshd  # noqa: F401  (fixtures)
+from test_console import under_pty
 from test_sync import S3, SFTP, Dest, make_root, sync
 
 
@@ -193,29 +190,8 @@ def test_exit_codes_of_every_command(tmp_path: Path) -> None:
 
 def _answer_under_pty(root: Path, answer: str) -> tuple[int, str]:
     """Run `facs sync dev` on a pseudo-terminal and type ``answer`` at its question."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "facsimile.cli", "sync", "dev"], cwd=root,
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    text, answered, start = b"", False, time.monotonic()
-    while time.monotonic() - start < 120:
-        ready, _, _ = select.select([master], [], [], 0.05)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            text += data
-        elif proc.poll() is not None:
-            break
-        if not answered and b"to go on:" in text:
-            os.write(master, answer.encode() + b"\n")
-            answered = True
-    code = proc.wait(timeout=60)
-    os.close(master)
-    return code, text.decode(errors="replace")
+    return under_pty([sys.executable, "-m", "facsimile.cli", "sync", "dev"], root,
+                     answer=(b"to go on:", answer.encode()))
 
 
 def test_confirm_gate_asks_on_a_terminal(tmp_path: Path) -> None:
