@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import FacsimileError
-from .build import cmd_build, cmd_init, cmd_plan
+from .build import cmd_build, cmd_checkout, cmd_init, cmd_plan
 from .meta import SHELLS, cmd_completion, cmd_schema
 from .show import cmd_list, cmd_show
 from .state import cmd_state_rotate, cmd_state_show
@@ -152,6 +152,14 @@ def make_parser() -> argparse.ArgumentParser:
     sp.add_argument("--diff", action="store_true", help="show a unified diff of each stale "
                     "output (state values masked)")
     sp.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    sp = cmd("checkout", cmd_checkout, "clone the source checkouts (modules with a repo "
+             "and a version) into SRC/; a build asks no remote")
+    sp.add_argument("instances", nargs="*", metavar="INSTANCE",
+                    help="only the checkouts these instances use (default: all)")
+    sp.add_argument("--verify", action="store_true", help="also ask each remote whether "
+                    "the tag still points at the checkout's commit (error: the tag moved "
+                    "or is gone); facs sync does this first")
 
     _add_sync(cmd("sync", cmd_sync, "push an instance's build to every host of its targets "
                   "(several instances: one total)",
