@@ -195,6 +195,8 @@ def _add_state(sp: argparse.ArgumentParser, common: argparse.ArgumentParser) -> 
                          "if missing). Secrets are masked unless --reveal.")
     s1.add_argument("instance")
     s1.add_argument("--reveal", action="store_true", help="show secret values unmasked")
+    s1.add_argument("--json", action="store_true", help="print them as JSON "
+                    '({"format": 1, "location": ..., "values": [...]}, see the README)')
     s1.set_defaults(func=cmd_state_show)
     s2 = ssub.add_parser("rotate", help="give a generated value a new one", parents=[common],
                          description="Give NAME a new value: a generate entry, or a module "
