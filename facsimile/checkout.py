@@ -2,7 +2,8 @@
 
 Shared by all instances ("version tags are enough"). A clone is made into a
 temporary folder and renamed into place, so a failed clone leaves nothing.
-:func:`verify` refuses a checkout whose tag has moved since it was made.
+:func:`verify` refuses a checkout whose tag has moved since it was made; it asks the
+remote, so it runs on `facs sync` and `facs checkout --verify`, not on a build.
 """
 
 from __future__ import annotations
@@ -87,24 +88,28 @@ def _is_tag(repo: Path, version: str) -> bool:
 
 
 def verify(src: Source, src_dir: Path) -> None:
-    """Refuse a checkout whose tag now points elsewhere (or no longer exists)."""
+    """Refuse a checkout whose tag now points elsewhere (or no longer exists), or whose
+    remote cannot be read: one line naming the module, its repository and its tag."""
     dest = src.path(src_dir)
     head = _git("rev-parse", "HEAD", cwd=dest)
     if head.returncode != 0:
-        raise CheckoutError(f"{dest} is not a git checkout; remove it", file=src.defined_in)
+        raise CheckoutError(f"{src.name}: SRC/{dest.name} is not a git checkout; remove it",
+                            file=src.defined_in)
     remote = _git("ls-remote", "--tags", "--", src.repo,
                   f"refs/tags/{src.version}", f"refs/tags/{src.version}^{{}}")
     if remote.returncode != 0:
-        raise CheckoutError(f"cannot read tags of {src.repo}: "
-                            f"{remote.stderr.strip() or 'git failed'}", file=src.defined_in)
+        err = remote.stderr.strip().splitlines()  # git's first line says why
+        why = err[0].removeprefix("fatal: ") if err else f"git exited {remote.returncode}"
+        raise CheckoutError(f"{src.name}: cannot read tag {src.version!r} of {src.repo}: "
+                            f"{why}", file=src.defined_in)
     refs = dict(reversed(line.split("\t", 1)) for line in remote.stdout.splitlines() if line)
     now = refs.get(f"refs/tags/{src.version}^{{}}") or refs.get(f"refs/tags/{src.version}")
     if now is None:
-        raise CheckoutError(f"tag {src.version!r} no longer exists in {src.repo}",
+        raise CheckoutError(f"{src.name}: tag {src.version!r} no longer exists in {src.repo}",
                             file=src.defined_in)
     if now != head.stdout.strip():
         raise CheckoutError(
-            f"tag {src.version!r} of {src.repo} moved: {dest.name} is at "
+            f"{src.name}: tag {src.version!r} of {src.repo} moved: SRC/{dest.name} is at "
             f"{head.stdout.strip()[:12]}, the tag now at {now[:12]}; remove "
             f"SRC/{dest.name} to check out the new one, or give the new code a new tag",
             file=src.defined_in,

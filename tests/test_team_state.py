@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import run
 from servers import s3server, sshd  # noqa: F401  (fixtures)
+from test_state_crypt import ssh_key
 
 ENTRIES = {"generate": {"secret_key": "token:32", "api": "password:20"}}
 
@@ -168,6 +169,51 @@ def test_recipients_added_and_removed_reseal_without_rebuilding(team, tmp_path):
     assert facs(a, "plan", identity=alice).returncode == 0
     assert facs(a, "state", "show", "dev", "--reveal", identity=alice).stdout == before
     assert facs(a, "state", "recipients", "remove", alice_pub, identity=alice).returncode == 1
+
+
+def age_decrypt(state_file: Path, entry: str, identity: Path) -> str:
+    """The value of a generate entry, decrypted by the real ``age -d -i``."""
+    armored = json.loads(state_file.read_text())["generate"][entry]["age"]
+    proc = subprocess.run(["age", "-d", "-i", str(identity)], input=armored.encode(),
+                          capture_output=True)
+    assert proc.returncode == 0 or not proc.stdout, proc.stderr
+    return json.loads(proc.stdout)["value"] if proc.returncode == 0 else ""
+
+
+def test_a_team_on_an_ssh_key_shares_sealed_state_and_changes_members(tmp_path):
+    ops, ops_pub = ssh_key(tmp_path, "ops")  # "ssh-ed25519 AAAA... ops@test"
+    a = new_root(tmp_path)
+    project = json.loads((a / "define/facsimile.json").read_text())
+    (a / "define/facsimile.json").write_text(json.dumps(
+        {**project, "state": {"recipients": [ops_pub]}}, indent=2) + "\n")
+    git(a, "init", "-q", "-b", "main")
+    proc = doit(a, ops)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    git(a, "add", "-A")
+    git(a, "commit", "-qm", "state sealed to an ssh key")
+    state = a / "state/dev/state.json"
+    secret = age_decrypt(state, "secret_key", ops)
+    assert f"secret_key = {secret}" in (a / "BUILD/dev/etc/app.conf").read_text()
+    b = tmp_path / "b"
+    git(tmp_path, "clone", "-q", str(a), str(b))
+    proc = doit(b, ops)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert files(b) == files(a) and git(b, "status", "--porcelain") == ""
+    # a member joins with an ssh key of their own, and leaves again
+    bob, bob_pub = ssh_key(tmp_path, "bob")
+    before = facs(b, "state", "show", "dev", "--reveal", identity=ops).stdout
+    assert facs(b, "plan", identity=bob).returncode == 1
+    proc = facs(b, "state", "recipients", "add", bob_pub, identity=ops)
+    assert proc.returncode == 0, proc.stderr
+    assert age_decrypt(b / "state/dev/state.json", "secret_key", bob) == secret
+    assert facs(b, "state", "show", "dev", "--reveal", identity=bob).stdout == before
+    assert facs(b, "plan", identity=bob).returncode == 0  # resealed: nothing to rebuild
+    proc = facs(b, "state", "recipients", "remove", bob_pub, identity=ops)
+    assert proc.returncode == 0, proc.stderr
+    assert age_decrypt(b / "state/dev/state.json", "secret_key", bob) == ""
+    assert age_decrypt(b / "state/dev/state.json", "secret_key", ops) == secret
+    assert facs(b, "plan", identity=bob).returncode == 1
+    assert facs(b, "plan", identity=ops).returncode == 0
 
 
 def test_plain_state_is_ignored_and_sealed_at_its_next_write_once_recipients_are_set(

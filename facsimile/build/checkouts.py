@@ -12,6 +12,11 @@ A version bump moves every path of a checkout's templates from
 ``SRC/<name>-<old>/`` to ``SRC/<name>-<new>/``. :func:`retarget` maps a
 record's paths onto the checkout in use now, so that the check compares the
 contents of the same relative paths and rebuilds only what differs.
+
+A build asks no remote: a checkout that is there is at its version (its folder
+is named by it). :func:`check_out` with ``verify`` asks each remote whether the
+tag still points at the checkout's commit; ``facs sync``, ``doit sync:<instance>``
+and ``facs checkout --verify`` do.
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .. import checkout as C
 from ..render import LIB, LayerIndex
 from .record import KEY_FILES, KEY_NAMES, KEY_SOURCE
+
+if TYPE_CHECKING:
+    from ..project import Project
 
 ALL = "_ALL_"
 _NOTICED: set[str] = set()  # flat checkouts named on stderr in this process (a run)
@@ -64,6 +73,40 @@ def _notice(co: Checkout, base: Path, tmpl: str) -> None:
     print(f"facsimile: notice: {shown} has no {ALL}/ or instance layers: its files are used "
           f"as one layer below tmpl/{ALL}; move them to {tmpl}/{ALL}/ (see README, "
           '"Templates in the application repository")', file=sys.stderr)
+
+
+def present(src: C.Source, src_dir: Path) -> bool:
+    """The checkout of ``src`` is in ``src_dir`` (then it is at its version: no remote asked)."""
+    return src.path(src_dir).is_dir()
+
+
+def sources_of(project: Project, instances: Iterable[str] | None) -> list[C.Source]:
+    """Every source checkout (each version once) that the named instances use (all
+    when ``None``)."""
+    found: dict[C.Source, None] = {}
+    for inst in project.select(instances):
+        found.update(dict.fromkeys(project.sources(inst)))
+    return list(found)
+
+
+def check_out(project: Project, instances: Iterable[str] | None,
+              verify: bool = False) -> list[tuple[C.Source, str]]:
+    """Clone the missing checkouts of the instances; ``verify``: also check each one
+    that was there against its remote, raising
+    :class:`facsimile.checkout.CheckoutError` (one line: the module, repository and
+    tag) when its tag moved or is gone. Each source with what was done:
+    ``"cloned"``, ``"verified"`` or ``"present"``."""
+    done = []
+    for src in sources_of(project, instances):
+        if not present(src, project.root.src):
+            C.ensure(src, project.root.src)
+            done.append((src, "cloned"))
+        elif verify:
+            C.verify(src, project.root.src)
+            done.append((src, "verified"))
+        else:
+            done.append((src, "present"))
+    return done
 
 
 def retarget(rec: Mapping[str, Any], current: Mapping[str, str]) -> dict[str, Any] | None:

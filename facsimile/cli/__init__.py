@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..errors import FacsimileError
-from .build import cmd_build, cmd_init, cmd_plan
+from .build import cmd_build, cmd_checkout, cmd_init, cmd_plan
 from .meta import SHELLS, cmd_completion, cmd_schema
 from .show import cmd_list, cmd_show
 from .state import cmd_state_rotate, cmd_state_show
@@ -153,6 +153,14 @@ def make_parser() -> argparse.ArgumentParser:
                     "output (state values masked)")
     sp.add_argument("--json", action="store_true", help="print the plan as JSON")
 
+    sp = cmd("checkout", cmd_checkout, "clone the source checkouts (modules with a repo "
+             "and a version) into SRC/; a build asks no remote")
+    sp.add_argument("instances", nargs="*", metavar="INSTANCE",
+                    help="only the checkouts these instances use (default: all)")
+    sp.add_argument("--verify", action="store_true", help="also ask each remote whether "
+                    "the tag still points at the checkout's commit (error: the tag moved "
+                    "or is gone); facs sync does this first")
+
     _add_sync(cmd("sync", cmd_sync, "push an instance's build to every host of its targets "
                   "(several instances: one total)",
                   EXITS_LOOK))
@@ -187,6 +195,8 @@ def _add_state(sp: argparse.ArgumentParser, common: argparse.ArgumentParser) -> 
                          "if missing). Secrets are masked unless --reveal.")
     s1.add_argument("instance")
     s1.add_argument("--reveal", action="store_true", help="show secret values unmasked")
+    s1.add_argument("--json", action="store_true", help="print them as JSON "
+                    '({"format": 1, "location": ..., "values": [...]}, see the README)')
     s1.set_defaults(func=cmd_state_show)
     s2 = ssub.add_parser("rotate", help="give a generated value a new one", parents=[common],
                          description="Give NAME a new value: a generate entry, or a module "

@@ -1,5 +1,6 @@
-"""``facs build``, ``facs plan`` and ``facs init``: run doit on the project's
-tasks in this process (``run_doit``), print the plan, create a new root."""
+"""``facs build``, ``facs plan``, ``facs checkout`` and ``facs init``: run doit on
+the project's tasks in this process (``run_doit``), print the plan, clone or
+verify the source checkouts, create a new root."""
 
 from __future__ import annotations
 
@@ -107,4 +108,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     for path in made:
         out(f"created {path}")
     out(f"next: cd {args.dir} && doit")
+    return 0
+
+
+def cmd_checkout(args: argparse.Namespace) -> int:
+    """Clone the missing source checkouts; ``--verify``: check the others' tags."""
+    from ..build.checkouts import check_out
+
+    project = load_project(args)
+    done = check_out(project, args.instances or None, verify=args.verify)
+    for src, what in done:
+        out(f"{src.name} {src.version}: {what} (SRC/{src.path(project.root.src).name})")
+    if not done:
+        out("no source checkouts (no module has a repo and a version)")
     return 0

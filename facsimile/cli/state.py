@@ -4,19 +4,32 @@ generated values, and give one a new value."""
 from __future__ import annotations
 
 import argparse
+import json
 
 from .. import state as S
 from ..lookup import state_rows, want_named
 from .common import load_project, out
 
+#: the version of ``facs state show --json``'s shape (README: "Machine-readable output")
+STATE_FORMAT = 1
+
 
 def cmd_state_show(args: argparse.Namespace) -> int:
-    """Print the family's generated values (made now if missing), secrets masked."""
+    """Print the family's generated values (made now if missing), secrets masked;
+    where they are kept: a path below the root, or the remote state's URL."""
     project = load_project(args)
     inst = project.instance(args.instance)
     state = project.state(inst, write=True)
-    out(f"# {project.root.rel(state.path)} (family {inst.family})")
-    for path, kind, shown in state_rows(state, args.reveal):
+    where = project.store.backend.shown(inst.family)
+    rows = state_rows(state, args.reveal)
+    if args.json:
+        out(json.dumps({"format": STATE_FORMAT, "instance": inst.name, "family": inst.family,
+                        "location": where, "values": [
+                            {"path": path, "kind": kind, "value": value}
+                            for path, kind, value in rows]}, indent=2, sort_keys=True))
+        return 0
+    out(f"# {where} (family {inst.family})")
+    for path, kind, shown in rows:
         out(f"{path}  {kind}  {shown}")
     return 0
 

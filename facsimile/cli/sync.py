@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..build.checkouts import check_out
 from ..errors import SyncError
 from ..project import Project
 from ..sync.fleet import Fleet
@@ -61,6 +62,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         check_sync_args(project, project.instance(name), args.target, args.host)
         if saved is not None and name not in saved:
             raise SyncError(f"the saved plan {args.plan} has no instance {name}")
+    check_out(project, names, verify=True)  # a moved tag: refused before anything is built
     emit = _quiet if args.json else out
     if not (args.no_build or looking or saved is not None):
         code = run_doit(project, ["run", *(f"build:{n}" for n in names)])

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import checkout as C
 from ..build import Build, remove_output
+from ..build.checkouts import check_out
 from ..errors import FacsimileError
 from .fast import FastRun, batch_action, stale_action
 
@@ -61,13 +62,13 @@ def render_action(build: Build, instance: str, rel: str) -> Any:
 
 
 def checkout_action(build: Build, srcs: list[C.Source]) -> Any:
-    """Clone or verify the source checkouts of one name."""
+    """Clone the missing source checkouts of one name (a clone is of the tag as the
+    remote has it now: nothing to verify)."""
     from doit.exceptions import TaskFailed
 
     try:
         for src in srcs:
             C.ensure(src, build.root.src)
-            C.verify(src, build.root.src)
     except FacsimileError as exc:
         return TaskFailed(str(exc))
     return None
@@ -85,12 +86,14 @@ def prune_action(build: Build, instance: str | None, found: bool = True,
 
 
 def _sync_action(build: Build, instance: str) -> Any:
-    """Push a built instance to its hosts (the action of ``sync:<instance>``)."""
+    """Push a built instance to its hosts (the action of ``sync:<instance>``), its
+    checkouts' tags verified against their remotes first."""
     from doit.exceptions import TaskFailed
 
     from ..sync import run_sync
 
     try:
+        check_out(build.project, [instance], verify=True)
         code = run_sync(build.project, instance)
     except FacsimileError as exc:
         return TaskFailed(str(exc))

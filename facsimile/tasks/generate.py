@@ -22,6 +22,7 @@ from typing import Any
 from .. import checkout as C
 from .. import define as D
 from ..build import DB_FILE, Build, Output, remove_output
+from ..build.checkouts import present
 from .actions import _sync_action, checkout_action, prune_action, render_action, uptodate
 from .describe import describe
 from .fast import FastRun, stale_action
@@ -209,11 +210,14 @@ def _stale_task(fast: FastRun, folded: list[P.Batch], fresh: int) -> Task:
 
 
 def _checkout_deps(build: Build, inst: D.Instance) -> list[str]:
-    return [f"checkout:{src.name}" for src in build.project.sources(inst)]
+    """The checkout tasks an instance waits for: those of checkouts not made yet."""
+    return [f"checkout:{src.name}" for src in build.project.sources(inst)
+            if not present(src, build.root.src)]
 
 
 def _checkout_tasks(build: Build, chosen: list[D.Instance]) -> Iterator[Task]:
-    """``checkout:<name>`` verifies every version of ``<name>`` that an instance uses."""
+    """``checkout:<name>`` clones every version of ``<name>`` that an instance uses;
+    up to date, with no remote asked, when each is there."""
     sources: dict[str, list[C.Source]] = {}
     for inst in chosen:
         for src in build.project.sources(inst):
@@ -221,15 +225,15 @@ def _checkout_tasks(build: Build, chosen: list[D.Instance]) -> Iterator[Task]:
                 sources[src.name].append(src)
     if sources:
         yield {"basename": "checkout", "name": None,
-               "doc": "clone source checkouts into SRC/ and verify their tags"}
+               "doc": "clone the missing source checkouts into SRC/"}
     for name, srcs in sources.items():
         yield {
             "basename": "checkout",
             "name": name,
             "doc": f"check out {name} at {', '.join(s.version for s in srcs)} into SRC/ "
-                   "and verify the tags have not moved",
+                   "(facs checkout --verify: check the tags against the remote)",
             "actions": [(checkout_action, (build, srcs))],
-            "uptodate": [False],
+            "uptodate": [all(present(s, build.root.src) for s in srcs)],
         }
 
 
