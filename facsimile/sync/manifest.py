@@ -46,7 +46,9 @@ class Manifest:
     raw: bytes | None = None
 
 
-def _parse(dest: Destination, rel: str, data: bytes | None) -> Manifest:
+def parse_record(dest: Destination, rel: str, data: bytes | None) -> Manifest:
+    """The manifest or pending record ``rel`` of ``dest`` from its bytes ``data``
+    (None: there is none); a one-line error naming it when it is not one."""
     if data is None:
         return Manifest()
     try:
@@ -77,18 +79,7 @@ def inside(rel: Any) -> bool:
 
 def read_manifest_doc(dest: Destination) -> Manifest:
     """The last completed sync's manifest at ``dest``: files and who wrote them."""
-    return _parse(dest, MANIFEST, dest.read(MANIFEST))
-
-
-def read_manifest(dest: Destination) -> Records:
-    """The files the last completed sync wrote to ``dest`` (empty when none)."""
-    return read_manifest_doc(dest).files
-
-
-def read_pending(dest: Destination) -> Records:
-    """The record a sync writes before its first put and removes after its
-    manifest: present only when a sync was killed (or failed) half way."""
-    return _parse(dest, PENDING, dest.read(PENDING)).files
+    return parse_record(dest, MANIFEST, dest.read(MANIFEST))
 
 
 def record(f: LocalFile, seen: Entry | None = None) -> dict[str, Any]:
