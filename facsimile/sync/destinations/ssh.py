@@ -55,6 +55,7 @@ class SSHDestination(Destination):
     has_modes = True
     runs_commands = True
     tar = True  # deploy.ssh.tar: false for hosts without tar and find
+    clock: int | None = None  # the host's clock (seconds) when the survey read it
 
     def _sync(self, make: Callable[[], Any]) -> Any:
         """Run the coroutine ``make()`` on sshfs's event loop."""
@@ -63,14 +64,15 @@ class SSHDestination(Destination):
         return sync(self.fs.loop, make)
 
     def survey(self, records: list[str], roots: list[str], digests: list[str]) -> Survey:
-        """One command on the host: each record, then the listing, then the
-        digests, each part after a random marker that no file holds."""
+        """One command on the host: each record, then the listing, the host's
+        clock and the digests, each part after a random marker that no file holds."""
         if not self.tar:
             return super().survey(records, roots, digests)
         mark = secrets.token_hex(16)
         parts = [f"if [ -f {shlex.quote(r)} ]; then printf 1; cat {shlex.quote(r)}; fi"
                  for r in records]
         parts.append(f"{{ {_finds(roots)}; }} 2>/dev/null")
+        parts.append("date +%s")
         if digests:
             parts.append("xargs -0 -r sha256sum -- 2>/dev/null")
         script = "; ".join(f"printf %s {mark}; {p}" for p in parts)
@@ -78,10 +80,12 @@ class SSHDestination(Destination):
                                  "; true", check=False, encoding=None,
                                  input="\0".join(digests).encode() if digests else None)
         out = bytes(result.stdout or b"").split(mark.encode())[1:]
-        out += [b""] * (len(records) + 2 - len(out))
+        out += [b""] * (len(records) + 3 - len(out))
         got = {r: (out[i][1:] if out[i][:1] == b"1" else None) for i, r in enumerate(records)}
-        listing = _parse_listing(out[len(records)].decode(errors="replace"), roots)
-        summed = _parse_sums(out[len(records) + 1].decode(errors="replace")) if digests else {}
+        text = [part.decode(errors="replace") for part in out[len(records):]]
+        listing = _parse_listing(text[0], roots)
+        self.clock = int(text[1]) if text[1].strip().isdigit() else None
+        summed = _parse_sums(text[2]) if digests else {}
         return Survey(got, listing, {r: summed.get(r) for r in digests if r in listing})
 
     def listing(self, roots: list[str]) -> dict[str, Entry]:
@@ -172,7 +176,7 @@ class SSHDestination(Destination):
 
     def _put_sftp(self, files: list[LocalFile],
                   progress: Callable[[int], None]) -> dict[str, Entry]:
-        """One SFTP put per file, 16 at a time, after their folders exist."""
+        """One SFTP put per file, 16 at a time (a missing folder made on the way)."""
         out: dict[str, Entry] = {}
 
         async def one(f: LocalFile) -> None:
@@ -181,7 +185,6 @@ class SSHDestination(Destination):
             progress(f.size)
 
         async def run() -> None:
-            await self._mkdirs(posixpath.dirname(self.path(f.rel)) for f in files)
             sem = asyncio.Semaphore(16)
 
             async def guarded(f: LocalFile) -> None:
@@ -223,53 +226,66 @@ class SSHDestination(Destination):
 
         await asyncio.gather(*(ensure(d) for d in set(dirs)))
 
+    async def _open_new(self, channel: Any, path: str, mode: int, fresh: bool) -> Any:
+        """Open ``path`` for writing as a new file (``FXF_EXCL``) with at most ``mode``
+        (the umask only takes bits away), its folder made if it is missing;
+        ``fresh``: a file there already is one a killed sync left (removed first),
+        else opening fails."""
+        from asyncssh import SFTPAttrs, SFTPError, SFTPNoSuchFile
+
+        attrs = SFTPAttrs(permissions=mode & 0o777)
+        try:
+            return await channel.open(path, "xb", attrs)
+        except SFTPNoSuchFile:
+            await self._mkdirs([posixpath.dirname(path)])
+        except SFTPError:
+            if not fresh:
+                raise
+            await channel.remove(path)
+        return await channel.open(path, "xb", attrs)
+
     async def _write_async(self, rel: str, mode: int, read: Callable[[int], bytes]) -> Entry:
-        """Create the temporary file with at most ``mode`` (the umask only takes bits
-        away) before any content goes in; write it, set its mode and its mtime (one
-        second before the host's clock), rename it in. What a listing shows of it."""
-        from asyncssh import SFTPAttrs, SFTPError
+        """Write the temporary file, made with at most ``mode`` before any content
+        goes in; set its mode and its mtime (one second before the host's clock),
+        rename it in. What a listing shows of it."""
+        from asyncssh import SFTPAttrs
 
         final = self.path(rel)
         tmp = tmp_name(final)
         size = 0
         async with self.fs._pool.get() as channel:
-            try:
-                fh = await channel.open(tmp, "xb", SFTPAttrs(permissions=mode & 0o777))
-            except SFTPError:  # left by a killed sync, maybe with another mode
-                await channel.remove(tmp)
-                fh = await channel.open(tmp, "xb", SFTPAttrs(permissions=mode & 0o777))
+            fh = await self._open_new(channel, tmp, mode, fresh=True)
             try:
                 while chunk := read(1 << 22):
                     await fh.write(chunk, size)
                     size += len(chunk)
-                when = int((await fh.stat()).mtime or 1) - 1
-                await fh.setstat(SFTPAttrs(permissions=mode, atime=when, mtime=when))
-            finally:
+                clock = self.clock or int((await fh.stat()).mtime or 1)
+            except BaseException:
                 await fh.close()
+                raise
+            # requests on one handle are done in order: the mode and mtime, then close
+            await asyncio.gather(
+                fh.setstat(SFTPAttrs(permissions=mode, atime=clock - 1, mtime=clock - 1)),
+                fh.close())
             await channel.posix_rename(tmp, final)
-        return Entry(size, str(when), mode)
+        return Entry(size, str(clock - 1), mode)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         import io
 
-        async def go() -> None:
-            await self._mkdirs([posixpath.dirname(self.path(rel))])
-            await self._write_async(rel, 0o600, io.BytesIO(data).read)
-
-        self._sync(go)
+        self._sync(lambda: self._write_async(rel, 0o600, io.BytesIO(data).read))
 
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         """SFTP open with ``FXF_EXCL`` (mode ``xb``), 0600: the server refuses it if
         the file exists."""
-        from asyncssh import SFTPAttrs, SFTPError
+        from asyncssh import SFTPError
 
         final = self.path(rel)
 
         async def go() -> bool:
-            await self._mkdirs([posixpath.dirname(final)])
             async with self.fs._pool.get() as channel:
                 try:
-                    fh = await channel.open(final, "xb", SFTPAttrs(permissions=0o600))
+                    fh = await self._open_new(channel, final, 0o600, fresh=False)
                 except SFTPError:
                     if await channel.exists(final):
                         return False
