@@ -18,6 +18,7 @@ older facsimile lacks them. ``lock`` is held by the sync applying a plan there
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,9 @@ LOCK = ".facsimile/lock"  # held while a sync applies its plan: see lock.hold
 META = ("instance", "family", "lineage", "serial")
 
 Records = dict[str, dict[str, Any]]
+
+#: a backslash or a control character: never in a path facsimile wrote
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 @dataclass
@@ -70,11 +74,10 @@ def parse_record(dest: Destination, rel: str, data: bytes | None) -> Manifest:
 def inside(rel: Any) -> bool:
     """Whether a manifest entry is a relative path that stays inside its
     destination (an entry is a path the next sync may delete)."""
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel:
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or _UNSAFE.search(rel):
         return False
-    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
-        return False
-    return all(part not in ("", ".", "..") for part in rel.split("/"))
+    wrapped = f"/{rel}/"  # an empty, "." or ".." part shows as //, /./ or /../
+    return "//" not in wrapped and "/./" not in wrapped and "/../" not in wrapped
 
 
 def read_manifest_doc(dest: Destination) -> Manifest:

@@ -83,7 +83,7 @@ class SSHDestination(Destination):
         out += [b""] * (len(records) + 3 - len(out))
         got = {r: (out[i][1:] if out[i][:1] == b"1" else None) for i, r in enumerate(records)}
         text = [part.decode(errors="replace") for part in out[len(records):]]
-        listing = _parse_listing(text[0], roots)
+        listing = _parse_listing(text[0])
         self.clock = int(text[1]) if text[1].strip().isdigit() else None
         summed = _parse_sums(text[2]) if digests else {}
         return Survey(got, listing, {r: summed.get(r) for r in digests if r in listing})
@@ -97,7 +97,7 @@ class SSHDestination(Destination):
             return self._sync(lambda: self._walk(roots))
         _, text = self._run_raw(f"cd {shlex.quote(self.base)} 2>/dev/null && "
                                 f"{{ {_finds(roots)}; }} 2>/dev/null; true")
-        return _parse_listing(text, roots)
+        return _parse_listing(text)
 
     async def _walk(self, roots: list[str]) -> dict[str, Entry]:
         """Every file below ``roots`` over SFTP: the folders of one depth at once."""
@@ -371,14 +371,14 @@ def _finds(roots: list[str]) -> str:
     return "; ".join(parts) or "true"
 
 
-def _parse_listing(text: str, roots: list[str]) -> dict[str, Entry]:
+def _parse_listing(text: str) -> dict[str, Entry]:
     """The entries of ``_finds``'s output; an mtime of whole seconds (one a put
     set) as the seconds alone, as SFTP shows it."""
     out: dict[str, Entry] = {}
     for item in text.split("\0"):
         size, mtime, mode, path = [*item.lstrip("\n").split(" ", 3), "", "", ""][:4]
         rel = path[2:] if path.startswith("./") else path
-        if rel and size.isdigit() and in_roots(rel, roots):
+        if rel and size.isdigit():  # find printed only what the roots hold
             if "." in mtime:
                 mtime = mtime.rstrip("0").rstrip(".")
             out[rel] = Entry(int(size), mtime, int(mode, 8))
