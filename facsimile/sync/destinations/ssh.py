@@ -340,12 +340,14 @@ class SSHDestination(Destination):
             found = _parse_sums(str(result.stdout or ""))
             return {r: found.get(r) for r in rels}
 
+        from asyncssh import SFTPError
+
         async def one(rel: str) -> str | None:
             async with self.fs._pool.get() as channel:
                 try:
                     async with channel.open(self.path(rel), "rb") as fh:
                         return hashlib.sha256(await fh.read()).hexdigest()
-                except OSError:
+                except SFTPError:  # gone since the listing
                     return None
 
         async def run() -> list[str | None]:
