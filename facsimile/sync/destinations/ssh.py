@@ -133,9 +133,9 @@ class SSHDestination(Destination):
 
     def put_many(self, files: list[LocalFile],
                  progress: Callable[[int], None]) -> dict[str, Entry]:
-        """Many files: one tar stream into a staging folder, then renames (one ``mv``
-        per folder); few files, or no tar on the host: one SFTP put each. Either
-        way each file's size, mtime (as set) and mode are known without a listing."""
+        """Many files: one tar stream unpacked to the temporary names, then SFTP
+        renames; few files, or no tar on the host: one SFTP put each. Either way
+        each file's size, mtime (as set) and mode are known without a listing."""
         stamp = self._put_tar(files) if self.tar and len(files) >= TAR_THRESHOLD else None
         if stamp is None:
             return self._put_sftp(files, progress)
