@@ -123,10 +123,11 @@ def test_round_trips_per_host_do_not_grow_with_the_files(
     assert max(s.round_trips, b.round_trips) <= 24, (s, b)
     assert abs(s.round_trips - b.round_trips) <= 2 and b.requests - s.requests <= 10, (s, b)
     # a first sync of many files: the reading command and one tar stream; the
-    # renames are pipelined, so the round trips stay the same
+    # renames are pipelined: ten times the files, a few round trips more at most
+    # (a new SFTP channel of the pool; renamed one at a time, 540 more)
     s, b = small["first"], large["first"]
     assert s.execs == b.execs == 2
-    assert b.requests >= 600 and abs(s.round_trips - b.round_trips) <= 2, (s, b)
+    assert b.requests >= 600 and b.round_trips <= s.round_trips + 6, (s, b)
 
 
 def test_without_tar_a_sync_runs_no_command(
