@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .destinations.base import Destination, listing_roots
+from .destinations.base import Destination
 from .manifest import MANIFEST, PENDING, document, record
 from .planner import HostPlan
 
@@ -42,14 +42,12 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
     _remove_leftovers(dest, plan)
     seen = dict(plan.seen)
     if plan.puts:
-        dest.put_many([p.file for p in plan.puts], progress)
-        put = [p.file.rel for p in plan.puts]
-        after = dest.listing(listing_roots(put))  # what the next quick check compares
-        for rel in put:
-            if rel in after:
-                seen[rel] = after[rel]
+        after = dest.put_many([p.file for p in plan.puts], progress)
+        for p in plan.puts:  # what the next quick check compares
+            if p.file.rel in after:
+                seen[p.file.rel] = after[p.file.rel]
             else:
-                seen.pop(rel, None)
+                seen.pop(p.file.rel, None)
     if plan.deletes:
         dest.delete_many(plan.deletes)
     # every selected file is now in place: that is what facsimile owns here
@@ -70,13 +68,13 @@ def _write_pending(dest: Destination, plan: HostPlan) -> None:
 
 
 def _remove_leftovers(dest: Destination, plan: HostPlan) -> None:
-    """Remove temporary files a killed sync left in the folders written to."""
+    """Remove temporary files a killed sync left in the folders written to (the
+    plan's listing showed them)."""
     folders = {posixpath.dirname(rel)
                for rel in (*(p.file.rel for p in plan.puts), *plan.pending)}
-    if folders:
-        leftovers = [rel for rel in dest.tmp_files(folders) if rel not in plan.files]
-        if leftovers:
-            dest.delete_many(leftovers)
+    leftovers = [rel for rel in plan.leftovers if posixpath.dirname(rel) in folders]
+    if leftovers:
+        dest.delete_many(leftovers)
 
 
 class _Progress:

@@ -88,11 +88,11 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
     """Plan ``job`` at ``dest``, then check, print or carry out the plan as ``mode`` says."""
     label = f"{job.target}/{job.host}"
 
-    def make_plan(doc: Manifest) -> HostPlan:
+    def make_plan(doc: Manifest | None) -> HostPlan:
         return plan_host(dest, job.files, owned, exclude, job.target, job.host, job.url,
                          doc=doc, checksum=mode.checksum or mode.repair)
 
-    plan = make_plan(read_manifest_doc(dest))
+    plan = make_plan(None)  # one survey: the manifest, the pending record, the listing
     refused = _refusal(plan, job, mode) or _differs(plan, mode)
     if refused:
         return HostResult(job.target, job.host, False, refused)

@@ -18,6 +18,7 @@ older facsimile lacks them. ``lock`` is held by the sync applying a plan there
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,9 @@ META = ("instance", "family", "lineage", "serial")
 
 Records = dict[str, dict[str, Any]]
 
+#: a backslash or a control character: never in a path facsimile wrote
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
+
 
 @dataclass
 class Manifest:
@@ -46,7 +50,9 @@ class Manifest:
     raw: bytes | None = None
 
 
-def _parse(dest: Destination, rel: str, data: bytes | None) -> Manifest:
+def parse_record(dest: Destination, rel: str, data: bytes | None) -> Manifest:
+    """The manifest or pending record ``rel`` of ``dest`` from its bytes ``data``
+    (None: there is none); a one-line error naming it when it is not one."""
     if data is None:
         return Manifest()
     try:
@@ -68,27 +74,15 @@ def _parse(dest: Destination, rel: str, data: bytes | None) -> Manifest:
 def inside(rel: Any) -> bool:
     """Whether a manifest entry is a relative path that stays inside its
     destination (an entry is a path the next sync may delete)."""
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel:
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or _UNSAFE.search(rel):
         return False
-    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
-        return False
-    return all(part not in ("", ".", "..") for part in rel.split("/"))
+    wrapped = f"/{rel}/"  # an empty, "." or ".." part shows as //, /./ or /../
+    return "//" not in wrapped and "/./" not in wrapped and "/../" not in wrapped
 
 
 def read_manifest_doc(dest: Destination) -> Manifest:
     """The last completed sync's manifest at ``dest``: files and who wrote them."""
-    return _parse(dest, MANIFEST, dest.read(MANIFEST))
-
-
-def read_manifest(dest: Destination) -> Records:
-    """The files the last completed sync wrote to ``dest`` (empty when none)."""
-    return read_manifest_doc(dest).files
-
-
-def read_pending(dest: Destination) -> Records:
-    """The record a sync writes before its first put and removes after its
-    manifest: present only when a sync was killed (or failed) half way."""
-    return _parse(dest, PENDING, dest.read(PENDING)).files
+    return parse_record(dest, MANIFEST, dest.read(MANIFEST))
 
 
 def record(f: LocalFile, seen: Entry | None = None) -> dict[str, Any]:

@@ -2,26 +2,28 @@
 destination holds now, and lists the puts and the deletes in a ``HostPlan``.
 Nothing is changed here.
 
-What the destination holds comes from one listing (``Destination.listing``:
-size, mtime and mode of every file in the folders involved), held against
+What the destination holds comes from one survey (``Destination.survey``:
+its manifest and pending record, and the size, mtime and mode of every file
+in the folders involved, temporary files included), held against
 what the manifest recorded when facsimile last put each file (rsync's quick
 check): a file whose size or mtime moved since is read back (one digest
 command for all of them) and put again if its content differs; a file removed
 or given another mode is put again. ``checksum`` reads back every file
 instead. A file in an owned folder that facsimile never wrote is deleted and
-named as not ours. A no-op is one listing and one read of the manifest.
+named as not ours. A no-op is that one survey (over ssh: one command).
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..globs import matches
-from .destinations.base import Destination, Entry, in_roots, listing_roots
-from .manifest import Manifest, Records, read_manifest_doc, read_pending
+from .destinations.base import Destination, Entry, in_roots, is_tmp_name, listing_roots
+from .manifest import MANIFEST, PENDING, Manifest, Records, parse_record
 from .scan import LocalFile
 
 #: put reasons that are the host's doing (drift), not the build's
@@ -66,6 +68,8 @@ class HostPlan:
     seen: dict[str, Entry] = field(default_factory=dict)
     #: sha256 of files read back at the host (quick check suspects, --checksum)
     digests: dict[str, str | None] = field(default_factory=dict)
+    #: temporary files (``.NAME.facsimile-tmp``) the listing showed: a killed sync's
+    leftovers: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> bool:
@@ -96,19 +100,21 @@ def plan_host(
     ``exclude`` matches them). ``doc``: the destination's manifest, when already
     read. ``checksum``: compare every file's content, not size and mtime.
     """
-    doc = read_manifest_doc(dest) if doc is None else doc
+    doc, pending, listing, digests = _look(dest, files, owned, doc, checksum)
     manifest = doc.files
-    pending = read_pending(dest)
     plan = HostPlan(target, host, url, manifest=manifest, files=dict(files), pending=pending,
                     meta=doc.meta, raw=doc.raw)
-    roots = listing_roots([*files, *manifest, *pending], owned)
-    listing = dest.listing(roots)
     plan.seen = {rel: e for rel, e in listing.items() if rel in files}
+    plan.leftovers = sorted(rel for rel in listing
+                            if is_tmp_name(posixpath.basename(rel)) and rel not in files)
     suspects = [rel for rel in sorted(files)
                 if rel in listing and rel in manifest
                 and manifest[rel].get("digest") == files[rel].digest
                 and (checksum or _moved(manifest[rel], listing[rel]))]
-    plan.digests = dest.digests(suspects) if suspects else {}
+    if checksum:
+        plan.digests = {rel: digests.get(rel) for rel in suspects}
+    else:
+        plan.digests = dest.digests(suspects) if suspects else {}
     for rel, f in sorted(files.items()):
         reason = _reason(f, manifest.get(rel), listing.get(rel), plan.digests, dest.has_modes)
         if reason:
@@ -123,6 +129,24 @@ def plan_host(
     plan.deletes = sorted(rel for rel in gone | foreign if not matches(rel, exclude))
     plan.foreign = [rel for rel in plan.deletes if rel in foreign]
     return plan
+
+
+def _look(dest: Destination, files: Mapping[str, LocalFile], owned: list[str],
+          doc: Manifest | None, checksum: bool,
+          ) -> tuple[Manifest, Records, dict[str, Entry], dict[str, str | None]]:
+    """One survey of ``dest``: its manifest (unless ``doc`` is it already), its
+    pending record, the listing of every folder involved, and with ``checksum``
+    the digest of every file of the build. A folder only the records name (a
+    folder the build no longer has) is listed after, when there is one."""
+    roots = listing_roots(files, owned)
+    asked = [PENDING] if doc is not None else [MANIFEST, PENDING]
+    survey = dest.survey(asked, roots, sorted(files) if checksum else [])
+    if doc is None:
+        doc = parse_record(dest, MANIFEST, survey.records[MANIFEST])
+    pending = parse_record(dest, PENDING, survey.records[PENDING]).files
+    more = [r for r in listing_roots([*files, *doc.files, *pending], owned) if r not in roots]
+    listing = {**survey.listing, **dest.listing(more)} if more else survey.listing
+    return doc, pending, listing, survey.digests
 
 
 def _moved(rec: Mapping[str, Any], e: Entry) -> bool:

@@ -1,10 +1,10 @@
 """What every destination is: ``Destination``, one folder on an fsspec
-filesystem, with the operations a sync needs (read, find, put, delete, write
-a record, list leftover temporary files, read digests and modes, run a
-command). The base class does each with single-file fsspec calls, looping for
-the batch ones; a backend overrides only what it can do better. Also the
-temporary-name rule shared by the backends, and the registry of backends by
-URL scheme (``register``; ``open_destination`` in the package looks it up).
+filesystem, with the operations a sync needs (a survey: records, listing and
+digests in one look; read, put, delete, write a record, run a command). The
+base class does each with single-file fsspec calls, looping for the batch
+ones; a backend overrides only what it can do better. Also the temporary-name
+rule shared by the backends, and the registry of backends by URL scheme
+(``register``; ``open_destination`` in the package looks it up).
 """
 
 from __future__ import annotations
@@ -33,6 +33,17 @@ class Entry:
     size: int
     mtime: str
     mode: int | None = None
+
+
+@dataclass
+class Survey:
+    """What one look at a destination shows: the bytes of each record asked for
+    (None where there is none), the listing of the roots asked for, and the
+    sha256 of the files asked for (None where missing)."""
+
+    records: dict[str, bytes | None]
+    listing: dict[str, Entry]
+    digests: dict[str, str | None]
 
 
 def listing_roots(rels: Iterable[str], owned: Iterable[str] = ()) -> list[str]:
@@ -120,22 +131,17 @@ class Destination:
         except (FileNotFoundError, OSError):
             return None
 
-    def find(self, rel_folder: str) -> list[str]:
-        """Every file below ``rel_folder`` (relative paths)."""
-        top = self.path(rel_folder)
-        try:
-            found = self.fs.find(top)
-        except (FileNotFoundError, OSError):
-            return []
-        out = []
-        prefix = self.base.rstrip("/") + "/"
-        for p in found:
-            p = "/" + p.lstrip("/") if self.base.startswith("/") else p
-            if p.startswith(prefix):
-                out.append(p[len(prefix):])
-        return out
+    def put_many(self, files: list[LocalFile],
+                 progress: Callable[[int], None]) -> dict[str, Entry]:
+        """Put each of ``files`` (``send``), calling ``progress`` with the bytes of
+        each one done; what a listing shows of each now (what the next quick check
+        compares)."""
+        self.send(files, progress)
+        rels = [f.rel for f in files]
+        after = self.listing(listing_roots(rels))
+        return {rel: after[rel] for rel in rels if rel in after}
 
-    def put_many(self, files: list[LocalFile], progress: Callable[[int], None]) -> None:
+    def send(self, files: list[LocalFile], progress: Callable[[int], None]) -> None:
         """Put each of ``files``, calling ``progress`` with the bytes of each one done."""
         for f in files:
             self.put(f)
@@ -192,21 +198,6 @@ class Destination:
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.rm_file(self.path(rel))
 
-    def tmp_files(self, folders: Iterable[str]) -> list[str]:
-        """Temporary files (``.NAME.facsimile-tmp``) directly in ``folders``, which a
-        killed sync may have left behind."""
-        out = []
-        for folder in sorted(set(folders)):
-            try:
-                names = self.fs.ls(self.path(folder) if folder else self.base, detail=False)
-            except (FileNotFoundError, OSError):
-                continue
-            for name in names:
-                base = posixpath.basename(str(name).rstrip("/"))
-                if is_tmp_name(base):
-                    out.append(posixpath.join(folder, base) if folder else base)
-        return out
-
     def digests(self, rels: list[str]) -> dict[str, str | None]:
         """The sha256 of each file at the destination (None where missing)."""
         out: dict[str, str | None] = {}
@@ -214,10 +205,6 @@ class Destination:
             data = self.read(rel)
             out[rel] = hashlib.sha256(data).hexdigest() if data is not None else None
         return out
-
-    def modes(self, rels: list[str]) -> dict[str, int | None]:
-        """The mode of each file at the destination (where ``has_modes``)."""
-        return {}
 
     def listing(self, roots: list[str]) -> dict[str, Entry]:
         """Every file below each of ``roots`` (``""``: the files directly in the
@@ -238,6 +225,15 @@ class Destination:
                 if in_roots(rel, [root]):
                     out[rel] = _entry(info, self.has_modes)
         return out
+
+    def survey(self, records: list[str], roots: list[str],
+               digests: list[str]) -> Survey:
+        """The ``records`` (read), a ``listing`` of ``roots`` and the ``digests`` of
+        ``digests`` (those the listing shows): everything a plan reads, in one
+        look where the backend can (ssh: one command)."""
+        listing = self.listing(roots)
+        return Survey({rel: self.read(rel) for rel in records}, listing,
+                      self.digests([rel for rel in digests if rel in listing]))
 
     def run(self, command: str) -> tuple[int, str]:
         """Run ``command`` at the destination: exit status and output."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import SyncError
 from ..scan import LocalFile
-from .base import Destination, Entry, Location, in_roots, is_tmp_name, register, tmp_name, write_all
+from .base import Destination, Entry, Location, in_roots, register, tmp_name, write_all
 
 
 class LocalDestination(Destination):
@@ -78,15 +78,6 @@ class LocalDestination(Destination):
                     break
                 parent = posixpath.dirname(parent)
 
-    def modes(self, rels: list[str]) -> dict[str, int | None]:
-        out: dict[str, int | None] = {}
-        for rel in rels:
-            try:
-                out[rel] = os.stat(self.path(rel)).st_mode & 0o7777
-            except OSError:
-                out[rel] = None
-        return out
-
     def listing(self, roots: list[str]) -> dict[str, Entry]:
         """One walk of each root: size, mtime (nanoseconds) and mode of every file."""
         out: dict[str, Entry] = {}
@@ -104,17 +95,6 @@ class LocalDestination(Destination):
                     rel = os.path.relpath(path, self.base).replace(os.sep, "/")
                     if (st.st_mode & 0o170000) == 0o100000 and in_roots(rel, [root]):
                         out[rel] = Entry(st.st_size, str(st.st_mtime_ns), st.st_mode & 0o7777)
-        return out
-
-    def tmp_files(self, folders: Iterable[str]) -> list[str]:
-        out = []
-        for folder in sorted(set(folders)):
-            try:
-                with os.scandir(self.path(folder) if folder else self.base) as it:
-                    out += [posixpath.join(folder, e.name) if folder else e.name
-                            for e in it if is_tmp_name(e.name) and e.is_file()]
-            except OSError:
-                continue
         return out
 
 

@@ -6,7 +6,7 @@ Settings come from ``deploy.s3`` (key, secret, endpoint_url, region).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import SyncError
@@ -20,10 +20,10 @@ class S3Destination(Destination):
     def put(self, f: LocalFile) -> None:
         self.fs.put_file(f.path, self.path(f.rel))
 
-    def put_many(self, files: list[LocalFile], progress: Callable[[int], None]) -> None:
+    def send(self, files: list[LocalFile], progress: Callable[[int], None]) -> None:
         """Concurrent puts (s3fs batches them); each object replaces atomically."""
         if len(files) < 2:
-            super().put_many(files, progress)
+            super().send(files, progress)
             return
         self.fs.put([f.path for f in files], [self.path(f.rel) for f in files])
         for f in files:
@@ -44,9 +44,6 @@ class S3Destination(Destination):
             return False
         return True
 
-    def tmp_files(self, folders: Iterable[str]) -> list[str]:
-        return []  # objects are put whole, never through a temporary name
-
     def read(self, rel: str) -> bytes | None:
         self.fs.invalidate_cache()
         return super().read(rel)
@@ -54,10 +51,6 @@ class S3Destination(Destination):
     def listing(self, roots: list[str]) -> dict[str, Entry]:
         self.fs.invalidate_cache()
         return super().listing(roots)
-
-    def find(self, rel_folder: str) -> list[str]:
-        self.fs.invalidate_cache()
-        return super().find(rel_folder)
 
 
 @register("s3")

@@ -1,18 +1,29 @@
 """``sftp://`` (or ``ssh://``) destinations through ``sshfs`` (asyncssh), host
-keys verified against a known_hosts file. Puts go as pipelined SFTP writes, or,
-from ``TAR_THRESHOLD`` files on (unless ``deploy.ssh.tar`` is false), as one
-tar stream unpacked into a staging folder and renamed in; finding files,
-reading digests and modes and pruning folders run as shell commands on the
-host, which also runs ``deploy.postcmd``. Settings come from ``deploy.ssh``
+keys verified against a known_hosts file. One connection per host per
+process, reused by every target and instance that lands on it and by
+``deploy.postcmd`` (``connect``). A plan reads the host with one command
+(``survey``: the manifest, the pending record and one ``find -printf`` over
+every folder involved, temporary files included, with ``--checksum`` the
+digests too); everything else goes over the SFTP channels already open. Puts
+go as pipelined SFTP writes, or, from ``TAR_THRESHOLD`` files on (unless
+``deploy.ssh.tar`` is false), as one tar stream unpacked to the temporary
+names, then SFTP renames. A put sets each file's mtime to one second before the host's
+clock at the put, so that the next quick check knows it without a listing and
+any later edit on the host moves it. ``deploy.ssh.tar: false`` (hosts without
+tar and GNU find) reads over SFTP only. Settings come from ``deploy.ssh``
 (user, port, key, known_hosts, timeout, tar).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import os
 import posixpath
+import secrets
 import shlex
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -23,13 +34,19 @@ from .base import (
     Destination,
     Entry,
     Location,
+    Survey,
     in_roots,
-    is_tmp_name,
     register,
     tmp_name,
 )
 
 TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP round trips
+LISTED = "'%s %T@ %m %p\\0'"  # find -printf: size, mtime, mode, path
+
+#: open connections by (pid, host, port, user, settings); see ``connect``
+_CONNECTIONS: dict[tuple[Any, ...], Any] = {}
+_CONNECTING: dict[tuple[Any, ...], threading.Lock] = {}
+_GUARD = threading.Lock()
 
 
 class SSHDestination(Destination):
@@ -38,6 +55,7 @@ class SSHDestination(Destination):
     has_modes = True
     runs_commands = True
     tar = True  # deploy.ssh.tar: false for hosts without tar and find
+    clock: int | None = None  # the host's clock (seconds) when the survey read it
 
     def _sync(self, make: Callable[[], Any]) -> Any:
         """Run the coroutine ``make()`` on sshfs's event loop."""
@@ -45,58 +63,128 @@ class SSHDestination(Destination):
 
         return sync(self.fs.loop, make)
 
-    def put_many(self, files: list[LocalFile], progress: Callable[[int], None]) -> None:
-        """Many files: one tar stream into a staging folder, then renames (one ``mv``
-        per folder); few files, or no tar on the host: one SFTP put each."""
-        if self.tar and len(files) >= TAR_THRESHOLD and self._put_tar(files):
-            for f in files:
-                progress(f.size)
-            return
-        self._put_sftp(files, progress)
+    def survey(self, records: list[str], roots: list[str], digests: list[str]) -> Survey:
+        """One command on the host: each record, then the listing, the host's
+        clock and the digests, each part after a random marker that no file holds."""
+        if not self.tar:
+            return super().survey(records, roots, digests)
+        mark = secrets.token_hex(16)
+        parts = [f"if [ -f {shlex.quote(r)} ]; then printf 1; cat {shlex.quote(r)}; fi"
+                 for r in records]
+        parts.append(f"{{ {_finds(roots)}; }} 2>/dev/null")
+        parts.append("date +%s")
+        if digests:
+            parts.append("xargs -0 -r sha256sum -- 2>/dev/null")
+        script = "; ".join(f"printf %s {mark}; {p}" for p in parts)
+        result = self.fs.execute(f"cd {shlex.quote(self.base)} 2>/dev/null && {{ {script}; }}"
+                                 "; true", check=False, encoding=None,
+                                 input="\0".join(digests).encode() if digests else None)
+        out = bytes(result.stdout or b"").split(mark.encode())[1:]
+        out += [b""] * (len(records) + 3 - len(out))
+        got = {r: (out[i][1:] if out[i][:1] == b"1" else None) for i, r in enumerate(records)}
+        text = [part.decode(errors="replace") for part in out[len(records):]]
+        listing = _parse_listing(text[0])
+        self.clock = int(text[1]) if text[1].strip().isdigit() else None
+        summed = _parse_sums(text[2]) if digests else {}
+        return Survey(got, listing, {r: summed.get(r) for r in digests if r in listing})
 
-    def _put_tar(self, files: list[LocalFile]) -> bool:
-        """Unpack one tar of ``files`` on the host; False if the host could not."""
-        import secrets
+    def listing(self, roots: list[str]) -> dict[str, Entry]:
+        """One ``find -printf`` on the host over every root (a walk over SFTP where
+        ``deploy.ssh.tar`` is false: hosts without GNU find)."""
+        if not roots:
+            return {}
+        if not self.tar:
+            return self._sync(lambda: self._walk(roots))
+        _, text = self._run_raw(f"cd {shlex.quote(self.base)} 2>/dev/null && "
+                                f"{{ {_finds(roots)}; }} 2>/dev/null; true")
+        return _parse_listing(text)
 
-        payload = _tar_bytes(files)
-        stage = self.path(f".facsimile/staging.{secrets.token_hex(6)}")
-        old = shlex.quote(self.path(".facsimile")) + "/staging.*"  # left by a killed sync
-        # the staging folder is the user's alone, and tar makes each file under umask
-        # 077 before it sets the file's own mode: a secret is never readable by others
-        lines = ["set -e", f"rm -rf {old}", f"mkdir -p {shlex.quote(self.path('.facsimile'))}",
-                 f"mkdir -m 700 {shlex.quote(stage)}",
-                 f"(umask 077 && tar -C {shlex.quote(stage)} --no-same-owner -xpf -)"]
-        for d in sorted({posixpath.dirname(f.rel) for f in files}):
-            src = posixpath.join(stage, d) if d else stage
-            dst = self.path(d) if d else self.base
-            lines.append(f"mkdir -p {shlex.quote(dst)} && find {shlex.quote(src)} -maxdepth 1 "
-                         f"-type f -exec mv -f -t {shlex.quote(dst)} {{}} +")
-        lines.append(f"rm -rf {shlex.quote(stage)}")
-        result = self.fs.execute("sh -c " + shlex.quote("\n".join(lines)), check=False,
-                                 input=payload, encoding=None)
-        if result.exit_status != 0:
-            self._run_raw(f"rm -rf {shlex.quote(stage)}")
-            return False
-        return True
+    async def _walk(self, roots: list[str]) -> dict[str, Entry]:
+        """Every file below ``roots`` over SFTP: the folders of one depth at once."""
+        import stat
 
-    def _put_sftp(self, files: list[LocalFile], progress: Callable[[int], None]) -> None:
-        """One SFTP put per file, 16 at a time, after their folders exist."""
-        import asyncio
+        out: dict[str, Entry] = {}
+        level = [(r, r != "") for r in roots]
+        while level:
+            found = await asyncio.gather(*(self._scan(r) for r, _ in level))
+            nxt = []
+            for (folder, deep), names in zip(level, found, strict=True):
+                for name, attrs in names:
+                    rel = posixpath.join(folder, name) if folder else name
+                    perm = attrs.permissions or 0
+                    if stat.S_ISDIR(perm) and deep:
+                        nxt.append((rel, True))
+                    elif stat.S_ISREG(perm) and in_roots(rel, roots):
+                        out[rel] = Entry(int(attrs.size or 0), str(attrs.mtime), perm & 0o7777)
+            level = nxt
+        return out
 
-        fs = self.fs
+    async def _scan(self, folder: str) -> list[tuple[str, Any]]:
+        """The names and attributes in one folder (none if it is not there)."""
+        from asyncssh import SFTPError
+
+        async with self.fs._pool.get() as channel:
+            try:
+                return [(str(e.filename), e.attrs)
+                        async for e in channel.scandir(self.path(folder) if folder else self.base)
+                        if e.filename not in (".", "..")]
+            except SFTPError:
+                return []
+
+    def put_many(self, files: list[LocalFile],
+                 progress: Callable[[int], None]) -> dict[str, Entry]:
+        """Many files: one tar stream unpacked to the temporary names, then SFTP
+        renames; few files, or no tar on the host: one SFTP put each. Either way
+        each file's size, mtime (as set) and mode are known without a listing."""
+        stamp = self._put_tar(files) if self.tar and len(files) >= TAR_THRESHOLD else None
+        if stamp is None:
+            return self._put_sftp(files, progress)
+        for f in files:
+            progress(f.size)
+        return {f.rel: Entry(f.size, stamp, f.mode) for f in files}
+
+    def _put_tar(self, files: list[LocalFile]) -> str | None:
+        """Unpack one tar of ``files`` on the host, each file to its temporary name
+        next to its place, every mtime one second before the host's clock; then
+        rename them in over SFTP, all at once. That mtime, or None if the host
+        could not unpack it."""
         dirs = sorted({posixpath.dirname(self.path(f.rel)) for f in files})
+        rename = f"s,\\([^/]*\\)$,.\\1{TMP_SUFFIX},"
+        # the folders first (the umask of the host); then each file is made under
+        # umask 077 before tar sets its own mode: a secret is never readable by others
+        lines = ["set -e", "mkdir -p -- " + " ".join(shlex.quote(d) for d in dirs),
+                 f"cd {shlex.quote(self.base)}", "t=$(( $(date +%s) - 1 ))",
+                 f"(umask 077 && tar --no-same-owner --transform {shlex.quote(rename)} -xpf -)",
+                 "find " + " ".join(shlex.quote(d) for d in dirs) + " -maxdepth 1 -type f "
+                 f"-name '.*{TMP_SUFFIX}' -exec touch -d @$t {{}} +", "printf %s $t"]
+        result = self.fs.execute("sh -c " + shlex.quote("\n".join(lines)), check=False,
+                                 input=_tar_bytes(files), encoding=None)
+        stamp = bytes(result.stdout or b"").decode(errors="replace").strip()
+        if result.exit_status != 0 or not stamp.isdigit():
+            return None
 
-        async def makedirs() -> None:
-            for d in dirs:  # parents first; each is one round trip at most
-                await fs._makedirs(d, exist_ok=True)
+        async def one(f: LocalFile) -> None:
+            async with self.fs._pool.get() as channel:
+                final = self.path(f.rel)
+                await channel.posix_rename(tmp_name(final), final)
+
+        async def run() -> None:
+            await asyncio.gather(*(one(f) for f in files))
+
+        self._sync(run)
+        return stamp
+
+    def _put_sftp(self, files: list[LocalFile],
+                  progress: Callable[[int], None]) -> dict[str, Entry]:
+        """One SFTP put per file, 16 at a time (a missing folder made on the way)."""
+        out: dict[str, Entry] = {}
 
         async def one(f: LocalFile) -> None:
             with open(f.path, "rb") as src:
-                await self._write_async(f.rel, f.mode, src.read)
+                out[f.rel] = await self._write_async(f.rel, f.mode, src.read)
             progress(f.size)
 
         async def run() -> None:
-            await makedirs()
             sem = asyncio.Semaphore(16)
 
             async def guarded(f: LocalFile) -> None:
@@ -106,45 +194,98 @@ class SSHDestination(Destination):
             await asyncio.gather(*(guarded(f) for f in files))
 
         self._sync(run)
+        return out
 
-    async def _write_async(self, rel: str, mode: int, read: Callable[[int], bytes]) -> None:
-        """Open the temporary file with ``mode`` and set it (umask, or a file left by
-        a killed sync) before any content goes in; then write, rename it in."""
+    async def _mkdirs(self, dirs: Iterable[str]) -> None:
+        """Make each folder of ``dirs`` and its missing parents, all at once: one
+        request for a folder that is there already."""
+        from asyncssh import SFTPError, SFTPNoSuchFile
+
+        made: dict[str, asyncio.Future[None]] = {}
+
+        async def make(d: str) -> None:
+            for attempt in (1, 2):
+                async with self.fs._pool.get() as channel:
+                    try:
+                        await channel.mkdir(d)
+                        return
+                    except SFTPNoSuchFile:
+                        if attempt == 2:
+                            raise
+                    except SFTPError:
+                        return  # there already (a file in its place fails the put)
+                parent = posixpath.dirname(d)
+                if parent in ("", "/", d):
+                    return
+                await ensure(parent)
+
+        def ensure(d: str) -> asyncio.Future[None]:
+            if d not in made:
+                made[d] = asyncio.ensure_future(make(d))
+            return made[d]
+
+        await asyncio.gather(*(ensure(d) for d in set(dirs)))
+
+    async def _open_new(self, channel: Any, path: str, mode: int, fresh: bool) -> Any:
+        """Open ``path`` for writing as a new file (``FXF_EXCL``) with at most ``mode``
+        (the umask only takes bits away), its folder made if it is missing;
+        ``fresh``: a file there already is one a killed sync left (removed first),
+        else opening fails."""
+        from asyncssh import SFTPAttrs, SFTPError, SFTPNoSuchFile
+
+        attrs = SFTPAttrs(permissions=mode & 0o777)
+        try:
+            return await channel.open(path, "xb", attrs)
+        except SFTPNoSuchFile:
+            await self._mkdirs([posixpath.dirname(path)])
+        except SFTPError:
+            if not fresh:
+                raise
+            await channel.remove(path)
+        return await channel.open(path, "xb", attrs)
+
+    async def _write_async(self, rel: str, mode: int, read: Callable[[int], bytes]) -> Entry:
+        """Write the temporary file, made with at most ``mode`` before any content
+        goes in; set its mode and its mtime (one second before the host's clock),
+        rename it in. What a listing shows of it."""
         from asyncssh import SFTPAttrs
 
         final = self.path(rel)
         tmp = tmp_name(final)
+        size = 0
         async with self.fs._pool.get() as channel:
-            fh = await channel.open(tmp, "wb", SFTPAttrs(permissions=mode & 0o777))
+            fh = await self._open_new(channel, tmp, mode, fresh=True)
             try:
-                await fh.chmod(mode)
                 while chunk := read(1 << 22):
-                    await fh.write(chunk)
-            finally:
+                    await fh.write(chunk, size)
+                    size += len(chunk)
+                clock = self.clock or int((await fh.stat()).mtime or 1)
+            except BaseException:
                 await fh.close()
+                raise
+            # requests on one handle are done in order: the mode and mtime, then close
+            await asyncio.gather(
+                fh.setstat(SFTPAttrs(permissions=mode, atime=clock - 1, mtime=clock - 1)),
+                fh.close())
             await channel.posix_rename(tmp, final)
+        return Entry(size, str(clock - 1), mode)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         import io
 
-        async def go() -> None:
-            await self.fs._makedirs(posixpath.dirname(self.path(rel)), exist_ok=True)
-            await self._write_async(rel, 0o600, io.BytesIO(data).read)
-
-        self._sync(go)
+        self._sync(lambda: self._write_async(rel, 0o600, io.BytesIO(data).read))
 
     def create_exclusive(self, rel: str, data: bytes) -> bool:
         """SFTP open with ``FXF_EXCL`` (mode ``xb``), 0600: the server refuses it if
         the file exists."""
-        from asyncssh import SFTPAttrs, SFTPError
+        from asyncssh import SFTPError
 
         final = self.path(rel)
 
         async def go() -> bool:
-            await self.fs._makedirs(posixpath.dirname(final), exist_ok=True)
             async with self.fs._pool.get() as channel:
                 try:
-                    fh = await channel.open(final, "xb", SFTPAttrs(permissions=0o600))
+                    fh = await self._open_new(channel, final, 0o600, fresh=False)
                 except SFTPError:
                     if await channel.exists(final):
                         return False
@@ -157,15 +298,7 @@ class SSHDestination(Destination):
 
         return bool(self._sync(go))
 
-    def find(self, rel_folder: str) -> list[str]:
-        top = self.path(rel_folder)
-        _, out = self._run_raw(f"find {shlex.quote(top)} -type f 2>/dev/null")
-        prefix = self.base.rstrip("/") + "/"
-        return [p[len(prefix):] for p in out.splitlines() if p.startswith(prefix)]
-
     def delete_many(self, rels: list[str]) -> None:
-        import asyncio
-
         async def one(rel: str) -> None:
             async with self.fs._pool.get() as channel:
                 with contextlib.suppress(Exception):
@@ -178,58 +311,49 @@ class SSHDestination(Destination):
         self.prune_dirs(rels)
 
     def prune_dirs(self, rels: list[str]) -> None:
+        """SFTP ``rmdir`` of each folder the deletes may have emptied, the deepest
+        first (a folder that is not empty stays)."""
         dirs = set()
         for rel in rels:
             parent = posixpath.dirname(self.path(rel))
             while parent.startswith(self.base + "/"):
                 dirs.add(parent)
                 parent = posixpath.dirname(parent)
-        if dirs:
-            quoted = " ".join(shlex.quote(d) for d in sorted(dirs, key=len, reverse=True))
-            self._run_raw(f"rmdir {quoted} 2>/dev/null; true")
 
-    def _per_file(self, command: str, rels: list[str]) -> dict[str, str]:
-        """Run ``command FILE...`` on the host over ``rels`` (names through xargs, so
-        no argument list is too long); ``{rel: first word of its output line}``."""
-        if not rels:
-            return {}
-        result = self.fs.execute(
-            f"cd {shlex.quote(self.base)} && xargs -0 {command} 2>/dev/null; true",
-            check=False, input="\0".join(rels))
-        out = {}
-        for line in str(result.stdout or "").splitlines():
-            word, _, rel = line.partition(" ")
-            out[rel.lstrip(" ")] = word
-        return out
+        async def rmdir(d: str) -> None:
+            async with self.fs._pool.get() as channel:
+                with contextlib.suppress(Exception):
+                    await channel.rmdir(d)
+
+        async def run() -> None:
+            for depth in sorted({d.count("/") for d in dirs}, reverse=True):
+                await asyncio.gather(*(rmdir(d) for d in dirs if d.count("/") == depth))
+
+        if dirs:
+            self._sync(run)
 
     def digests(self, rels: list[str]) -> dict[str, str | None]:
-        found = self._per_file("sha256sum --", rels)
-        return {r: found.get(r) for r in rels}
+        """Few files: read back over SFTP, all at once; many: one ``sha256sum``."""
+        if self.tar and len(rels) >= TAR_THRESHOLD:
+            result = self.fs.execute(f"cd {shlex.quote(self.base)} && xargs -0 -r sha256sum -- "
+                                     "2>/dev/null; true", check=False, input="\0".join(rels))
+            found = _parse_sums(str(result.stdout or ""))
+            return {r: found.get(r) for r in rels}
 
-    def modes(self, rels: list[str]) -> dict[str, int | None]:
-        found = self._per_file("stat -c '%a %n' --", rels)
-        return {r: int(found[r], 8) if r in found else None for r in rels}
+        from asyncssh import SFTPError
 
-    def listing(self, roots: list[str]) -> dict[str, Entry]:
-        """One ``find -printf`` on the host over every root (SFTP listings where
-        ``deploy.ssh.tar`` is false: hosts without GNU find)."""
-        if not self.tar:
-            return super().listing(roots)
-        fmt = "'%s %T@ %m %p\\0'"
-        parts = [f"find ./{shlex.quote(r)} -type f -printf {fmt}" for r in roots if r]
-        if "" in roots:
-            parts.append(f"find . -maxdepth 1 -type f -printf {fmt}")
-        if not parts:
-            return {}
-        _, text = self._run_raw(f"cd {shlex.quote(self.base)} 2>/dev/null && "
-                                f"{{ {'; '.join(parts)}; }} 2>/dev/null; true")
-        out: dict[str, Entry] = {}
-        for item in text.split("\0"):
-            size, mtime, mode, path = [*item.lstrip("\n").split(" ", 3), "", "", ""][:4]
-            rel = path[2:] if path.startswith("./") else path
-            if rel and size.isdigit() and in_roots(rel, roots):
-                out[rel] = Entry(int(size), mtime, int(mode, 8))
-        return out
+        async def one(rel: str) -> str | None:
+            async with self.fs._pool.get() as channel:
+                try:
+                    async with channel.open(self.path(rel), "rb") as fh:
+                        return hashlib.sha256(await fh.read()).hexdigest()
+                except SFTPError:  # gone since the listing
+                    return None
+
+        async def run() -> list[str | None]:
+            return list(await asyncio.gather(*(one(r) for r in rels)))
+
+        return dict(zip(rels, self._sync(run), strict=True))
 
     def _run_raw(self, command: str) -> tuple[int, str]:
         result = self.fs.execute(command, check=False)
@@ -240,20 +364,36 @@ class SSHDestination(Destination):
         text = str(result.stdout or "") + str(result.stderr or "")
         return int(result.exit_status or 0), text
 
-    def tmp_files(self, folders: Iterable[str]) -> list[str]:
-        folders = sorted({f or "." for f in folders})
-        if not folders:
-            return []
-        result = self.fs.execute(
-            f"cd {shlex.quote(self.base)} && xargs -0 sh -c 'exec find \"$@\" -maxdepth 1 "
-            f"-type f -name \".*{TMP_SUFFIX}\"' sh 2>/dev/null; true",
-            check=False, input="\0".join(folders))
-        out = []
-        for line in str(result.stdout or "").splitlines():
-            rel = line[2:] if line.startswith("./") else line
-            if is_tmp_name(posixpath.basename(rel)):
-                out.append(rel)
-        return out
+
+def _finds(roots: list[str]) -> str:
+    """The ``find -printf`` commands (run in the base) that list ``roots``."""
+    parts = [f"find ./{shlex.quote(r)} -type f -printf {LISTED}" for r in roots if r]
+    if "" in roots:
+        parts.append(f"find . -maxdepth 1 -type f -printf {LISTED}")
+    return "; ".join(parts) or "true"
+
+
+def _parse_listing(text: str) -> dict[str, Entry]:
+    """The entries of ``_finds``'s output; an mtime of whole seconds (one a put
+    set) as the seconds alone, as SFTP shows it."""
+    out: dict[str, Entry] = {}
+    for item in text.split("\0"):
+        size, mtime, mode, path = [*item.lstrip("\n").split(" ", 3), "", "", ""][:4]
+        rel = path[2:] if path.startswith("./") else path
+        if rel and size.isdigit():  # find printed only what the roots hold
+            if "." in mtime:
+                mtime = mtime.rstrip("0").rstrip(".")
+            out[rel] = Entry(int(size), mtime, int(mode, 8))
+    return out
+
+
+def _parse_sums(text: str) -> dict[str, str]:
+    """``{rel: sha256}`` from ``sha256sum`` output lines."""
+    out = {}
+    for line in text.splitlines():
+        word, _, rel = line.partition(" ")
+        out[rel.lstrip(" ")] = word
+    return out
 
 
 def _tar_bytes(files: list[LocalFile]) -> bytes:
@@ -286,6 +426,28 @@ def _tar_bytes(files: list[LocalFile]) -> bytes:
     return buf.getvalue()
 
 
+def connect(make: Callable[..., Any], host: str, kwargs: Mapping[str, Any], name: str) -> Any:
+    """The open connection (an ``SSHFileSystem``) to ``host`` with these settings
+    for the deployment's host ``name``: the one this process opened already while
+    it is open, else a new one, made once however many threads ask for it at the
+    same moment. Hosts of one name share it (every target and instance on it);
+    two names are two connections even to one address, so that ``deploy.jobs``
+    hosts run at once as they would on their own machines."""
+    key = (os.getpid(), name, host, repr(sorted(kwargs.items())))
+    with _GUARD:
+        gate = _CONNECTING.setdefault(key, threading.Lock())
+    with gate:
+        fs = _CONNECTIONS.get(key)
+        if fs is not None and not fs.client.is_closed():
+            return fs
+        try:
+            fs = make(host, **kwargs)
+        except Exception as exc:
+            raise SyncError(f"cannot connect: {type(exc).__name__}: {exc}") from exc
+        _CONNECTIONS[key] = fs
+        return fs
+
+
 def _known_hosts(ssh: Mapping[str, Any]) -> str:
     path = os.path.expanduser(str(ssh.get("known_hosts") or "~/.ssh/known_hosts"))
     if not os.path.isfile(path):
@@ -316,10 +478,8 @@ def open_ssh(where: Location, deploy: Mapping[str, Any], label: str) -> Destinat
     if ssh.get("key"):
         kwargs["client_keys"] = [os.path.expanduser(str(ssh["key"]))]
     kwargs.update(where.options)
-    try:
-        fs = SSHFileSystem(parts.hostname, **kwargs)
-    except Exception as exc:
-        raise SyncError(f"cannot connect: {type(exc).__name__}: {exc}") from exc
+    # the label is target/host: every target of a host shares its connection
+    fs = connect(SSHFileSystem, str(parts.hostname), kwargs, label.rpartition("/")[2])
     dest = SSHDestination(fs, where.path or ".", label)
     dest.tar = bool(ssh.get("tar", True))
     return dest

@@ -1,0 +1,170 @@
+"""What a sync costs each ssh host, counted on the real connection to the real
+sshd: connections opened, remote commands run, SFTP requests sent, and round
+trips (a request sent while none of this process's is outstanding starts one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+from asyncssh.sftp import SFTPClientHandler
+from servers import SSHServer, sshd  # noqa: F401  (fixture)
+
+from facsimile.sync import sync_instance
+from facsimile.sync.destinations import ssh
+
+pytestmark = pytest.mark.slow
+
+
+@dataclasses.dataclass
+class Counts:
+    connections: int = 0
+    execs: int = 0
+    requests: int = 0
+    round_trips: int = 0
+    outstanding: int = 0
+    commands: list[str] = dataclasses.field(default_factory=list)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
+    """Count on the live connection: wrap asyncssh's connect, its command runner
+    and the SFTP client's one request path (every SFTP call goes through it)."""
+    counts = Counts()
+    connect, run, request = asyncssh.connect, asyncssh.SSHClientConnection.run, \
+        SFTPClientHandler._make_request
+
+    def counting_connect(*args: object, **kwargs: object) -> object:
+        counts.connections += 1
+        return connect(*args, **kwargs)
+
+    async def counting_run(self: asyncssh.SSHClientConnection, command: str,
+                           *args: object, **kwargs: object) -> object:
+        counts.execs += 1
+        counts.commands.append(command)
+        return await run(self, command, *args, **kwargs)
+
+    async def counting_request(self: SFTPClientHandler, *args: object) -> object:
+        counts.requests += 1
+        if counts.outstanding == 0:
+            counts.round_trips += 1
+        counts.outstanding += 1
+        try:
+            return await request(self, *args)
+        finally:
+            counts.outstanding -= 1
+
+    monkeypatch.setattr(asyncssh, "connect", counting_connect)
+    monkeypatch.setattr(asyncssh.SSHClientConnection, "run", counting_run)
+    monkeypatch.setattr(SFTPClientHandler, "_make_request", counting_request)
+    monkeypatch.setattr(ssh, "_CONNECTIONS", {})  # this test's run starts with none open
+    yield counts
+
+
+def reset(counts: Counts, new_run: bool = True) -> None:
+    """Zero the counts; ``new_run``: as a new process would, open connections afresh."""
+    counts.__init__()  # type: ignore[misc]
+    if new_run:
+        ssh._CONNECTIONS.clear()
+
+
+def make_build(build: Path, n: int) -> None:
+    for i in range(n):
+        p = build / f"etc/d{i % 10}/f{i}.conf"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"key_{i} = {i}\n")
+
+
+def push(tmp: Path, server: SSHServer, build: Path, instance: str = "dev",
+         hosts: tuple[str, ...] = ("h1",), **deploy: object) -> None:
+    outs: list[str] = []
+    code = sync_instance(instance=instance, project="rt", root=tmp, build_dir=build,
+                         deploy=server.deploy(str(tmp / "dest"), **deploy),
+                         targets={"app": {"hosts": list(hosts)}}, out=outs.append)
+    assert code == 0, "\n".join(outs)
+
+
+def cost(tmp: Path, server: SSHServer, n: int, counts: Counts) -> dict[str, Counts]:
+    """The counts of a first sync, a no-op and a sync of three changed files, for a
+    build of ``n`` files."""
+    build = tmp / f"BUILD-{n}/dev"
+    make_build(build, n)
+    out = {}
+    reset(counts)
+    push(tmp / str(n), server, build)
+    out["first"] = dataclasses.replace(counts)
+    reset(counts)
+    push(tmp / str(n), server, build)
+    out["no-op"] = dataclasses.replace(counts)
+    for i in (1, 2, 3):
+        (build / f"etc/d{i}/f{i}.conf").write_text(f"key_{i} = changed\n")
+    reset(counts)
+    push(tmp / str(n), server, build)
+    out["three puts"] = dataclasses.replace(counts)
+    return out
+
+
+def test_round_trips_per_host_do_not_grow_with_the_files(
+        tmp_path: Path, sshd: SSHServer, counted: Counts) -> None:  # noqa: F811
+    small, large = cost(tmp_path, sshd, 60, counted), cost(tmp_path, sshd, 600, counted)
+    for c in (*small.values(), *large.values()):
+        assert c.connections == 1
+    # a no-op: one command (manifest, pending record and listing), no SFTP request
+    for c in (small["no-op"], large["no-op"]):
+        assert (c.execs, c.requests, c.round_trips) == (1, 0, 0), c.commands
+    # three puts: the same command, then a fixed handful of SFTP round trips
+    s, b = small["three puts"], large["three puts"]
+    assert s.execs == b.execs == 1
+    # (the larger manifest is read and written in more blocks, in the same round trips)
+    assert max(s.round_trips, b.round_trips) <= 24, (s, b)
+    assert abs(s.round_trips - b.round_trips) <= 2 and b.requests - s.requests <= 10, (s, b)
+    # a first sync of many files: the reading command and one tar stream; the
+    # renames are pipelined: ten times the files, a few round trips more at most
+    # (a new SFTP channel of the pool; renamed one at a time, 540 more)
+    s, b = small["first"], large["first"]
+    assert s.execs == b.execs == 2
+    assert b.requests >= 600 and b.round_trips <= s.round_trips + 6, (s, b)
+
+
+def test_without_tar_a_sync_runs_no_command(
+        tmp_path: Path, sshd: SSHServer, counted: Counts) -> None:  # noqa: F811
+    """``deploy.ssh.tar: false``: the reads and the listing go over SFTP too; a
+    no-op takes a few round trips a folder depth, whatever the number of files."""
+    rounds = []
+    for n in (20, 200):
+        build = tmp_path / f"BUILD-{n}/dev"
+        make_build(build, n)
+        for _ in ("first", "no-op"):
+            reset(counted)
+            push(tmp_path / str(n), sshd, build, ssh={**sshd.deploy("")["ssh"], "tar": False})
+            assert (counted.connections, counted.execs) == (1, 0)
+        rounds.append(counted.round_trips)
+    assert abs(rounds[0] - rounds[1]) <= 4 and max(rounds) <= 25, rounds
+
+
+def test_targets_instances_and_postcmd_of_a_host_share_one_connection(
+        tmp_path: Path, sshd: SSHServer, counted: Counts) -> None:  # noqa: F811
+    build = tmp_path / "BUILD/dev"
+    make_build(build, 5)
+    log = tmp_path / "ran"
+    deploy = sshd.deploy(str(tmp_path / "dest"), postcmd=[f"echo $PPID >> {log}"])
+    deploy["url"] += "/{target}"  # two targets of one host: two destinations there
+    for instance in ("dev", "dev2"):  # two instances in the same run
+        outs: list[str] = []
+        code = sync_instance(instance=instance, project="rt", root=tmp_path, build_dir=build,
+                             deploy=deploy, targets={"web": {"hosts": ["h1"]},
+                                                     "db": {"hosts": ["h1"]}},
+                             out=outs.append, always=True)
+        assert code == 0, "\n".join(outs)
+    assert (tmp_path / "dest/h1/web/etc/d1/f1.conf").exists()
+    assert (tmp_path / "dest/h1/db/etc/d1/f1.conf").exists()
+    assert counted.connections == 1
+    # four postcmds, each from the one sshd session process of that connection
+    assert len(set(log.read_text().split())) == 1 and len(log.read_text().split()) == 4
+    reset(counted, new_run=False)
+    push(tmp_path, sshd, build, hosts=("h1", "h2"))
+    assert counted.connections == 1  # h1's is open already; h2 gets its own
