@@ -16,8 +16,9 @@ import pytest
 from conftest import DODO, doit, facs, write_tree
 from daskcluster import DaskCluster, dask_cluster  # noqa: F401  (fixture)
 from servers import sshd  # noqa: F401  (fixture)
-from test_sync import sync
+from test_sync import SFTP, Dest, sync
 
+from facsimile.sync.manifest import LOCK
 from facsimile.sync.slices import Slice, parse_slice, slice_of
 
 FILES = {"etc/app.ini", "etc/db.ini", ".facsimile/manifest.json"}
@@ -100,6 +101,41 @@ def test_a_bad_slice_is_a_usage_error(tmp_path: Path) -> None:
     assert "--slice" in proc.stderr and "expected I/N" in proc.stderr
     proc = facs(root, "sync", "dev", "--no-build", "--engine", "dask")
     assert proc.returncode == 1 and "--scheduler" in proc.stdout + proc.stderr
+
+
+#: a sync that SIGKILLs itself the moment its plan is carried out (manifest written),
+#: before it removes its lock: the window in which a killed dask worker leaves a lock
+KILLED_AFTER_MANIFEST = """
+import os, signal, sys
+from pathlib import Path
+from facsimile.sync import host, sync_instance
+
+def apply_then_die(*args, **kwargs):
+    host_apply(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+host_apply, host.apply_host = host.apply_host, apply_then_die
+sync_instance(instance="dev", project="shop", root=Path(sys.argv[1]),
+              build_dir=Path(sys.argv[1]) / "BUILD/dev", deploy=DEPLOY,
+              targets={"web": {"hosts": ["h1"]}}, out=print)
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", SFTP])
+def test_a_sync_killed_after_its_manifest_leaves_no_lock_after_the_next(
+        tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    d = Dest(kind, tmp_path, request)
+    root = make_root(tmp_path, d.deploy, {"web": {"hosts": ["h1"]}})
+    script = KILLED_AFTER_MANIFEST.replace("DEPLOY", repr(d.deploy))
+    proc = subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    assert d.read("h1", LOCK) is not None  # the killed sync's: its pid is gone
+    out = sync(root, "--no-build")
+    assert "web/h1: 0 put, 0 deleted, 2 unchanged" in out  # nothing else was left to do
+    assert set(d.files("h1")) == FILES
+    (root / "tmpl/_ALL_/etc/app.ini").write_text("port = 1\n")
+    assert "web/h1: 1 put" in sync(root)
 
 
 def ran_on(out: str) -> dict[str, str]:

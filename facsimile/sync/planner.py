@@ -9,7 +9,8 @@ check): a file whose size or mtime moved since is read back (one digest
 command for all of them) and put again if its content differs; a file removed
 or given another mode is put again. ``checksum`` reads back every file
 instead. A file in an owned folder that facsimile never wrote is deleted and
-named as not ours. A no-op is one listing and one read of the manifest.
+named as not ours. A no-op is one listing and one read of the manifest. The
+listing covers ``.facsimile/`` too, so that a lock left there is seen.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from ..globs import matches
 from .destinations.base import Destination, Entry, in_roots, listing_roots
-from .manifest import Manifest, Records, read_manifest_doc, read_pending
+from .manifest import LOCK, Manifest, Records, read_manifest_doc, read_pending
 from .scan import LocalFile
 
 #: put reasons that are the host's doing (drift), not the build's
@@ -66,6 +67,8 @@ class HostPlan:
     seen: dict[str, Entry] = field(default_factory=dict)
     #: sha256 of files read back at the host (quick check suspects, --checksum)
     digests: dict[str, str | None] = field(default_factory=dict)
+    #: the listing showed ``.facsimile/lock``: another sync's, or a killed one's
+    locked: bool = False
 
     @property
     def changes(self) -> bool:
@@ -101,8 +104,9 @@ def plan_host(
     pending = read_pending(dest)
     plan = HostPlan(target, host, url, manifest=manifest, files=dict(files), pending=pending,
                     meta=doc.meta, raw=doc.raw)
-    roots = listing_roots([*files, *manifest, *pending], owned)
+    roots = listing_roots([*files, *manifest, *pending, LOCK], owned)
     listing = dest.listing(roots)
+    plan.locked = LOCK in listing
     plan.seen = {rel: e for rel, e in listing.items() if rel in files}
     suspects = [rel for rel in sorted(files)
                 if rel in listing and rel in manifest
