@@ -171,9 +171,6 @@ def test_dask_syncs_each_region_on_its_worker(tmp_path: Path, sshd,  # noqa: F81
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="known bug, seen once in CI under load: after a worker "
-                   "is killed mid-sync a host may keep an extra file (its set of files differs "
-                   "from the build's); passes when run alone")
 def test_a_worker_killed_mid_sync_has_its_hosts_synced_elsewhere(
         tmp_path: Path, sshd, dask_cluster: DaskCluster) -> None:  # noqa: F811
     base = tmp_path / "sftp"
