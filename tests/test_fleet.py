@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import DODO, doit, facs, write_tree
 from daskcluster import DaskCluster, dask_cluster  # noqa: F401  (fixture)
-from servers import sshd  # noqa: F401  (fixture)
+from servers import free_port, sshd  # noqa: F401  (fixture)
 from test_sync import SFTP, Dest, sync
 
 from facsimile.sync.manifest import LOCK
@@ -136,6 +137,40 @@ def test_a_sync_killed_after_its_manifest_leaves_no_lock_after_the_next(
     assert set(d.files("h1")) == FILES
     (root / "tmpl/_ALL_/etc/app.ini").write_text("port = 1\n")
     assert "web/h1: 1 put" in sync(root)
+
+
+@pytest.mark.slow
+def test_failed_hosts_are_named_with_their_reason_and_cost_their_timeout(
+        tmp_path: Path, sshd) -> None:  # noqa: F811
+    """A fleet with a refused port, a server that never answers and a folder that
+    cannot be written: each named with its reason, the others synced."""
+    base = tmp_path / "sftp"
+    (base / "ro").parent.mkdir(parents=True)
+    (base / "ro").write_text("a file where the host's folder should be")
+    refused = free_port()  # nothing listens there
+    with socket.socket() as mute:  # accepts connections (the backlog), never says a word
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        ports = {"up": sshd.port, "refused": refused, "mute": mute.getsockname()[1]}
+        deploy = sshd.deploy(str(base), jobs=8)
+        deploy["url"] = f"sftp://{sshd.user}@127.0.0.1:{{target}}{base}/{{host}}"
+        deploy["ssh"]["timeout"] = 3
+        root = make_root(tmp_path, deploy, {
+            str(ports["up"]): {"hosts": ["g1", "g2", "g3", "ro"]},
+            str(ports["refused"]): {"hosts": ["down"]},
+            str(ports["mute"]): {"hosts": ["silent"]}})
+        start = time.monotonic()
+        out = sync(root, "--no-build", code=1)
+        took = time.monotonic() - start
+    assert sorted(synced(out)) == ["g1", "g2", "g3"]
+    assert all(files(base, h) == FILES for h in ("g1", "g2", "g3"))
+    failed = dict(re.findall(r"^  \d+/([\w.-]+): FAILED: (.+)$", out, re.M))
+    assert sorted(failed) == ["down", "ro", "silent"], out
+    assert "cannot connect" in failed["down"] and "refused" in failed["down"].lower()
+    assert failed["silent"] == "cannot connect: no answer within 3s (deploy.ssh.timeout)"
+    assert "directory" in failed["ro"].lower(), failed["ro"]
+    assert "3 host(s) ok, 3 failed" in out
+    assert took < 60, took  # the silent server costs its 3 s, not asyncssh's 120 s login
 
 
 def ran_on(out: str) -> dict[str, str]:

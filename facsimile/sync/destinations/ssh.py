@@ -319,7 +319,9 @@ def open_ssh(where: Location, deploy: Mapping[str, Any], label: str) -> Destinat
     try:
         fs = SSHFileSystem(parts.hostname, **kwargs)
     except Exception as exc:
-        raise SyncError(f"cannot connect: {type(exc).__name__}: {exc}") from exc
+        why = (f"no answer within {kwargs['timeout']:g}s (deploy.ssh.timeout)"
+               if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
+        raise SyncError(f"cannot connect: {why}") from exc
     dest = SSHDestination(fs, where.path or ".", label)
     dest.tar = bool(ssh.get("tar", True))
     return dest
