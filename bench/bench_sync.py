@@ -4,12 +4,20 @@ Makes a build of N small files (default 10,000), starts OpenSSH's sshd with a
 generated key, and times facsimile's first sync and no-op sync beside
 ``rsync -a --checksum --delete`` over the same sshd to another folder.
 
+With ``--hosts``, a fleet instead: one instance of 30 files on each of N hosts
+(folders on the one sshd), synced by facsimile at each ``--jobs`` value (in a
+child process, whose max RSS is printed) beside one rsync per host through
+``xargs -P 8``, first sync, no-op and one file changed on every host.
+
     python bench/bench_sync.py [--files 10000]
+    python bench/bench_sync.py --hosts 10,100,1000 [--jobs 8,16,32]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,12 +45,28 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def numbers(text: str) -> list[int]:
+    """``"10,100"`` -> ``[10, 100]`` (an argparse type)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 10,100: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers: {text!r}")
+    return values
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--hosts", type=numbers, help="fleet mode: host counts, e.g. 10,100,1000")
+    ap.add_argument("--jobs", type=numbers, default=[8, 16, 32],
+                    help="fleet mode: deploy.jobs values to time (default 8,16,32)")
     args = ap.parse_args()
     if not shutil.which("rsync"):
         raise SystemExit("rsync is not installed (apt-get install rsync)")
+    if args.hosts:
+        return fleet_main(args.hosts, args.jobs)
     work = Path(tempfile.mkdtemp(prefix="facs-sync-bench-"))
     proc, server = start_sshd(work)
     try:
@@ -81,6 +105,104 @@ def main() -> int:
         print("PASS  destination equals the build" if not extra else
               f"FAIL  destination differs: {extra[:3]}")
         return 0 if not extra else 1
+    finally:
+        stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+FLEET_FILES = 30
+RSYNC_PARALLEL = 8
+#: the child that runs one facsimile sync: prints its seconds; its exit code is the sync's
+CHILD = """
+import json, sys, time
+from pathlib import Path
+from facsimile.sync import sync_instance
+a = json.loads(sys.argv[1])
+start = time.perf_counter()
+code = sync_instance(instance="dev", project="bench", root=Path(a["root"]),
+                     build_dir=Path(a["build"]), deploy=a["deploy"],
+                     targets={"app": {"hosts": a["hosts"]}}, out=lambda s: None)
+print(time.perf_counter() - start)
+sys.exit(code)
+"""
+
+
+def facs_child(args: dict) -> tuple[float, int]:
+    """One facsimile sync in a child process: its seconds and its max RSS in kB."""
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)],
+                            stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"facsimile sync exited {proc.returncode}")
+    return float(out.strip().splitlines()[-1]), usage.ru_maxrss
+
+
+def rsync_fleet(build: Path, dest: Path, hosts: list[str], server) -> float:
+    """One ``rsync -a --checksum --delete`` per host, ``RSYNC_PARALLEL`` at once (xargs)."""
+    ssh = (f"ssh -p {server.port} -i {server.key} -o UserKnownHostsFile={server.known_hosts}"
+           " -o StrictHostKeyChecking=yes -o BatchMode=yes")
+    dest.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    subprocess.run(["xargs", "-P", str(RSYNC_PARALLEL), "-I", "{}", "rsync", "-a",
+                    "--checksum", "--delete", "-e", ssh, f"{build}/",
+                    f"{server.user}@127.0.0.1:{dest}/{{}}/"],
+                   input="\n".join(hosts) + "\n", text=True, check=True)
+    return time.perf_counter() - start
+
+
+def fleet_run(work: Path, server, n: int, jobs: list[int]) -> list[tuple[str, list[float]]]:
+    """The three scenarios for ``n`` hosts: per row, facsimile at each jobs value
+    then rsync (seconds); prints each jobs value's max RSS."""
+    build = work / f"BUILD-{n}/dev"
+    make_build(build, FLEET_FILES)
+    hosts = [f"h{i:04d}" for i in range(n)]
+    rss: dict[int, int] = {}
+
+    def facs(j: int) -> float:
+        deploy = server.deploy(str(work / f"facs-{n}-j{j}"), jobs=j)
+        seconds, kb = facs_child({"root": str(work), "build": str(build),
+                                  "deploy": deploy, "hosts": hosts})
+        rss[j] = max(rss.get(j, 0), kb)
+        return seconds
+
+    def row() -> list[float]:
+        return [*(facs(j) for j in jobs), rsync_fleet(build, work / f"rsync-{n}", hosts, server)]
+
+    rows = [("first sync", row()), ("no-op sync", row())]
+    one = build / "etc/d1/f1.conf"
+    one.write_text(one.read_text().replace("7919", "7920"))
+    rows.append(("one file changed", row()))
+    for j in jobs:
+        print(f"  {n} hosts, jobs {j}: max RSS {rss[j] / 1024:.0f} MB")
+    for j in jobs:
+        check = subprocess.run(["diff", "-r", "-x", ".facsimile", str(build),
+                                str(work / f"facs-{n}-j{j}" / hosts[-1])],
+                               capture_output=True, text=True)
+        if check.returncode != 0:
+            raise SystemExit(f"FAIL  jobs {j}: {hosts[-1]} differs from the build")
+    return rows
+
+
+def fleet_main(counts: list[int], jobs: list[int]) -> int:
+    """``--hosts``: the fleet table for each host count, ratios against rsync."""
+    work = Path(tempfile.mkdtemp(prefix="facs-fleet-bench-"))
+    proc, server = start_sshd(work)
+    try:
+        head = "".join(f" {'jobs ' + str(j):>14}" for j in jobs)
+        for n in counts:
+            rows = fleet_run(work, server, n, jobs)
+            print(f"\nfleet: {n} hosts x {FLEET_FILES} files over one sshd on 127.0.0.1"
+                  f" (facsimile s and ratio to rsync -P {RSYNC_PARALLEL})")
+            print(f"{'scenario':<18}{head} {'rsync -P ' + str(RSYNC_PARALLEL):>12}")
+            for name, times in rows:
+                r = times[-1]
+                cells = "".join(f" {t:>7.2f}s {t / r:>5.2f}x" for t in times[:-1])
+                print(f"{name:<18}{cells} {r:>11.2f}s")
+            best = min(range(len(jobs)), key=lambda i: sum(t[i] for _, t in rows))
+            print(f"best jobs for {n} hosts: {jobs[best]}")
+        return 0
     finally:
         stop(proc)
         shutil.rmtree(work, ignore_errors=True)

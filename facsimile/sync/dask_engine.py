@@ -1,12 +1,14 @@
 """``facs sync --engine dask --scheduler tcp://HOST:8786``: the per-host jobs of a
 sync on the workers of a ``dask.distributed`` cluster (``facsimile[dask]``).
 
-- Files: the client reads each distinct file of the build once and scatters its
-  bytes keyed by digest (``facsimile-file-<sha256>``); a task names the digests
-  its hosts need, so dask moves each to a worker when a task there needs it,
-  and a worker gets a file once per batch at most, not once per host, and only
-  the files of the hosts it syncs. On the worker a batch writes them to a
-  private temporary folder (0700, files 0600), syncs, and removes it.
+- Files: the client reads each distinct file of the build once; a task carries
+  the bytes of the distinct files its hosts need (keyed by digest), so a
+  worker gets a file once per batch at most, not once per host, and only the
+  files of the hosts it syncs. The bytes travel with the task, not as data
+  scattered to one worker: a task run again after its worker was lost still
+  has them (scattered data dies with its worker, and every task needing it
+  would be cancelled). On the worker a batch writes them to a private
+  temporary folder (0700, files 0600), syncs, and removes it.
 - Jobs: each task is a batch of hosts (``batch_size``: about two batches per
   worker thread that may take them, so that dask is not handed thousands of
   tiny tasks); a batch runs its hosts ``deploy.jobs`` at once on the worker.
@@ -20,9 +22,12 @@ sync on the workers of a ``dask.distributed`` cluster (``facsimile[dask]``).
   of the worker that ran it. A worker lost mid-batch has its batch run again
   on another worker by the scheduler (its ``allowed-failures``); a batch that
   raised is tried once more (``retries=1``): a sync is idempotent (renames,
-  manifest last, the lock of a killed process taken over), so a host is old
-  or new and counted once; a batch that fails for good fails its hosts.
-  A host whose region's only workers are all lost waits for one to join.
+  manifest last, the lock of a killed process taken over or removed), so a
+  host is old or new and counted once, from the one result the client takes;
+  that batch is then released, so that a worker lost after it finished does
+  not make the scheduler run it again behind the count. A batch that fails
+  for good fails its hosts. A host whose region's only workers are all lost
+  waits for one to join.
 """
 
 from __future__ import annotations
@@ -45,7 +50,6 @@ from .engines import Out, RunnerFactory
 from .host import HostResult, Job
 
 MAX_BATCH = 64  # hosts in one task at most
-KEY = "facsimile-file-"
 
 
 class DaskEngine:
@@ -76,14 +80,12 @@ class DaskEngine:
             raise SyncError(f"the dask scheduler at {self.address} has no workers "
                             "(start some: dask worker ADDRESS --resources region-R=1)")
         contents = _read_files(jobs)
-        scattered = client.scatter({KEY + d: data for d, data in contents.items()},
-                                   hash=False) if contents else {}
         batches: dict[Any, list[Job]] = {}
         for resource, group in _placed(jobs, self.regions, workers, out).items():
             size = batch_size(len(group), _threads(workers, resource))
             for i in range(0, len(group), size):
                 batch = group[i:i + size]
-                needed = {d: scattered[KEY + d] for j in batch for d in _digests(j)}
+                needed = {d: contents[d] for j in batch for d in _digests(j)}
                 future = client.submit(run_batch, make_one, batch, needed, self.threads,
                                        resources={resource: 1} if resource else None,
                                        retries=1, pure=False,
@@ -99,6 +101,8 @@ class DaskEngine:
                 for job in batch:
                     yield HostResult(job.target, job.host, False, reason)
                 continue
+            finally:
+                future.release()  # counted: never run again should its worker be lost
             for result, lines in done:
                 for line in lines:
                     out(line)

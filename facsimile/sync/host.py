@@ -112,6 +112,8 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
                     return HostResult(job.target, job.host, False, refused)
             sent = apply_host(dest, plan, mode.out, _meta(plan, mode))
     else:
+        if plan.locked:  # left by a sync killed after its manifest: nothing else to do
+            lock.clear_dead(dest)
         sent = apply_host(dest, plan, mode.out, _meta(plan, mode))
     _print_deletes(label, plan, mode.out, "deleted")
     mode.out(f"  {label}: {len(plan.puts)} put, {len(plan.deletes)} deleted, "

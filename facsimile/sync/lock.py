@@ -6,7 +6,9 @@ deletes. A lock held by another sync makes this one wait, polling with
 backoff, up to ``WAIT`` seconds, then fail that host naming the holder
 (user@host pid) and the lock's age. A lock left by a sync that was killed on
 this machine (its pid is gone) is taken over; one left elsewhere is removed
-by hand.
+by hand. A sync with nothing to do takes no lock, but removes one it finds
+that a killed sync of this machine left (``clear_dead``): a sync killed after
+its manifest, before its lock was removed, leaves nothing else to do.
 """
 
 from __future__ import annotations
@@ -68,6 +70,19 @@ def describe(holder: dict[str, Any]) -> str:
     return who
 
 
+def clear_dead(dest: Destination) -> bool:
+    """Remove the lock if a sync of this machine that is gone (killed) left it;
+    whether it did."""
+    return _remove_if_dead(dest, _holder(dest))
+
+
+def _remove_if_dead(dest: Destination, holder: dict[str, Any] | None) -> bool:
+    if holder is None or not _dead_here(holder):
+        return False
+    dest.remove(LOCK)
+    return True
+
+
 @contextlib.contextmanager
 def hold(dest: Destination, wait: float = WAIT) -> Iterator[None]:
     """Hold the destination's lock for the block (see the module's docstring)."""
@@ -76,8 +91,7 @@ def hold(dest: Destination, wait: float = WAIT) -> Iterator[None]:
     pause = FIRST_POLL
     while not dest.create_exclusive(LOCK, mine):
         holder = _holder(dest)
-        if holder is not None and _dead_here(holder):
-            dest.remove(LOCK)  # a killed sync's, on this machine
+        if _remove_if_dead(dest, holder):  # a killed sync's, on this machine
             continue
         if time.monotonic() + pause > deadline:
             raise SyncError(f"{dest.label}: another sync holds the destination's lock "

@@ -10,7 +10,8 @@ check): a file whose size or mtime moved since is read back (one digest
 command for all of them) and put again if its content differs; a file removed
 or given another mode is put again. ``checksum`` reads back every file
 instead. A file in an owned folder that facsimile never wrote is deleted and
-named as not ours. A no-op is that one survey (over ssh: one command).
+named as not ours. A no-op is that one survey (over ssh: one command). The
+listing covers ``.facsimile/`` too, so that a lock left there is seen.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from ..globs import matches
 from .destinations.base import Destination, Entry, in_roots, is_tmp_name, listing_roots
-from .manifest import MANIFEST, PENDING, Manifest, Records, parse_record
+from .manifest import LOCK, MANIFEST, PENDING, Manifest, Records, parse_record
 from .scan import LocalFile
 
 #: put reasons that are the host's doing (drift), not the build's
@@ -70,6 +71,8 @@ class HostPlan:
     digests: dict[str, str | None] = field(default_factory=dict)
     #: temporary files (``.NAME.facsimile-tmp``) the listing showed: a killed sync's
     leftovers: list[str] = field(default_factory=list)
+    #: the listing showed ``.facsimile/lock``: another sync's, or a killed one's
+    locked: bool = False
 
     @property
     def changes(self) -> bool:
@@ -104,6 +107,7 @@ def plan_host(
     manifest = doc.files
     plan = HostPlan(target, host, url, manifest=manifest, files=dict(files), pending=pending,
                     meta=doc.meta, raw=doc.raw)
+    plan.locked = LOCK in listing
     plan.seen = {rel: e for rel, e in listing.items() if rel in files}
     plan.leftovers = sorted(rel for rel in listing
                             if is_tmp_name(posixpath.basename(rel)) and rel not in files)
@@ -138,7 +142,7 @@ def _look(dest: Destination, files: Mapping[str, LocalFile], owned: list[str],
     pending record, the listing of every folder involved, and with ``checksum``
     the digest of every file of the build. A folder only the records name (a
     folder the build no longer has) is listed after, when there is one."""
-    roots = listing_roots(files, owned)
+    roots = listing_roots([*files, LOCK], owned)  # a lock left there is seen
     asked = [PENDING] if doc is not None else [MANIFEST, PENDING]
     survey = dest.survey(asked, roots, sorted(files) if checksum else [])
     if doc is None:

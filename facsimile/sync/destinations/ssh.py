@@ -478,8 +478,12 @@ def open_ssh(where: Location, deploy: Mapping[str, Any], label: str) -> Destinat
     if ssh.get("key"):
         kwargs["client_keys"] = [os.path.expanduser(str(ssh["key"]))]
     kwargs.update(where.options)
-    # the label is target/host: every target of a host shares its connection
-    fs = connect(SSHFileSystem, str(parts.hostname), kwargs, label.rpartition("/")[2])
+    try:  # the label is target/host: every target of a host shares its connection
+        fs = connect(SSHFileSystem, str(parts.hostname), kwargs, label.rpartition("/")[2])
+    except Exception as exc:
+        why = (f"no answer within {kwargs['timeout']:g}s (deploy.ssh.timeout)"
+               if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
+        raise SyncError(f"cannot connect: {why}") from exc
     dest = SSHDestination(fs, where.path or ".", label)
     dest.tar = bool(ssh.get("tar", True))
     return dest
