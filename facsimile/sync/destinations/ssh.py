@@ -211,6 +211,7 @@ class SSHDestination(Destination):
                         return
                     except SFTPNoSuchFile:
                         if attempt == 2:
+                            await self._not_a_folder(channel, d)
                             raise
                     except SFTPError:
                         return  # there already (a file in its place fails the put)
@@ -225,6 +226,15 @@ class SSHDestination(Destination):
             return made[d]
 
         await asyncio.gather(*(ensure(d) for d in set(dirs)))
+
+    async def _not_a_folder(self, channel: Any, d: str) -> None:
+        """Raise naming the first parent of ``d`` that is a file where a folder is
+        needed (a failed folder, explained: this runs only after a ``mkdir`` failed)."""
+        up = posixpath.dirname(d)
+        while up not in ("", "/") and not await channel.exists(up):
+            up = posixpath.dirname(up)
+        if up not in ("", "/") and not await channel.isdir(up):
+            raise SyncError(f"{up} is not a directory: a folder is needed there")
 
     async def _open_new(self, channel: Any, path: str, mode: int, fresh: bool) -> Any:
         """Open ``path`` for writing as a new file (``FXF_EXCL``) with at most ``mode``
@@ -443,7 +453,9 @@ def connect(make: Callable[..., Any], host: str, kwargs: Mapping[str, Any], name
         try:
             fs = make(host, **kwargs)
         except Exception as exc:
-            raise SyncError(f"cannot connect: {type(exc).__name__}: {exc}") from exc
+            why = (f"no answer within {kwargs['timeout']:g}s (deploy.ssh.timeout)"
+                   if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
+            raise SyncError(f"cannot connect: {why}") from exc
         _CONNECTIONS[key] = fs
         return fs
 
@@ -478,12 +490,8 @@ def open_ssh(where: Location, deploy: Mapping[str, Any], label: str) -> Destinat
     if ssh.get("key"):
         kwargs["client_keys"] = [os.path.expanduser(str(ssh["key"]))]
     kwargs.update(where.options)
-    try:  # the label is target/host: every target of a host shares its connection
-        fs = connect(SSHFileSystem, str(parts.hostname), kwargs, label.rpartition("/")[2])
-    except Exception as exc:
-        why = (f"no answer within {kwargs['timeout']:g}s (deploy.ssh.timeout)"
-               if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
-        raise SyncError(f"cannot connect: {why}") from exc
+    # the label is target/host: every target of a host shares its connection
+    fs = connect(SSHFileSystem, str(parts.hostname), kwargs, label.rpartition("/")[2])
     dest = SSHDestination(fs, where.path or ".", label)
     dest.tar = bool(ssh.get("tar", True))
     return dest
