@@ -4,38 +4,90 @@
 in place of the values at given dotted paths of a document;
 :func:`mask_credentials` hides the credentials a definition gives for a
 destination or for remote state; :func:`state_values` and :func:`mask_text`
-hide a family's generated values in a text (a diff, an error), and
-:func:`scrub` does both for one state.
+hide generated values in a text (a diff, an error): every family's current
+values, and any value an entry has ever had, known by its keyed digest (the
+state keeps those digests, never the values); :func:`scrub` does both for one
+state.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .state import State
 
 MASK = "********"
+#: a value of fewer characters is masked only where it is a whole value
+SHORT = 4
+#: a word: a maximal run of the characters generated values are made of (letters
+#: and digits), dashes inside it kept (a UUID); each dash-separated part is a word too
+_WORD = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+#: a value: the right-hand side of ``key = value``, ``key: value``, ``"key": value,``
+_VALUE = re.compile(r"""^(?P<lead>[^=:\n]*[=:][ \t]*)(?P<q>["']?)(?P<value>[^"'\s,;]+)"""
+                    r"""(?P=q)(?P<tail>[ \t]*[,;]?[ \t]*)$""", re.M)
 
 
-def state_values(state: State) -> list[str]:
-    """Every value of a family's state as text, current and previous, longest
-    first (so a value that holds another is masked whole)."""
-    values: set[str] = set()
-    for section in ("modules", "generate"):
-        for entry in state.data.get(section, {}).values():
-            for v in [entry.get("value"), *entry.get("previous", [])]:
-                if v is not None and len(str(v)) >= 1:
-                    values.add(str(v))
-    return sorted(values, key=len, reverse=True)
+@dataclass(frozen=True)
+class Secrets:
+    """What a text is masked against: ``values`` wherever they are (longest first),
+    and any word whose keyed digest (made with ``key``) is one of ``digests``."""
+
+    values: tuple[str, ...] = ()
+    digests: frozenset[str] = frozenset()
+    key: bytes = b""
+
+    def known(self, word: str) -> bool:
+        """Whether ``word`` is a value the state has, or has had."""
+        if word in self.values:
+            return True
+        from .state import value_digest
+
+        return bool(self.digests) and value_digest(word, self.key) in self.digests
 
 
-def mask_text(text: str, values: list[str]) -> str:
-    """``text`` with each of ``values`` (of 4 characters or more) masked."""
-    for s in values:
-        if len(s) >= 4:
+def state_values(state: State) -> Secrets:
+    """What to mask for a family: the current values of every family of the root
+    that has state (this one's as it is in memory), the replaced values kept in
+    clear, and the keyed digests of every value any entry has ever had."""
+    if state.masking is None:
+        values: set[str] = set()
+        digests: set[str] = set()
+        for doc in state.root_documents():
+            for section in ("modules", "generate"):
+                for entry in doc.get(section, {}).values():
+                    values.update(str(v) for v in [entry.get("value"),
+                                                   *entry.get("previous", [])]
+                                  if v is not None and str(v))
+                    digests.update(entry.get("seen", []))
+        state.masking = Secrets(tuple(sorted(values, key=len, reverse=True)),
+                                frozenset(digests), state.digest_key() if digests else b"")
+    return state.masking
+
+
+def mask_text(text: str, values: Secrets) -> str:
+    """``text`` with every known value masked: each of ``values.values`` (of
+    :data:`SHORT` characters or more) wherever it is, every word of that length
+    that is a known value, and a shorter one (an id) where it is a whole value."""
+    for s in values.values:
+        if len(s) >= SHORT:
             text = text.replace(s, MASK)
-    return text
+    text = _WORD.sub(lambda m: _mask_word(m.group(0), values), text)
+    return _VALUE.sub(lambda m: m.group(0) if not values.known(m.group("value")) else
+                      m.group("lead") + m.group("q") + MASK + m.group("q") + m.group("tail"),
+                      text)
+
+
+def _mask_word(word: str, values: Secrets) -> str:
+    """A word, or its dash-separated parts, masked if known (and long enough)."""
+    if len(word) >= SHORT and values.known(word):
+        return MASK
+    if "-" not in word:
+        return word
+    return "-".join(MASK if len(p) >= SHORT and values.known(p) else p
+                    for p in word.split("-"))
 
 
 def scrub(text: str, state: State) -> str:
