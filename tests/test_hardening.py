@@ -355,3 +355,52 @@ def test_a_short_id_is_masked_where_it_is_a_value(tmp_path: Path) -> None:
     doit(root, check=True)
     out = facs(root, "sync", "dev", "--dry-run", "--diff").stdout
     assert "-node_id = ********" in out and f"node_id = {node}" not in out, out
+
+
+# ------------------------------------------------------------ the JSON caches of .facsimile/
+
+
+def _cache_body(path: Path) -> dict[str, Any]:
+    """A cache's JSON, after its HMAC line."""
+    text = path.read_text()
+    return json.loads(text if text.startswith("{") else text.split("\n", 1)[1])
+
+
+def _craft(path: Path, doc: dict[str, Any], how: str) -> None:
+    """Write ``doc`` as the cache: as plain JSON, or under the HMAC line it had."""
+    body = json.dumps(doc, sort_keys=True)
+    mac = path.read_text().split("\n", 1)[0] if how == "old mac" else None
+    path.write_text(body if mac is None or mac.startswith("{") else f"{mac}\n{body}")
+
+
+@pytest.mark.parametrize("how", ["plain", "old mac"])
+def test_a_crafted_verified_cache_skips_no_mode_check(base: Path, how: str) -> None:
+    from facsimile.build.modes import modes_digest
+
+    doit(base, check=True)
+    doit(base, check=True)  # a no-op: every output of dev is verified
+    modes = {"a.txt": "0640"}
+    write_tree(base, {"define/dev.json": {"modes": modes}})
+    cache = base / ".facsimile/verified.json"
+    # what the check would note once every output is found up to date under these modes
+    _craft(cache, {**_cache_body(cache), "dev|modes": modes_digest(modes)}, how)
+    doit(base, check=True)
+    assert (base / "BUILD/dev/a.txt").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("how", ["plain", "old mac"])
+def test_a_crafted_state_cache_cannot_hide_a_rotation(base: Path, how: str) -> None:
+    write_tree(base, {"define/facsimile.json": {"name": "demo", "generate": {"tok": "token"}},
+                      "tmpl/_ALL_/a.txt.j2": "{{ state.tok }}\n"})
+    doit(base, check=True)
+    doit(base, check=True)  # a no-op: the family's state digest is cached
+    cache, state = base / ".facsimile/state.json", base / "state/dev/state.json"
+    before, doc = (base / "BUILD/dev/a.txt").read_text(), _cache_body(cache)
+    facs(base, "state", "rotate", "dev", "tok", check=True)
+    st = state.stat()
+    # the rotated file's stamp, with the digest of the state before it
+    doc["dev"] = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, *doc["dev"][-2:]]
+    _craft(cache, doc, how)
+    assert facs(base, "plan").returncode == 2
+    doit(base, check=True)
+    assert (base / "BUILD/dev/a.txt").read_text() != before
