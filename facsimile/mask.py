@@ -12,6 +12,7 @@ state.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,19 @@ _VALUE = re.compile(r"""^(?P<lead>[^=:\n]*[=:][ \t]*)(?P<q>["']?)(?P<value>[^"'\
 
 @dataclass(frozen=True)
 class Secrets:
-    """What a text is masked against: ``values`` wherever they are (longest first),
-    and any word whose keyed digest (made with ``key``) is one of ``digests``."""
+    """What a text is masked against: ``values`` wherever they are, and any word
+    whose keyed digest (made with ``key``) is one of ``digests``."""
 
-    values: tuple[str, ...] = ()
+    values: frozenset[str] = frozenset()
     digests: frozenset[str] = frozenset()
     key: bytes = b""
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str] | None:
+        """The values of :data:`SHORT` characters or more, longest first (a value
+        that holds another is masked whole), as one pattern."""
+        long = sorted((v for v in self.values if len(v) >= SHORT), key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, long))) if long else None
 
     def known(self, word: str) -> bool:
         """Whether ``word`` is a value the state has, or has had."""
@@ -50,30 +58,40 @@ class Secrets:
 
 def state_values(state: State) -> Secrets:
     """What to mask for a family: the current values of every family of the root
-    that has state (this one's as it is in memory), the replaced values kept in
-    clear, and the keyed digests of every value any entry has ever had."""
+    that has state (this one's as it is in memory, with what it would generate),
+    the replaced values kept in clear, and the keyed digests of every value any
+    entry has ever had. The stored families are read once a run."""
     if state.masking is None:
-        values: set[str] = set()
-        digests: set[str] = set()
-        for doc in state.root_documents():
-            for section in ("modules", "generate"):
-                for entry in doc.get(section, {}).values():
-                    values.update(str(v) for v in [entry.get("value"),
-                                                   *entry.get("previous", [])]
-                                  if v is not None and str(v))
-                    digests.update(entry.get("seen", []))
-        state.masking = Secrets(tuple(sorted(values, key=len, reverse=True)),
-                                frozenset(digests), state.digest_key() if digests else b"")
+        values, digests = _collect([state.data])
+        store = state.store
+        if store is not None:
+            if store.masking is None:
+                store.masking = _collect(store.documents())
+            values, digests = values | store.masking[0], digests | store.masking[1]
+        key = store.digest_key(write=False) if store is not None and digests else b""
+        state.masking = Secrets(frozenset(values), frozenset(digests), key)
     return state.masking
+
+
+def _collect(docs: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """The values (current and previous) and the ``seen`` digests of state documents."""
+    values: set[str] = set()
+    digests: set[str] = set()
+    for doc in docs:
+        for section in ("modules", "generate"):
+            for entry in doc.get(section, {}).values():
+                values.update(str(v) for v in [entry.get("value"), *entry.get("previous", [])]
+                              if v is not None and str(v))
+                digests.update(entry.get("seen", []))
+    return values, digests
 
 
 def mask_text(text: str, values: Secrets) -> str:
     """``text`` with every known value masked: each of ``values.values`` (of
     :data:`SHORT` characters or more) wherever it is, every word of that length
     that is a known value, and a shorter one (an id) where it is a whole value."""
-    for s in values.values:
-        if len(s) >= SHORT:
-            text = text.replace(s, MASK)
+    if values.pattern is not None:
+        text = values.pattern.sub(MASK, text)
     text = _WORD.sub(lambda m: _mask_word(m.group(0), values), text)
     return _VALUE.sub(lambda m: m.group(0) if not values.known(m.group("value")) else
                       m.group("lead") + m.group("q") + MASK + m.group("q") + m.group("tail"),

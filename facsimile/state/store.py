@@ -72,22 +72,6 @@ class State:
         """The family's serial: it grows with every value written (see :func:`serial_of`)."""
         return serial_of(self.data)
 
-    def root_documents(self) -> list[dict[str, Any]]:
-        """Its document (as in memory) and that of every other family of its root
-        that has state, a definition or not (one no identity opens is left out:
-        what it holds was never built here)."""
-        docs = [self.data]
-        if self.store is not None:
-            for family in self.store.backend.families():
-                if family != self.family:
-                    with contextlib.suppress(StateError):
-                        docs.append(self.store.read(family)[0])
-        return docs
-
-    def digest_key(self) -> bytes:
-        """The root's digest key, read only (an unknown one matches no digest)."""
-        return self.store.digest_key(write=False) if self.store is not None else b""
-
     def kinds(self) -> dict[str, str]:
         """``{"module.app.password": "password", "state.x": "token:32"}``."""
         out = {}
