@@ -388,3 +388,30 @@ def test_a_file_where_a_folder_of_build_goes_is_replaced(shop: Path, command: tu
         return
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (shop / "BUILD/dev/etc/app.ini").read_text() == "port = 8000\n"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("in_the_way", ["a folder", "a link"])
+def test_a_folder_or_a_link_where_an_output_goes_is_replaced(
+        shop: Path, tmp_path: Path, command: tuple[str, ...], in_the_way: str) -> None:
+    write_tree(shop, {"define/dev.json": {"app": {"port": 8000}, "deploy": {
+        "url": f"file://{tmp_path}/dest/{{host}}"}, "targets": {"web": {"hosts": ["h1"]}}}})
+    write_tree(tmp_path / "outside", {"x.txt": "MARKER\n"})
+    doit(shop, check=True)
+    out = shop / "BUILD/dev/etc/app.ini"
+    out.unlink()
+    if in_the_way == "a folder":
+        write_tree(out, {"sub/f.txt": "MARKER\n"})
+    else:
+        os.symlink(tmp_path / "outside/x.txt", out)
+    proc = _run(shop, command)
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text and "MARKER" not in text, text
+    if command[:2] == ("facs", "plan"):  # it says so, and changes nothing
+        assert proc.returncode == 2, text
+        assert f"BUILD/dev/etc/app.ini: {in_the_way} in BUILD where the output goes" in text
+        assert out.is_dir() if in_the_way == "a folder" else out.is_symlink()
+        return
+    assert proc.returncode == 0, text
+    assert not out.is_symlink() and out.read_text() == "port = 8000\n"
+    assert (tmp_path / "outside/x.txt").read_text() == "MARKER\n"
