@@ -4,38 +4,108 @@
 in place of the values at given dotted paths of a document;
 :func:`mask_credentials` hides the credentials a definition gives for a
 destination or for remote state; :func:`state_values` and :func:`mask_text`
-hide a family's generated values in a text (a diff, an error), and
-:func:`scrub` does both for one state.
+hide generated values in a text (a diff, an error): every family's current
+values, and any value an entry has ever had, known by its keyed digest (the
+state keeps those digests, never the values); :func:`scrub` does both for one
+state.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .state import State
 
 MASK = "********"
+#: a value of fewer characters is masked only where it is a whole value
+SHORT = 4
+#: a word: a maximal run of the characters generated values are made of (letters
+#: and digits), dashes inside it kept (a UUID); each dash-separated part is a word too
+_WORD = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+#: a value: the right-hand side of ``key = value``, ``key: value``, ``"key": value,``
+_VALUE = re.compile(r"""^(?P<lead>[^=:\n]*[=:][ \t]*)(?P<q>["']?)(?P<value>[^"'\s,;]+)"""
+                    r"""(?P=q)(?P<tail>[ \t]*[,;]?[ \t]*)$""", re.M)
 
 
-def state_values(state: State) -> list[str]:
-    """Every value of a family's state as text, current and previous, longest
-    first (so a value that holds another is masked whole)."""
+@dataclass(frozen=True)
+class Secrets:
+    """What a text is masked against: ``values`` wherever they are, and any word
+    whose keyed digest (made with ``key``) is one of ``digests``."""
+
+    values: frozenset[str] = frozenset()
+    digests: frozenset[str] = frozenset()
+    key: bytes = b""
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str] | None:
+        """The values of :data:`SHORT` characters or more, longest first (a value
+        that holds another is masked whole), as one pattern."""
+        long = sorted((v for v in self.values if len(v) >= SHORT), key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, long))) if long else None
+
+    def known(self, word: str) -> bool:
+        """Whether ``word`` is a value the state has, or has had."""
+        if word in self.values:
+            return True
+        from .state import value_digest
+
+        return bool(self.digests) and value_digest(word, self.key) in self.digests
+
+
+def state_values(state: State) -> Secrets:
+    """What to mask for a family: the current values of every family of the root
+    that has state (this one's as it is in memory, with what it would generate),
+    the replaced values kept in clear, and the keyed digests of every value any
+    entry has ever had. The stored families are read once a run."""
+    if state.masking is None:
+        values, digests = _collect([state.data])
+        store = state.store
+        if store is not None:
+            if store.masking is None:
+                store.masking = _collect(store.documents())
+            values, digests = values | store.masking[0], digests | store.masking[1]
+        key = store.digest_key(write=False) if store is not None and digests else b""
+        state.masking = Secrets(frozenset(values), frozenset(digests), key)
+    return state.masking
+
+
+def _collect(docs: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """The values (current and previous) and the ``seen`` digests of state documents."""
     values: set[str] = set()
-    for section in ("modules", "generate"):
-        for entry in state.data.get(section, {}).values():
-            for v in [entry.get("value"), *entry.get("previous", [])]:
-                if v is not None and len(str(v)) >= 1:
-                    values.add(str(v))
-    return sorted(values, key=len, reverse=True)
+    digests: set[str] = set()
+    for doc in docs:
+        for section in ("modules", "generate"):
+            for entry in doc.get(section, {}).values():
+                values.update(str(v) for v in [entry.get("value"), *entry.get("previous", [])]
+                              if v is not None and str(v))
+                digests.update(entry.get("seen", []))
+    return values, digests
 
 
-def mask_text(text: str, values: list[str]) -> str:
-    """``text`` with each of ``values`` (of 4 characters or more) masked."""
-    for s in values:
-        if len(s) >= 4:
-            text = text.replace(s, MASK)
-    return text
+def mask_text(text: str, values: Secrets) -> str:
+    """``text`` with every known value masked: each of ``values.values`` (of
+    :data:`SHORT` characters or more) wherever it is, every word of that length
+    that is a known value, and a shorter one (an id) where it is a whole value."""
+    if values.pattern is not None:
+        text = values.pattern.sub(MASK, text)
+    text = _WORD.sub(lambda m: _mask_word(m.group(0), values), text)
+    return _VALUE.sub(lambda m: m.group(0) if not values.known(m.group("value")) else
+                      m.group("lead") + m.group("q") + MASK + m.group("q") + m.group("tail"),
+                      text)
+
+
+def _mask_word(word: str, values: Secrets) -> str:
+    """A word, or its dash-separated parts, masked if known (and long enough)."""
+    if len(word) >= SHORT and values.known(word):
+        return MASK
+    if "-" not in word:
+        return word
+    return "-".join(MASK if len(p) >= SHORT and values.known(p) else p
+                    for p in word.split("-"))
 
 
 def scrub(text: str, state: State) -> str:

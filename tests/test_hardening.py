@@ -278,3 +278,129 @@ def test_doit_dumpdb_prints_the_json_records(base: Path) -> None:
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "build:dev/a.txt ->" in proc.stdout
     json.loads((base / ".doit.db").read_text())
+
+
+# ------------------------------------------------------------ masking without a bounded history
+
+
+def _diffs(root: Path, instance: str) -> str:
+    """What ``facs plan --diff``, ``plan --json`` and ``sync --dry-run --diff`` print."""
+    out = [facs(root, "plan", "--diff"), facs(root, "plan", "--json", "--diff"),
+           facs(root, "sync", instance, "--dry-run", "--diff")]
+    for proc in out:
+        assert "Traceback" not in proc.stderr, proc.stderr
+    return "".join(p.stdout + p.stderr for p in out)
+
+
+def _synced(tmp_path: Path, **more: Any) -> Path:
+    """test_sync's root (instance dev, ``etc/db.ini`` holds its password), synced
+    to two local folders."""
+    from test_sync import make_root
+
+    root = make_root(tmp_path, {"url": f"file://{tmp_path}/dest/{{host}}"}, **more)
+    facs(root, "sync", "dev", check=True)
+    return root
+
+
+def test_a_removed_instance_s_values_are_masked_in_plan_and_sync_diffs(tmp_path: Path) -> None:
+    root = _synced(tmp_path)
+    secret = (root / "BUILD/dev/etc/db.ini").read_text().split("= ")[1].strip()
+    # the instance is renamed, its build folder too: family dev has no definition now
+    (root / "define/dev.json").rename(root / "define/new.json")
+    (root / "BUILD/dev").rename(root / "BUILD/new")
+    plan = facs(root, "plan", "--diff").stdout + facs(root, "plan", "--json", "--diff").stdout
+    assert "BUILD/new/etc/db.ini" in plan and secret not in plan, plan
+    doit(root, check=True)
+    old = (tmp_path / "dest/h1/etc/db.ini").read_bytes()
+    for host in ("h1", "h2"):  # handed over to the new instance, as the refusal says
+        (tmp_path / "dest" / host / ".facsimile/manifest.json").unlink()
+    facs(root, "sync", "new", check=True)
+    # the old file, from a backup, with a line of its own
+    (tmp_path / "dest/h1/etc/db.ini").write_bytes(old + b"restored\n")
+    out = _diffs(root, "new")
+    assert "-restored" in out and " password = ********" in out, out
+    assert secret not in out, out
+
+
+def test_a_value_rotated_five_times_is_masked_in_every_diff(tmp_path: Path) -> None:
+    root = _synced(tmp_path)
+    first = (root / "BUILD/dev/etc/db.ini").read_text().split("= ")[1].strip()
+    for _ in range(5):
+        facs(root, "state", "rotate", "dev", "db", check=True)
+    state = (root / "state/dev/state.json").read_text()
+    assert first not in state  # only three replaced values are kept in clear
+    # a new line: the old one is no pattern of the new rendering
+    write_tree(root, {"tmpl/_ALL_/etc/db.ini": "[db]\npass: {{ module.db.password }}\n"})
+    out = _diffs(root, "dev")
+    assert "-password = ********" in out, out
+    assert first not in out, out
+    doit(root, check=True)
+    out = facs(root, "sync", "dev", "--dry-run", "--diff").stdout
+    assert "-password = ********" in out and first not in out, out
+
+
+def test_a_short_id_is_masked_where_it_is_a_value(tmp_path: Path) -> None:
+    root = _synced(tmp_path, generate={"node": "id"})
+    write_tree(root, {"tmpl/_ALL_/etc/node.ini": "node_id = {{ state.node }}\nreplicas = 7\n"})
+    doit(root, check=True)
+    facs(root, "sync", "dev", check=True)
+    node = json.loads((root / "state/dev/state.json").read_text())["generate"]["node"]["value"]
+    assert (root / "BUILD/dev/etc/node.ini").read_text().startswith(f"node_id = {node}\n")
+    facs(root, "state", "rotate", "dev", "node", check=True)
+    write_tree(root, {"tmpl/_ALL_/etc/node.ini": "node: {{ state.node }}\nreplicas = 8\n"})
+    out = _diffs(root, "dev")
+    assert "-node_id = ********" in out and "+node: ********" in out, out
+    assert f"node_id = {node}" not in out, out
+    assert "-replicas = 7" in out and "+replicas = 8" in out, out  # no value of state
+    doit(root, check=True)
+    out = facs(root, "sync", "dev", "--dry-run", "--diff").stdout
+    assert "-node_id = ********" in out and f"node_id = {node}" not in out, out
+
+
+# ------------------------------------------------------------ the JSON caches of .facsimile/
+
+
+def _cache_body(path: Path) -> dict[str, Any]:
+    """A cache's JSON, after its HMAC line."""
+    text = path.read_text()
+    return json.loads(text if text.startswith("{") else text.split("\n", 1)[1])
+
+
+def _craft(path: Path, doc: dict[str, Any], how: str) -> None:
+    """Write ``doc`` as the cache: as plain JSON, or under the HMAC line it had."""
+    body = json.dumps(doc, sort_keys=True)
+    mac = path.read_text().split("\n", 1)[0] if how == "old mac" else None
+    path.write_text(body if mac is None or mac.startswith("{") else f"{mac}\n{body}")
+
+
+@pytest.mark.parametrize("how", ["plain", "old mac"])
+def test_a_crafted_verified_cache_skips_no_mode_check(base: Path, how: str) -> None:
+    from facsimile.build.modes import modes_digest
+
+    doit(base, check=True)
+    doit(base, check=True)  # a no-op: every output of dev is verified
+    modes = {"a.txt": "0640"}
+    write_tree(base, {"define/dev.json": {"modes": modes}})
+    cache = base / ".facsimile/verified.json"
+    # what the check would note once every output is found up to date under these modes
+    _craft(cache, {**_cache_body(cache), "dev|modes": modes_digest(modes)}, how)
+    doit(base, check=True)
+    assert (base / "BUILD/dev/a.txt").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("how", ["plain", "old mac"])
+def test_a_crafted_state_cache_cannot_hide_a_rotation(base: Path, how: str) -> None:
+    write_tree(base, {"define/facsimile.json": {"name": "demo", "generate": {"tok": "token"}},
+                      "tmpl/_ALL_/a.txt.j2": "{{ state.tok }}\n"})
+    doit(base, check=True)
+    doit(base, check=True)  # a no-op: the family's state digest is cached
+    cache, state = base / ".facsimile/state.json", base / "state/dev/state.json"
+    before, doc = (base / "BUILD/dev/a.txt").read_text(), _cache_body(cache)
+    facs(base, "state", "rotate", "dev", "tok", check=True)
+    st = state.stat()
+    # the rotated file's stamp, with the digest of the state before it
+    doc["dev"] = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, *doc["dev"][-2:]]
+    _craft(cache, doc, how)
+    assert facs(base, "plan").returncode == 2
+    doit(base, check=True)
+    assert (base / "BUILD/dev/a.txt").read_text() != before

@@ -320,3 +320,98 @@ def test_a_link_into_state_is_an_error(shop: Path) -> None:
     os.symlink(shop / "state", shop / "extra/_ALL_/state")
     one_line_error(doit(shop), "extra/_ALL_/state", "state/")
     assert not (shop / "BUILD/dev/state").exists()
+
+
+# ---------------------------------------------------------------- 2: a sync never sends a link
+
+@pytest.mark.parametrize("link", ["etc/leak.txt", "shop/linked", "shop/static"])
+def test_a_link_in_the_build_is_never_followed_by_a_sync(tmp_path: Path, link: str) -> None:
+    from test_sync import make_root
+
+    root = make_root(tmp_path, {"url": f"file://{tmp_path}/dest/{{host}}"})
+    write_tree(tmp_path / "outside", {"marker.txt": "MARKER outside the root\n",
+                                      "index.html": "MARKER outside the root\n"})
+    target = tmp_path / "outside" / ("marker.txt" if link.endswith(".txt") else "")
+    if link == "shop/static":  # a folder of the build replaced by a link
+        import shutil
+        shutil.rmtree(root / "BUILD/dev/shop/static")
+    os.symlink(target, root / "BUILD/dev" / link)
+    for args in (("--no-build",), ("--dry-run", "--diff"), ("--check",)):
+        proc = facs(root, "sync", "dev", *args)
+        one_line_error(proc, f"BUILD/dev/{link}: a symbolic link in the build")
+        assert "MARKER" not in proc.stdout + proc.stderr
+    dest = tmp_path / "dest"
+    marked = lambda: [p for p in dest.rglob("*") if p.is_file() and b"MARKER" in p.read_bytes()]  # noqa: E731
+    assert not marked()
+    facs(root, "sync", "dev", check=True)  # its build removes the link first
+    assert not (root / "BUILD/dev" / link).is_symlink()
+    assert not marked()
+
+
+# ---------------------------------------------------------------- a file where BUILD/ goes
+
+COMMANDS = [("doit",), ("facs", "build"), ("facs", "plan"), ("facs", "plan", "--diff"),
+            ("facs", "sync", "dev")]
+
+
+def _run(root: Path, command: tuple[str, ...]):
+    return doit(root) if command == ("doit",) else facs(root, *command[1:])
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_build_being_a_file_is_one_line_naming_it(shop: Path, command: tuple[str, ...]) -> None:
+    import shutil
+    shutil.rmtree(shop / "BUILD")
+    (shop / "BUILD").write_text("not a folder\n")
+    write_tree(shop, {"define/dev.json": {"app": {"port": 8000}, "deploy": {
+        "url": f"file://{shop.parent}/dest/{{host}}"}, "targets": {"web": {"hosts": ["h1"]}}}})
+    one_line_error(_run(shop, command), "BUILD: is a file, not a folder")
+    assert (shop / "BUILD").read_text() == "not a folder\n"  # never removed
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("in_the_way", ["BUILD/dev", "BUILD/dev/etc"])
+def test_a_file_where_a_folder_of_build_goes_is_replaced(shop: Path, command: tuple[str, ...],
+                                                         in_the_way: str) -> None:
+    import shutil
+    write_tree(shop, {"define/dev.json": {"app": {"port": 8000}, "deploy": {
+        "url": f"file://{shop.parent}/dest/{{host}}"}, "targets": {"web": {"hosts": ["h1"]}}}})
+    doit(shop, check=True)
+    shutil.rmtree(shop / in_the_way)
+    (shop / in_the_way).write_text("in the way\n")
+    proc = _run(shop, command)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    if command[:2] == ("facs", "plan"):  # it says so, and changes nothing
+        said = f"{in_the_way}: orphan" if in_the_way == "BUILD/dev/etc" else "missing from BUILD"
+        assert proc.returncode == 2 and said in proc.stdout, proc.stdout
+        assert (shop / in_the_way).read_text() == "in the way\n"
+        return
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (shop / "BUILD/dev/etc/app.ini").read_text() == "port = 8000\n"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("in_the_way", ["a folder", "a link"])
+def test_a_folder_or_a_link_where_an_output_goes_is_replaced(
+        shop: Path, tmp_path: Path, command: tuple[str, ...], in_the_way: str) -> None:
+    write_tree(shop, {"define/dev.json": {"app": {"port": 8000}, "deploy": {
+        "url": f"file://{tmp_path}/dest/{{host}}"}, "targets": {"web": {"hosts": ["h1"]}}}})
+    write_tree(tmp_path / "outside", {"x.txt": "MARKER\n"})
+    doit(shop, check=True)
+    out = shop / "BUILD/dev/etc/app.ini"
+    out.unlink()
+    if in_the_way == "a folder":
+        write_tree(out, {"sub/f.txt": "MARKER\n"})
+    else:
+        os.symlink(tmp_path / "outside/x.txt", out)
+    proc = _run(shop, command)
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text and "MARKER" not in text, text
+    if command[:2] == ("facs", "plan"):  # it says so, and changes nothing
+        assert proc.returncode == 2, text
+        assert f"BUILD/dev/etc/app.ini: {in_the_way} in BUILD where the output goes" in text
+        assert out.is_dir() if in_the_way == "a folder" else out.is_symlink()
+        return
+    assert proc.returncode == 0, text
+    assert not out.is_symlink() and out.read_text() == "port = 8000\n"
+    assert (tmp_path / "outside/x.txt").read_text() == "MARKER\n"

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import DODO, facs, write_tree
+from conftest import DODO, facs, run, write_tree
 
 GEN = {"pw": "password", "pw40": "password:40", "tok": "token", "tok8": "token:8",
        "cluster": "uuid", "node": "id", "node2": "id"}
@@ -312,3 +312,52 @@ def test_damaged_entry_is_an_error_and_left_alone(root: Path, where: tuple[str, 
         assert (f.read_bytes(), f.stat().st_mtime_ns) == before, args
     assert not (root / "BUILD/prod/a.txt").exists()
     assert sorted(p.name for p in f.parent.iterdir()) == [".lock", "state.json"]
+
+
+@pytest.mark.parametrize("where", ["plain", "sealed", "remote"])
+def test_every_value_an_entry_had_is_kept_as_a_digest_never_as_a_value(
+        tmp_path: Path, where: str) -> None:
+    root, env = tmp_path / "p", {"FACSIMILE_IDENTITY": str(tmp_path / "id.txt")}
+    config: dict = {}
+    if where == "sealed":
+        subprocess.run(["age-keygen", "-o", tmp_path / "id.txt"], check=True,
+                       capture_output=True)
+        public = subprocess.run(["age-keygen", "-y", tmp_path / "id.txt"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        config = {"state": {"recipients": [public]}}
+    elif where == "remote":
+        config = {"state": {"url": f"file://{tmp_path}/remote"}}
+    write_tree(root, {"dodo.py": DODO, "define/dev.json": {},
+                      "define/facsimile.json": {"name": "p", **config, "generate": {
+                          "pw": "password:8", "node": "id"}},
+                      "tmpl/_ALL_/a.ini": "pw = {{ state.pw }}\nnode = {{ state.node }}\n"})
+
+    def cmd(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run([sys.executable, "-m", "facsimile.cli", *args], cwd=root, env=env,
+                   check=check)
+
+    cmd("build")
+    had = [dict(line.split(" = ") for line in (root / "BUILD/dev/a.ini").read_text()
+                .splitlines())]
+    for _ in range(5):
+        cmd("state", "rotate", "dev", "pw")
+        cmd("state", "rotate", "dev", "node")
+        shown = cmd("state", "show", "dev", "--reveal").stdout
+        had.append({k: shown.split(f"state.{k}", 1)[1].split()[1] for k in ("pw", "node")})
+    stored = (tmp_path / "remote" if where == "remote" else root / "state") / "dev/state.json"
+    text = stored.read_text()
+    assert not [h["pw"] for h in had[:2] if h["pw"] in text]  # beyond the three kept
+    if where != "sealed":
+        entries = json.loads(text)["generate"]
+        for name in ("pw", "node"):
+            seen = entries[name]["seen"]
+            assert len(set(seen)) == 5 and all(re.fullmatch(r"[0-9a-f]{20}", d) for d in seen)
+            assert not set(seen) & {h[name] for h in had}
+        assert not [h["pw"] for h in had if h["pw"] in json.dumps(entries["pw"]["seen"])]
+    # the first values, on a line the new template no longer makes
+    write_tree(root, {"tmpl/_ALL_/a.ini": "[a]\npw: {{ state.pw }}\nnode: {{ state.node }}\n"})
+    out = cmd("plan", "--diff", check=False)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "-pw = ********" in out.stdout and "-node = ********" in out.stdout, out.stdout
+    changed = [ln for ln in out.stdout.splitlines() if ln[:1] in "+-" and ln[1:2] != ln[:1]]
+    assert len(changed) == 5 and all(ln.endswith(("********", "[a]")) for ln in changed)

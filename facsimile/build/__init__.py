@@ -10,10 +10,13 @@ their methods. :mod:`facsimile.tasks` turns it into doit tasks;
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from .. import define as D
+from ..define.root import shown_path
+from ..errors import BuildError
 from ..project import Project
 from ..render import LayerIndex
 from .check import DB_FILE, Checker
@@ -38,6 +41,7 @@ class Build:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.root: D.Root = project.root
+        check_build_folder(self.root)
         self.index = LayerIndex(project.root.base)
         self.finder = Outputs(project, self.index)
         self.digests = Digests(project)
@@ -81,6 +85,16 @@ class Build:
             except OSError as exc:
                 raise os_error(exc, self.root.base) from None
         return len(found)
+
+
+def check_build_folder(root: D.Root) -> None:
+    """``BUILD`` is a folder or not there yet: a file (or a link to one) in its
+    place is one error naming it, before any output is tried (facsimile never
+    removes what is outside ``BUILD/``)."""
+    build = root.build
+    if os.path.lexists(build) and not build.is_dir():
+        raise BuildError("is a file, not a folder: move it away (outputs are built "
+                         "below it)", file=shown_path(build, root.base))
 
 
 def _build_for_root(root: str) -> Build:

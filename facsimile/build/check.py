@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 from typing import Any
 
 from .. import define as D
@@ -104,6 +105,10 @@ class Checker:
             st = os.lstat(out)  # a link there is not the output
         except OSError:
             return ["missing from BUILD"]
+        if not S_ISREG(st.st_mode):  # never read through it: the build replaces it
+            what = "a folder" if S_ISDIR(st.st_mode) else \
+                "a link" if S_ISLNK(st.st_mode) else "not a file"
+            return [f"{what} in BUILD where the output goes"]
         inst = self.project.instances[o.instance]
         reasons = self._files_changed(inst, o, rec, every)
         moved = None

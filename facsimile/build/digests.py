@@ -12,8 +12,11 @@ build while the state it came from is unchanged.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +133,9 @@ class Digests:
         return found
 
     def _state_cache(self) -> JsonCache:
-        """``.facsimile/state.json``: ``{family: [*stamp, wants digest, state digest]}``,
-        and under ``""`` which digest key made them (another key: all dropped)."""
-        fresh = "state.json" not in self.caches
-        cache = self.cache("state.json")
-        if fresh:
-            key_id = bytes_digest(b"facsimile state digests", self.key(write=False))
-            if cache.get("") != key_id:
-                cache.clear()
-                cache[""] = key_id
-        return cache
+        """``.facsimile/state.json``: ``{family: [*stamp, wants digest, state digest]}``
+        (made with another digest key, it does not verify: all dropped)."""
+        return self.cache("state.json")
 
     def value_digest(self, inst: D.Instance, path: str, sub: str | None = None) -> str:
         """Keyed digest of the value a context path names now (the check's context)."""
@@ -208,7 +204,8 @@ class Digests:
         """``.facsimile/<name>``, read once per run (see :class:`JsonCache`)."""
         c = self.caches.get(name)
         if c is None:
-            c = self.caches[name] = JsonCache(self.root.cache / name)
+            c = self.caches[name] = JsonCache(self.root.cache / name,
+                                              lambda: self.key(write=False))
         return c
 
     def save_caches(self) -> None:
@@ -220,20 +217,35 @@ class Digests:
 class JsonCache(dict):  # type: ignore[type-arg]
     """A JSON object in ``.facsimile/`` that only saves time: read on first use,
     written (atomically) when changed; a file that cannot be read or written
-    costs the time it would have saved, nothing else."""
+    costs the time it would have saved, nothing else.
 
-    def __init__(self, path: Path) -> None:
+    What it holds decides what a run checks (a verified context skips comparing
+    values, a cached state digest skips reading the state), so the file's first
+    line is an HMAC of its name and the rest, keyed from the root's digest key
+    (``key`` gives it): one that does not verify (edited, copied from another
+    cache, made with another key) is ignored and rewritten."""
+
+    def __init__(self, path: Path, key: Callable[[], bytes]) -> None:
         self.path = path
-        try:
-            loaded = json.loads(path.read_text())
-        except (OSError, ValueError):
-            loaded = None
+        self.key = key
+        loaded = None
+        with contextlib.suppress(OSError, ValueError):
+            mac, _, body = path.read_bytes().partition(b"\n")
+            if hmac.compare_digest(mac, self._mac(body)):
+                loaded = json.loads(body)
         super().__init__(loaded if isinstance(loaded, dict) else {})
         self._saved = dict(self)
+
+    def _mac(self, body: bytes) -> bytes:
+        """The hex HMAC of ``body`` under this file's name."""
+        key = hashlib.blake2b(self.key(), person=b"facsimile cache").digest()
+        return hmac.new(key, self.path.name.encode() + b"\0" + body, "sha256") \
+            .hexdigest().encode()
 
     def save(self) -> None:
         if self == self._saved:
             return
+        body = json.dumps(self, sort_keys=True).encode()
         with contextlib.suppress(OSError):
-            write_atomic(self.path, json.dumps(self, sort_keys=True).encode())
+            write_atomic(self.path, self._mac(body) + b"\n" + body)
         self._saved = dict(self)

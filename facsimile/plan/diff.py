@@ -1,10 +1,12 @@
 """``facs plan --diff``: a stale output's new bytes against those in ``BUILD/``,
 every state value masked, in both (a rotated secret too).
 
-The state keeps only the last few values of a secret, so the old file may
-hold one it no longer knows: every secret-shaped word of the old file (a run
-of letters and digits with both, or a UUID) that the new rendering does not
-have as it is is masked too. An orphan's content is never shown."""
+:func:`facsimile.mask.state_values` knows every value any family has had (by
+its keyed digest); an old file may still hold one the state never knew (its
+digest key was remade, the value was typed in): every secret-shaped word of the
+old file (a run of letters and digits with both, or a UUID) that the new
+rendering does not have as it is is masked too. An orphan's content is never
+shown."""
 
 from __future__ import annotations
 

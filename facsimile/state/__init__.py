@@ -10,7 +10,7 @@ nothing of the definitions but their checking helpers.
 
 from __future__ import annotations
 
-from .digest import data_digest, digest_key, wants_digest
+from .digest import data_digest, digest_key, value_digest, wants_digest
 from .files import StateStore, open_store
 from .kinds import GENERATORS, SECRET_KINDS, Generator, Want, wants_for
 from .store import (
@@ -41,6 +41,7 @@ __all__ = [
     "rotate",
     "serial_of",
     "state_path",
+    "value_digest",
     "wants_digest",
     "wants_for",
 ]

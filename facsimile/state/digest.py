@@ -156,6 +156,14 @@ def data_digest(data: Mapping[str, Any], key: bytes) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8, key=key).hexdigest()
 
 
+def value_digest(value: Any, key: bytes) -> str:
+    """A keyed digest of one generated value as text (an id as its digits): what an
+    entry's ``seen`` list keeps of every value it has had, and what masking compares
+    a word of a text with."""
+    data = b"seen:" + str(value).encode()
+    return hashlib.blake2b(data, digest_size=10, key=key).hexdigest()
+
+
 def wants_digest(wants: list[Want]) -> str:
     """A digest of what a family asks for: when it changes, so may its state."""
     text = json.dumps(sorted((w.section, w.name, w.kind) for w in wants))

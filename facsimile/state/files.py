@@ -57,6 +57,8 @@ class StateStore:
         self.sealed_key = sealed_key and bool(self.recipients)
         self._identities: list[crypt.Identity] | None = None
         self._key: bytes | None = None
+        #: what :func:`facsimile.mask.state_values` made of the stored families, once a run
+        self.masking: Any = None
 
     # ------------------------------------------------------------ reading
 
@@ -101,6 +103,15 @@ class StateStore:
         if raw is None:
             return empty_state(), False
         return _defaults(self.parse(raw, self.backend.shown(family))[0]), True
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The plain document of every family that has state, a definition or not (one
+        no identity opens is left out: what it holds was never built here)."""
+        docs = []
+        for family in self.backend.families():
+            with contextlib.suppress(StateError):
+                docs.append(self.read(family)[0])
+        return docs
 
     def stamp(self, family: str) -> list[Any] | None:
         """What tells the family file's versions apart without reading it (None: no file)."""

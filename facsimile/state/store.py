@@ -27,12 +27,14 @@ from typing import Any
 from ..atomic import write_atomic
 from ..define.shapes import escape, typename
 from ..errors import StateError
+from .digest import value_digest
 from .files import Local, StateStore
 from .kinds import GENERATORS, KIND_RE, Generator, Want
 
 FORMAT = 1
 SECTIONS = ("modules", "generate", "daemons")
 KEEP_PREVIOUS = 3  # replaced values kept per entry, for masking only
+SEEN = "seen"  # an entry's keyed digests of every value it has had (never the values)
 LEFT = "; it was left as it is"
 
 
@@ -45,6 +47,10 @@ class State:
     data: dict[str, Any]
     generated: list[Want] = field(default_factory=list)  # made in memory, not yet saved
     exists: bool = True  # whether the family had a state file when it was read
+    #: where it was read: masking reads the root's other families from it
+    store: StateStore | None = field(default=None, repr=False, compare=False)
+    #: what :func:`facsimile.mask.state_values` made of it, once per run
+    masking: Any = field(default=None, repr=False, compare=False)
 
     def value(self, section: str, name: str) -> Any:
         return self.data.get(section, {}).get(name, {}).get("value")
@@ -179,10 +185,11 @@ def _check_entry(entry: Any, shown: str, where: str) -> None:
             f"state entry's value is {typename(value)}, not the "
             f"{'whole number' if want is int else 'string'} its kind {kind!r} "
             "holds" + LEFT, file=shown, pointer=f"{where}/value")
-    previous = entry.get("previous", [])
-    if not isinstance(previous, list) or not all(isinstance(v, str) for v in previous):
-        raise StateError("state entry's previous values must be a list of strings"
-                         + LEFT, file=shown, pointer=f"{where}/previous")
+    for name in ("previous", SEEN):
+        listed = entry.get(name, [])
+        if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+            raise StateError(f"state entry's {name} values must be a list of strings"
+                             + LEFT, file=shown, pointer=f"{where}/{name}")
 
 
 # ------------------------------------------------------------------ writing
@@ -234,8 +241,12 @@ def fill(
     wants: list[Want],
     generators: Mapping[str, Generator] = GENERATORS,
     rotate: set[str] | None = None,
+    key: bytes | None = None,
 ) -> list[Want]:
-    """Give every wanted name a value (new, changed kind, or rotated). Returns what was made."""
+    """Give every wanted name a value (new, changed kind, or rotated). Returns what was made.
+
+    With the digest ``key`` (when the result is written), a replaced entry keeps in
+    ``seen`` the keyed digests of every value it has had before its new one."""
     rotate = rotate or set()
     made = []
     for want in wants:
@@ -258,9 +269,19 @@ def fill(
             # the values it replaces, newest first: a plan --diff masks them in the
             # outputs that still hold them
             new["previous"] = [entry["value"], *entry.get("previous", [])][:KEEP_PREVIOUS]
+        if entry is not None and key is not None:
+            new[SEEN] = _seen(entry, key)
         section[want.name] = new
         made.append(want)
     return made
+
+
+def _seen(entry: Mapping[str, Any], key: bytes) -> list[str]:
+    """The digests of every value a replaced entry has had (one written before
+    digests were kept gives its value and its previous ones)."""
+    seen = list(entry.get(SEEN, [])) or [value_digest(v, key)
+                                         for v in entry.get("previous", [])[::-1]]
+    return seen + [d for d in [value_digest(entry["value"], key)] if d not in seen]
 
 
 def _max_id(data: Mapping[str, Any]) -> int:
@@ -307,11 +328,12 @@ def load(
     data, exists = store.read(family)  # fast path: nothing to add, no lock
     if not write:
         made = fill(data, wants, generators)
-        return State(family, path, data, made, exists=exists)
+        return State(family, path, data, made, exists=exists, store=store)
     if not _missing(data, wants):
-        return State(family, path, data, exists=exists)
-    data = store.update(family, lambda d: bool(fill(d, wants, generators)))
-    return State(family, path, data, exists=True)
+        return State(family, path, data, exists=exists, store=store)
+    key = store.digest_key(write=True)
+    data = store.update(family, lambda d: bool(fill(d, wants, generators, key=key)))
+    return State(family, path, data, exists=True, store=store)
 
 
 def _path(store: StateStore, family: str) -> Path:
@@ -342,9 +364,10 @@ def rotate(
     """Give new values to ``names`` (``module.app.password``, ``state.x``)."""
     store = as_store(where, shown_root)
     made: list[Want] = []
+    key = store.digest_key(write=True)
 
     def change(data: dict[str, Any]) -> bool:
-        made[:] = fill(data, wants, generators, rotate=names)
+        made[:] = fill(data, wants, generators, rotate=names, key=key)
         return True
 
     store.update(family, change)
