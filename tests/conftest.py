@@ -96,6 +96,9 @@ QUICK_TESTS: dict[str, set[str]] = {
     "test_checkout_layers": {
         "test_custom_tmpl_path_has_its_extra_beside_it",
     },
+    "test_scan": {
+        "test_a_file_is_read_again_only_when_it_changed",
+    },
     "test_cli": {
         "test_facs_without_a_command_prints_the_usage",
     },

@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..build.digests import JsonCache
 from ..errors import SyncError
 from ..globs import check_pattern, glob_regex
 from .destinations import open_destination
@@ -80,6 +81,7 @@ def sync_instance(
     diff: Callable[[str], str] | None = None,
     part: Slice | None = None,
     engine: Engine | None = None,
+    scan_cache: JsonCache | None = None,
 ) -> int:
     """Push ``build_dir`` to every host. Exit code: 0 done or nothing to do, 1 a
     host failed (or was refused: see ``guard``; ``stamp`` is the build's state,
@@ -91,10 +93,13 @@ def sync_instance(
     (a dry run made to ask before a sync); ``results``: gets each host's result;
     ``diff``: a dry run prints a diff of each put, masked by this function;
     ``part``: only that slice of the hosts (see ``slices``); ``engine``: who runs
-    the hosts' jobs (see ``engines``; None: a thread pool of ``deploy.jobs``)."""
+    the hosts' jobs (see ``engines``; None: a thread pool of ``deploy.jobs``);
+    ``scan_cache``: the digests of the build's files kept between runs (see ``scan``)."""
     if not build_dir.is_dir():
         raise SyncError(f"nothing to sync: {build_dir} does not exist (build it first)")
-    files = scan_build(build_dir)
+    files = scan_build(build_dir, scan_cache)
+    if scan_cache is not None:
+        scan_cache.save()
     placed = place(instance=instance, project=project, root=root, deploy=deploy,
                    targets=targets, files=files, host_of=host_of)
     jobs = jobs_of(placed, target, host)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..build.digests import JsonCache
 from ..define.names import host_problem
 from ..errors import DefinitionError
 from .fleet import Fleet
@@ -81,6 +82,8 @@ def run_sync(
         results=results,
         diff=masker(project, inst) if diff else None,
         part=part,
+        scan_cache=JsonCache(project.root.cache / f"scan-{inst.name}.json",
+                             lambda: project.store.digest_key(write=False)),
         engine=engine,
     )
 

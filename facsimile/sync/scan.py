@@ -4,6 +4,12 @@ the comparison that the planner holds against the destination.
 
 A symbolic link there is never followed nor sent: the build never makes one, so
 it is an error naming it (as is anything else that is not a file or a folder).
+
+A sync reads every file of the build only once: the digest of a file is kept in
+a cache (``.facsimile/scan-<instance>.json``, authenticated like the other
+caches) beside its size, mtime, ctime and inode, as git's index does, and a file
+whose four are unchanged is not read again. A file only its owner may read (an
+output that holds a generated value) is read every time and never cached.
 """
 
 from __future__ import annotations
@@ -11,8 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..define.root import shown_path
 from ..errors import SyncError
@@ -38,24 +47,41 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def scan_build(build_dir: Path) -> dict[str, LocalFile]:
+def scan_build(build_dir: Path,
+               cache: MutableMapping[str, Any] | None = None) -> dict[str, LocalFile]:
     """Every regular file of the build with its digest and mode; a link (or a
-    fifo, a socket, a device) in it is an error naming it."""
+    fifo, a socket, a device) in it is an error naming it. ``cache``: digests
+    kept between runs (see the module's text); it is updated in place."""
     out: dict[str, LocalFile] = {}
     base = str(build_dir)
     _refuse(base, os.lstat(base), build_dir)
-    for dirpath, dirnames, filenames in os.walk(base):
-        for name in dirnames:  # os.walk lists a link to a folder here, and skips it
-            path = os.path.join(dirpath, name)
-            _refuse(path, os.lstat(path), build_dir)
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            _refuse(path, st, build_dir)
-            rel = os.path.relpath(path, base).replace(os.sep, "/")
-            out[rel] = LocalFile(rel, path, sha256_file(path), st.st_mode & 0o7777, st.st_size)
-    return out
+    known = {} if cache is None else cache
+    seen: dict[str, list[Any]] = {}
+    settled = time.time_ns() - 2_000_000_000  # an entry newer may change in its tick
+    stack = [(base, "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((entry.path, f"{prefix}{entry.name}/"))
+                    continue
+                _refuse(entry.path, st, build_dir)
+                rel = prefix + entry.name
+                mark = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+                old = known.get(rel)
+                if isinstance(old, list) and old[:4] == mark and len(old) == 5:
+                    digest = old[4]
+                else:
+                    digest = sha256_file(entry.path)
+                if st.st_mode & 0o077 and max(st.st_mtime_ns, st.st_ctime_ns) < settled:
+                    seen[rel] = [*mark, digest]  # readable by others: no generated value
+                out[rel] = LocalFile(rel, entry.path, digest, st.st_mode & 0o7777, st.st_size)
+    if cache is not None:
+        cache.clear()
+        cache.update(seen)
+    return dict(sorted(out.items()))
 
 
 def _refuse(path: str, st: os.stat_result, build_dir: Path) -> None:
