@@ -34,11 +34,14 @@ _VALUE = re.compile(r"""^(?P<lead>[^=:\n]*[=:][ \t]*)(?P<q>["']?)(?P<value>[^"'\
 @dataclass(frozen=True)
 class Secrets:
     """What a text is masked against: ``values`` wherever they are, and any word
-    whose keyed digest (made with ``key``) is one of ``digests``."""
+    whose digest keyed with ``key`` (the root's local digest key) is one of
+    ``digests``, or whose digest keyed with one of the ``keyed`` seen keys is one of
+    the digests made with that key."""
 
     values: frozenset[str] = frozenset()
     digests: frozenset[str] = frozenset()
     key: bytes = b""
+    keyed: tuple[tuple[bytes, frozenset[str]], ...] = ()
 
     @functools.cached_property
     def pattern(self) -> re.Pattern[str] | None:
@@ -53,7 +56,14 @@ class Secrets:
             return True
         from .state import value_digest
 
-        return bool(self.digests) and value_digest(word, self.key) in self.digests
+        if self.digests and value_digest(word, self.key) in self.digests:
+            return True
+        return any(value_digest(word, key) in digests for key, digests in self.keyed)
+
+
+#: what masking takes of state documents: values, and the ``seen`` digests by the
+#: seen key they were made with ("" for the root's local digest key)
+Collected = tuple[set[str], dict[str, set[str]]]
 
 
 def state_values(state: State) -> Secrets:
@@ -62,28 +72,38 @@ def state_values(state: State) -> Secrets:
     the replaced values kept in clear, and the keyed digests of every value any
     entry has ever had. The stored families are read once a run."""
     if state.masking is None:
-        values, digests = _collect([state.data])
+        values, groups = _collect([state.data])
         store = state.store
         if store is not None:
             if store.masking is None:
                 store.masking = _collect(store.documents())
-            values, digests = values | store.masking[0], digests | store.masking[1]
-        key = store.digest_key(write=False) if store is not None and digests else b""
-        state.masking = Secrets(frozenset(values), frozenset(digests), key)
+            values = values | store.masking[0]
+            for hexkey, found in store.masking[1].items():
+                groups[hexkey] = groups.get(hexkey, set()) | found
+        local = groups.pop("", set())
+        key = store.digest_key(write=False) if store is not None and local else b""
+        keyed = tuple((bytes.fromhex(k), frozenset(d)) for k, d in sorted(groups.items()))
+        state.masking = Secrets(frozenset(values), frozenset(local), key, keyed)
     return state.masking
 
 
-def _collect(docs: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
-    """The values (current and previous) and the ``seen`` digests of state documents."""
+def _collect(docs: list[dict[str, Any]]) -> Collected:
+    """The values (current and previous) and the ``seen`` digests of state documents,
+    by the seen key of their entry. An entry's digests are known by its key and by
+    the local digest key too: those it kept before it had a key were made with that."""
     values: set[str] = set()
-    digests: set[str] = set()
+    groups: dict[str, set[str]] = {}
     for doc in docs:
         for section in ("modules", "generate"):
             for entry in doc.get(section, {}).values():
                 values.update(str(v) for v in [entry.get("value"), *entry.get("previous", [])]
                               if v is not None and str(v))
-                digests.update(entry.get("seen", []))
-    return values, digests
+                seen = entry.get("seen", [])
+                if seen:
+                    groups.setdefault("", set()).update(seen)
+                    if isinstance(entry.get("seen_key"), str):
+                        groups.setdefault(entry["seen_key"], set()).update(seen)
+    return values, groups
 
 
 def mask_text(text: str, values: Secrets) -> str:

@@ -361,3 +361,42 @@ def test_every_value_an_entry_had_is_kept_as_a_digest_never_as_a_value(
     assert "-pw = ********" in out.stdout and "-node = ********" in out.stdout, out.stdout
     changed = [ln for ln in out.stdout.splitlines() if ln[:1] in "+-" and ln[1:2] != ln[:1]]
     assert len(changed) == 5 and all(ln.endswith(("********", "[a]")) for ln in changed)
+
+
+def test_seen_digests_made_with_the_local_key_are_still_known_and_kept(tmp_path: Path) -> None:
+    """A document written before entries had a seen key: its digests were made with
+    the clone's digest key; they stay known by it, and a rotation adds a seen key."""
+    from facsimile.mask import state_values
+    from facsimile.state.digest import digest_key, value_digest
+    from facsimile.state.files import Local, StateStore
+    from facsimile.state.kinds import Want
+    from facsimile.state.store import State, rotate, write_state
+
+    folder = tmp_path / "state"
+    local = digest_key(folder, write=True)
+    old = ["oldvalue1", "oldvalue2"]
+    write_state(folder / "dev/state.json", {"format": 1, "next_id": 1, "modules": {},
+                "generate": {"pw": {"kind": "password:9", "value": "nowvalue3", "rev": 3,
+                                    "previous": ["oldvalue2"],
+                                    "seen": [value_digest(v, local) for v in old]}}})
+
+    def known(word: str, where: Path = folder) -> bool:
+        store = StateStore(Local(where), key_dir=where)
+        data, _ = store.read("dev")
+        return state_values(State("dev", where, data, store=store)).known(word)
+
+    assert known("oldvalue1") and not known("other")
+    rotate(folder, "dev", [Want("generate", "pw", "password:9")], {"state.pw"})
+    entry = json.loads((folder / "dev/state.json").read_text())["generate"]["pw"]
+    assert re.fullmatch(r"[0-9a-f]{64}", entry["seen_key"])
+    assert entry["seen"][:2] == [value_digest(v, local) for v in old]
+    assert len(set(entry["seen"])) == 4 and not {*old, "nowvalue3"} & set(entry["seen"])
+    assert known("oldvalue1") and known("oldvalue2") and known("nowvalue3")
+    # a clone with another digest key knows what the entry's own key digested (the
+    # values kept in clear left out)
+    other = tmp_path / "other"
+    write_state(other / "dev/state.json", {"format": 1, "next_id": 1, "modules": {},
+                "generate": {"pw": {k: v for k, v in entry.items() if k != "previous"}}})
+    digest_key(other, write=True)
+    assert not known("oldvalue1", other)  # digested with the first clone's key only
+    assert known("nowvalue3", other) and known("oldvalue2", other)

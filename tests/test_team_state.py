@@ -6,6 +6,7 @@ Everything goes through the real ``facs`` and ``doit``, real git and the real
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -305,6 +306,59 @@ def test_remote_state_with_two_concurrent_writers_loses_no_update(kind, tmp_path
     proc = doit(a, alice)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert facs(a, "plan", identity=alice).returncode == 0
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_a_value_rotated_five_times_in_one_clone_is_masked_in_another(sealed, tmp_path):
+    """An id: a diff masks it only as a value the state knows (no other rule hides a
+    number, as one hides a secret-shaped word of an old file)."""
+    import shutil
+
+    alice, public = keygen(tmp_path, "alice")
+    a = new_root(tmp_path)
+    project = json.loads((a / "define/facsimile.json").read_text())
+    project["generate"]["node"] = "id"
+    config: dict = {"url": f"file://{tmp_path / 'remote'}",
+                    **({"recipients": [public]} if sealed else {})}
+    (a / "define/facsimile.json").write_text(json.dumps({**project, "state": config}))
+    tmpl = a / "tmpl/_ALL_/etc/app.conf.j2"
+    tmpl.write_text(tmpl.read_text() + "node_id = {{ state.node }}\n")
+    proc = doit(a, alice)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # clone B: the same definitions, its own state/ folder and digest key, its own build
+    b = tmp_path / "b"
+    shutil.copytree(a, b, ignore=shutil.ignore_patterns("state", "BUILD", ".doit.db*",
+                                                        ".facsimile"))
+    proc = doit(b, alice)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    key = "digest-key.age" if sealed else ".digest-key"
+    assert (a / "state" / key).read_bytes() != (b / "state" / key).read_bytes()
+    conf = "BUILD/dev/etc/app.conf"
+    first = (b / conf).read_text().split("node_id = ")[1].split()[0]
+    assert (a / conf).read_text() == (b / conf).read_text()
+    for _ in range(5):
+        proc = facs(a, "state", "rotate", "dev", "node", identity=alice)
+        assert proc.returncode == 0, proc.stderr
+    proc = doit(a, alice)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"node_id = {first}\n" not in (a / conf).read_text()
+    # B's build still holds the first id: B masks it though A replaced it (on a line
+    # the new template no longer makes, so no current value hides it)
+    tmpl = b / "tmpl/_ALL_/etc/app.conf.j2"
+    tmpl.write_text(tmpl.read_text().replace("node_id = ", "node_id: "))
+    proc = facs(b, "plan", "--diff", identity=alice)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "-node_id = ********" in proc.stdout, proc.stdout
+    assert "+node_id: ********" in proc.stdout, proc.stdout
+    assert f"node_id = {first}" not in proc.stdout + proc.stderr, proc.stdout
+    text = (tmp_path / "remote/dev/state.json").read_text()
+    if not sealed:  # the digests and their key, never a value the entry had
+        entry = json.loads(text)["generate"]["node"]
+        assert len(set(entry["seen"])) == 5
+        assert all(re.fullmatch(r"[0-9a-f]{20}", d) for d in entry["seen"])
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["seen_key"])
+    else:
+        assert "seen" not in text and '"format": 2' in text
 
 
 def test_a_remote_no_op_does_one_listing_and_reads_no_state(tmp_path, monkeypatch):

@@ -18,6 +18,8 @@ import errno
 import fcntl
 import json
 import os
+import re
+import secrets
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +37,9 @@ FORMAT = 1
 SECTIONS = ("modules", "generate", "daemons")
 KEEP_PREVIOUS = 3  # replaced values kept per entry, for masking only
 SEEN = "seen"  # an entry's keyed digests of every value it has had (never the values)
+#: the random key of an entry's ``seen`` digests: it is kept (and sealed) with the
+#: entry, so every clone of shared state knows the values the entry replaced
+SEEN_KEY = "seen_key"
 LEFT = "; it was left as it is"
 
 
@@ -190,6 +195,10 @@ def _check_entry(entry: Any, shown: str, where: str) -> None:
         if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
             raise StateError(f"state entry's {name} values must be a list of strings"
                              + LEFT, file=shown, pointer=f"{where}/{name}")
+    if SEEN_KEY in entry and not (isinstance(entry[SEEN_KEY], str)
+                                  and re.fullmatch(r"[0-9a-f]{64}", entry[SEEN_KEY])):
+        raise StateError(f"state entry's {SEEN_KEY} must be 64 hexadecimal digits" + LEFT,
+                         file=shown, pointer=f"{where}/{SEEN_KEY}")
 
 
 # ------------------------------------------------------------------ writing
@@ -241,12 +250,13 @@ def fill(
     wants: list[Want],
     generators: Mapping[str, Generator] = GENERATORS,
     rotate: set[str] | None = None,
-    key: bytes | None = None,
+    seen: bool = False,
 ) -> list[Want]:
     """Give every wanted name a value (new, changed kind, or rotated). Returns what was made.
 
-    With the digest ``key`` (when the result is written), a replaced entry keeps in
-    ``seen`` the keyed digests of every value it has had before its new one."""
+    With ``seen`` (when the result is written), a replaced entry keeps in ``seen``
+    the digests of every value it has had before its new one, keyed with its
+    ``seen_key``."""
     rotate = rotate or set()
     made = []
     for want in wants:
@@ -269,19 +279,28 @@ def fill(
             # the values it replaces, newest first: a plan --diff masks them in the
             # outputs that still hold them
             new["previous"] = [entry["value"], *entry.get("previous", [])][:KEEP_PREVIOUS]
-        if entry is not None and key is not None:
-            new[SEEN] = _seen(entry, key)
+        if entry is not None and seen:
+            new[SEEN_KEY], new[SEEN] = _seen(entry)
         section[want.name] = new
         made.append(want)
     return made
 
 
-def _seen(entry: Mapping[str, Any], key: bytes) -> list[str]:
-    """The digests of every value a replaced entry has had (one written before
-    digests were kept gives its value and its previous ones)."""
-    seen = list(entry.get(SEEN, [])) or [value_digest(v, key)
-                                         for v in entry.get("previous", [])[::-1]]
-    return seen + [d for d in [value_digest(entry["value"], key)] if d not in seen]
+def _seen(entry: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """The seen key of a replaced entry (its own, or a new random one) and the digests
+    of every value it has had: its value's and its previous values' are added. The
+    key travels with the entry (in the shared document, sealed with it when state is
+    sealed), so every clone that reads the state knows the values it replaced. The
+    digests an entry kept before it had a key were made with a clone's local digest
+    key: they stay, and masking still knows them by that key."""
+    hexkey = entry.get(SEEN_KEY)
+    if not isinstance(hexkey, str):
+        hexkey = secrets.token_hex(32)
+    key, seen = bytes.fromhex(hexkey), list(entry.get(SEEN, []))
+    for value in [*entry.get("previous", [])[::-1], entry["value"]]:
+        if (found := value_digest(value, key)) not in seen:
+            seen.append(found)
+    return hexkey, seen
 
 
 def _max_id(data: Mapping[str, Any]) -> int:
@@ -331,8 +350,8 @@ def load(
         return State(family, path, data, made, exists=exists, store=store)
     if not _missing(data, wants):
         return State(family, path, data, exists=exists, store=store)
-    key = store.digest_key(write=True)
-    data = store.update(family, lambda d: bool(fill(d, wants, generators, key=key)))
+    store.digest_key(write=True)  # the root's digest key is made before its first write
+    data = store.update(family, lambda d: bool(fill(d, wants, generators, seen=True)))
     return State(family, path, data, exists=True, store=store)
 
 
@@ -364,10 +383,10 @@ def rotate(
     """Give new values to ``names`` (``module.app.password``, ``state.x``)."""
     store = as_store(where, shown_root)
     made: list[Want] = []
-    key = store.digest_key(write=True)
+    store.digest_key(write=True)  # the root's digest key is made before its first write
 
     def change(data: dict[str, Any]) -> bool:
-        made[:] = fill(data, wants, generators, rotate=names, key=key)
+        made[:] = fill(data, wants, generators, rotate=names, seen=True)
         return True
 
     store.update(family, change)
