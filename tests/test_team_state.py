@@ -417,3 +417,20 @@ def test_plan_says_which_families_are_new_and_which_get_new_values(tmp_path):
     proc = facs(a, "plan")
     assert "state of family dev: 1 new value will be generated (state.extra)" in proc.stdout
     assert "extra" not in (a / "state/dev/state.json").read_text()
+
+
+def test_a_sealed_root_keeps_its_model_cache(team, tmp_path):
+    """With the digest key sealed (no plain key left), the model cache is still
+    authenticated and used: a no-op does not resolve the definitions again."""
+    a, alice, _public = team
+    cache = a / ".facsimile/model.pickle"
+    cache.unlink(missing_ok=True)
+    assert not (a / "state/.digest-key").exists()
+    assert doit(a, alice).returncode == 0
+    assert cache.is_file()  # written under the key opened with the identity
+    first = cache.stat().st_mtime_ns
+    assert doit(a, alice).returncode == 0 and cache.stat().st_mtime_ns == first
+    # without the identity nothing is cached (nor trusted)
+    cache.unlink()
+    doit(a)
+    assert not cache.exists()

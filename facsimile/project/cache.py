@@ -24,7 +24,7 @@ from typing import Any
 from .. import define as D
 from ..atomic import write_atomic
 from ..errors import FacsimileError
-from ..state.digest import KEY_FILE, digest_key
+from ..state.digest import stored_key
 
 #: the length of the HMAC-SHA256 the cache file starts with
 _MAC_SIZE = 32
@@ -79,15 +79,14 @@ def load_model(root: D.Root, use_cache: bool) -> Model:
 
 
 def _mac_key(root: D.Root) -> bytes | None:
-    """The key of the cache's HMAC: the root's digest key, None when there is none
-    yet or it cannot be read (then nothing is cached; the build reports a damaged key)."""
-    state_dir = root.state
-    if not (state_dir / KEY_FILE).is_file():
-        return None
+    """The key of the cache's HMAC: the root's digest key (plain, or sealed and
+    opened with this run's identity), None when there is none yet or it cannot be
+    read (then nothing is cached; the build reports a damaged key)."""
     try:
-        return hashlib.blake2b(digest_key(state_dir, write=False), person=b"model.pickle").digest()
+        key = stored_key(root.state)
     except (OSError, FacsimileError):
         return None
+    return hashlib.blake2b(key, person=b"model.pickle").digest() if key else None
 
 
 def _stat_key(file: Path) -> tuple[int, int]:

@@ -104,6 +104,23 @@ def _sealed_key(store: StateStore, state_dir: Path, *, write: bool) -> bytes | N
     return key
 
 
+def stored_key(state_dir: Path) -> bytes | None:
+    """The digest key as it is in ``state_dir``, for readers that hold no state
+    store (the model cache): the plain file, else ``digest-key.age`` opened with
+    this run's identity; None when there is none or it cannot be opened."""
+    from . import crypt
+
+    if (state_dir / KEY_FILE).is_file():
+        return _plain_key(state_dir, write=False)
+    path = state_dir / SEALED_KEY_FILE
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+        opened = crypt.open_bytes(text, crypt.load_identities(crypt.identity_path()), str(path))
+    except (OSError, StateError):
+        return None
+    return _read_key(opened.decode("ascii", "replace"), path)
+
+
 def reseal_key(store: StateStore) -> None:
     """Seal the digest key again to the store's recipients (a plain one too)."""
     from . import crypt
