@@ -39,15 +39,15 @@ def write_atomic(path: str | Path, data: bytes | Callable[[int], None], mode: in
     if tmp is None:
         folder, sep, base = target.rpartition(os.sep)
         tmp = f"{folder if sep else '.'}{os.sep}.{base}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, _FLAGS, mode & 0o777)
-    except FileNotFoundError:  # no folder yet: made on the first file only
-        os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
-        fd = os.open(tmp, _FLAGS, mode & 0o777)
-    except FileExistsError:  # left by a killed process
-        os.unlink(tmp)
-        fd = os.open(tmp, _FLAGS, mode & 0o777)
-    try:
+    try:  # the temporary file is made inside: an interrupt at any point removes it
+        try:
+            fd = os.open(tmp, _FLAGS, mode & 0o777)
+        except FileNotFoundError:  # no folder yet: made on the first file only
+            os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
+            fd = os.open(tmp, _FLAGS, mode & 0o777)
+        except FileExistsError:  # left by a killed process
+            os.unlink(tmp)
+            fd = os.open(tmp, _FLAGS, mode & 0o777)
         try:
             if callable(data):
                 data(fd)
