@@ -15,7 +15,7 @@ from asyncssh.sftp import SFTPClientHandler
 from servers import SSHServer, sshd  # noqa: F401  (fixture)
 
 from facsimile.sync import sync_instance
-from facsimile.sync.destinations import ssh
+from facsimile.sync.destinations import sshwire
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
     monkeypatch.setattr(asyncssh, "connect", counting_connect)
     monkeypatch.setattr(asyncssh.SSHClientConnection, "run", counting_run)
     monkeypatch.setattr(SFTPClientHandler, "_make_request", counting_request)
-    monkeypatch.setattr(ssh, "_CONNECTIONS", {})  # this test's run starts with none open
+    monkeypatch.setattr(sshwire, "_CONNECTIONS", {})  # this test's run starts with none open
     yield counts
 
 
@@ -69,7 +69,7 @@ def reset(counts: Counts, new_run: bool = True) -> None:
     """Zero the counts; ``new_run``: as a new process would, open connections afresh."""
     counts.__init__()  # type: ignore[misc]
     if new_run:
-        ssh._CONNECTIONS.clear()
+        sshwire._CONNECTIONS.clear()
 
 
 def make_build(build: Path, n: int) -> None:

@@ -23,7 +23,6 @@ import os
 import posixpath
 import secrets
 import shlex
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -39,15 +38,9 @@ from .base import (
     register,
     tmp_name,
 )
+from .sshwire import connect, finds, parse_listing, parse_sums, tar_bytes
 
 TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP round trips
-LISTED = "'%s %T@ %m %p\\0'"  # find -printf: size, mtime, mode, path
-
-#: open connections by (pid, host, port, user, settings); see ``connect``
-_CONNECTIONS: dict[tuple[Any, ...], Any] = {}
-_CONNECTING: dict[tuple[Any, ...], threading.Lock] = {}
-_GUARD = threading.Lock()
-
 
 class SSHDestination(Destination):
     """``sftp://`` through sshfs (asyncssh): host keys verified, puts pipelined."""
@@ -71,7 +64,7 @@ class SSHDestination(Destination):
         mark = secrets.token_hex(16)
         parts = [f"if [ -f {shlex.quote(r)} ]; then printf 1; cat {shlex.quote(r)}; fi"
                  for r in records]
-        parts.append(f"{{ {_finds(roots)}; }} 2>/dev/null")
+        parts.append(f"{{ {finds(roots)}; }} 2>/dev/null")
         parts.append("date +%s")
         if digests:
             parts.append("xargs -0 -r sha256sum -- 2>/dev/null")
@@ -83,9 +76,9 @@ class SSHDestination(Destination):
         out += [b""] * (len(records) + 3 - len(out))
         got = {r: (out[i][1:] if out[i][:1] == b"1" else None) for i, r in enumerate(records)}
         text = [part.decode(errors="replace") for part in out[len(records):]]
-        listing = _parse_listing(text[0])
+        listing = parse_listing(text[0])
         self.clock = int(text[1]) if text[1].strip().isdigit() else None
-        summed = _parse_sums(text[2]) if digests else {}
+        summed = parse_sums(text[2]) if digests else {}
         return Survey(got, listing, {r: summed.get(r) for r in digests if r in listing})
 
     def listing(self, roots: list[str]) -> dict[str, Entry]:
@@ -96,8 +89,8 @@ class SSHDestination(Destination):
         if not self.tar:
             return self._sync(lambda: self._walk(roots))
         _, text = self._run_raw(f"cd {shlex.quote(self.base)} 2>/dev/null && "
-                                f"{{ {_finds(roots)}; }} 2>/dev/null; true")
-        return _parse_listing(text)
+                                f"{{ {finds(roots)}; }} 2>/dev/null; true")
+        return parse_listing(text)
 
     async def _walk(self, roots: list[str]) -> dict[str, Entry]:
         """Every file below ``roots`` over SFTP: the folders of one depth at once."""
@@ -158,7 +151,7 @@ class SSHDestination(Destination):
                  "find " + " ".join(shlex.quote(d) for d in dirs) + " -maxdepth 1 -type f "
                  f"-name '.*{TMP_SUFFIX}' -exec touch -d @$t {{}} +", "printf %s $t"]
         result = self.fs.execute("sh -c " + shlex.quote("\n".join(lines)), check=False,
-                                 input=_tar_bytes(files), encoding=None)
+                                 input=tar_bytes(files), encoding=None)
         stamp = bytes(result.stdout or b"").decode(errors="replace").strip()
         if result.exit_status != 0 or not stamp.isdigit():
             return None
@@ -347,7 +340,7 @@ class SSHDestination(Destination):
         if self.tar and len(rels) >= TAR_THRESHOLD:
             result = self.fs.execute(f"cd {shlex.quote(self.base)} && xargs -0 -r sha256sum -- "
                                      "2>/dev/null; true", check=False, input="\0".join(rels))
-            found = _parse_sums(str(result.stdout or ""))
+            found = parse_sums(str(result.stdout or ""))
             return {r: found.get(r) for r in rels}
 
         from asyncssh import SFTPError
@@ -373,91 +366,6 @@ class SSHDestination(Destination):
         result = self.fs.execute(command, check=False)
         text = str(result.stdout or "") + str(result.stderr or "")
         return int(result.exit_status or 0), text
-
-
-def _finds(roots: list[str]) -> str:
-    """The ``find -printf`` commands (run in the base) that list ``roots``."""
-    parts = [f"find ./{shlex.quote(r)} -type f -printf {LISTED}" for r in roots if r]
-    if "" in roots:
-        parts.append(f"find . -maxdepth 1 -type f -printf {LISTED}")
-    return "; ".join(parts) or "true"
-
-
-def _parse_listing(text: str) -> dict[str, Entry]:
-    """The entries of ``_finds``'s output; an mtime of whole seconds (one a put
-    set) as the seconds alone, as SFTP shows it."""
-    out: dict[str, Entry] = {}
-    for item in text.split("\0"):
-        size, mtime, mode, path = [*item.lstrip("\n").split(" ", 3), "", "", ""][:4]
-        rel = path[2:] if path.startswith("./") else path
-        if rel and size.isdigit():  # find printed only what the roots hold
-            if "." in mtime:
-                mtime = mtime.rstrip("0").rstrip(".")
-            out[rel] = Entry(int(size), mtime, int(mode, 8))
-    return out
-
-
-def _parse_sums(text: str) -> dict[str, str]:
-    """``{rel: sha256}`` from ``sha256sum`` output lines."""
-    out = {}
-    for line in text.splitlines():
-        word, _, rel = line.partition(" ")
-        out[rel.lstrip(" ")] = word
-    return out
-
-
-def _tar_bytes(files: list[LocalFile]) -> bytes:
-    """An uncompressed tar of the files to put: the system's tar when there is one
-    (five times faster), else :mod:`tarfile`."""
-    import io
-    import shutil
-    import subprocess
-    import tarfile
-
-    first = files[0]
-    base = first.path[: len(first.path) - len(first.rel)]
-    same_base = all(f.path == base + f.rel for f in files)
-    if shutil.which("tar") and same_base:
-        names = b"\0".join(f.rel.encode() for f in files)
-        proc = subprocess.run(
-            ["tar", "-C", base, "--owner=0", "--group=0", "--numeric-owner",
-             "--null", "-T", "-", "-cf", "-"], input=names, capture_output=True)
-        if proc.returncode == 0:
-            return proc.stdout
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for f in files:
-            info = tar.gettarinfo(f.path, arcname=f.rel)
-            info.mode = f.mode
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            with open(f.path, "rb") as fh:
-                tar.addfile(info, fh)
-    return buf.getvalue()
-
-
-def connect(make: Callable[..., Any], host: str, kwargs: Mapping[str, Any], name: str) -> Any:
-    """The open connection (an ``SSHFileSystem``) to ``host`` with these settings
-    for the deployment's host ``name``: the one this process opened already while
-    it is open, else a new one, made once however many threads ask for it at the
-    same moment. Hosts of one name share it (every target and instance on it);
-    two names are two connections even to one address, so that ``deploy.jobs``
-    hosts run at once as they would on their own machines."""
-    key = (os.getpid(), name, host, repr(sorted(kwargs.items())))
-    with _GUARD:
-        gate = _CONNECTING.setdefault(key, threading.Lock())
-    with gate:
-        fs = _CONNECTIONS.get(key)
-        if fs is not None and not fs.client.is_closed():
-            return fs
-        try:
-            fs = make(host, **kwargs)
-        except Exception as exc:
-            why = (f"no answer within {kwargs['timeout']:g}s (deploy.ssh.timeout)"
-                   if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
-            raise SyncError(f"cannot connect: {why}") from exc
-        _CONNECTIONS[key] = fs
-        return fs
 
 
 def _known_hosts(ssh: Mapping[str, Any]) -> str:
