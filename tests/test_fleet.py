@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,7 @@ def test_a_bad_slice_is_a_usage_error(tmp_path: Path) -> None:
 #: before it removes its lock: the window in which a killed dask worker leaves a lock
 KILLED_AFTER_MANIFEST = """
 import os, signal, sys
+from collections.abc import Iterator
 from pathlib import Path
 from facsimile.sync import host, sync_instance
 
@@ -248,3 +250,52 @@ def test_a_worker_killed_mid_sync_has_its_hosts_synced_elsewhere(
         assert (base / h / "etc/app.ini").read_text() == "port = 9090 ext-dev\n"
     out = sync(root, "--no-build", "--engine", "dask", "--scheduler", dask_cluster.address)
     assert out.count(": 0 put, 0 deleted, 2 unchanged") == 4
+
+
+@pytest.fixture
+def full_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 64 kB tmpfs of its own (a full disk), unmounted after."""
+    where = tmp_path / "sftp" / "full"
+    where.mkdir(parents=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_host_is_named_and_keeps_its_files_the_others_sync(
+        tmp_path: Path, sshd, full_folder: Path) -> None:  # noqa: F811
+    """A host whose disk is full fails with the reason, holding the files it had
+    and no temporary file; the other hosts get theirs."""
+    base = full_folder.parent
+    root = make_root(tmp_path, sshd.deploy(str(base), jobs=8),
+                     {"web": {"hosts": ["g1", "full", "g2"]}})
+    sync(root, "--no-build")
+    manifest = (full_folder / ".facsimile/manifest.json").read_bytes()
+    (root / "tmpl/_ALL_/etc/big.txt").write_text("{{ 'x' * 200000 }}\n")  # 200 kB
+    (root / "tmpl/_ALL_/etc/app.ini").write_text("port = 2 {{ flavour }}\n")
+    out = sync(root, code=1)
+    assert sorted(synced(out)) == ["g1", "g2"]
+    for h in ("g1", "g2"):
+        assert files(base, h) == FILES | {"etc/big.txt"}
+    failed = dict(re.findall(r"^  \w+/([\w.-]+): FAILED: (.+)$", out, re.M))
+    assert list(failed) == ["full"], out
+    assert failed["full"].startswith("no space left on the host's disk ("), failed
+    assert "2 host(s) ok, 1 failed" in out
+    # each file old or new, no partial file left to fill the disk, the old
+    # manifest, and the record of what this sync may have put
+    assert files(base, "full") == FILES | {".facsimile/pending.json"}
+    assert (full_folder / "etc/app.ini").read_text() in ("port = 8080 ext-dev\n",
+                                                          "port = 2 ext-dev\n")
+    assert (full_folder / ".facsimile/manifest.json").read_bytes() == manifest
+    # once the build fits again, the next sync completes there
+    (root / "tmpl/_ALL_/etc/big.txt").unlink()
+    out = sync(root)
+    assert "3 host(s) ok, 0 failed" in out
+    assert files(base, "full") == FILES
+    assert (full_folder / "etc/app.ini").read_text() == "port = 2 ext-dev\n"

@@ -15,7 +15,7 @@ from asyncssh.sftp import SFTPClientHandler
 from servers import SSHServer, sshd  # noqa: F401  (fixture)
 
 from facsimile.sync import sync_instance
-from facsimile.sync.destinations import sshwire
+from facsimile.sync.destinations import ssh, sshwire
 
 pytestmark = pytest.mark.slow
 
@@ -110,31 +110,56 @@ def cost(tmp: Path, server: SSHServer, n: int, counts: Counts) -> dict[str, Coun
 
 def test_round_trips_per_host_do_not_grow_with_the_files(
         tmp_path: Path, sshd: SSHServer, counted: Counts) -> None:  # noqa: F811
+    """A host of fewer than ``COMMAND_SURVEY_FROM`` files is read over SFTP: no
+    command starts on it but the tar stream of a first sync of many files."""
     small, large = cost(tmp_path, sshd, 60, counted), cost(tmp_path, sshd, 600, counted)
     for c in (*small.values(), *large.values()):
         assert c.connections == 1
-    # a no-op: one command (manifest, pending record and listing), no SFTP request
-    for c in (small["no-op"], large["no-op"]):
-        assert (c.execs, c.requests, c.round_trips) == (1, 0, 0), c.commands
-    # three puts: the same command, then a fixed handful of SFTP round trips
+    # a no-op: the manifest, the pending record and every folder read at once,
+    # about four round trips a folder depth (open, read, read to the end, close),
+    # the same requests whatever the number of files
+    s, b = small["no-op"], large["no-op"]
+    assert s.execs == b.execs == 0, (s.commands, b.commands)
+    assert max(s.round_trips, b.round_trips) <= 24 and b.requests - s.requests <= 4, (s, b)
+    # three puts: the same reads, then a fixed handful of SFTP requests (how many
+    # of them overlap, and so the round trips, depends on timing)
     s, b = small["three puts"], large["three puts"]
-    assert s.execs == b.execs == 1
+    assert s.execs == b.execs == 0
     # (the larger manifest is read and written in more blocks, in the same round trips)
-    assert max(s.round_trips, b.round_trips) <= 24, (s, b)
-    assert abs(s.round_trips - b.round_trips) <= 2 and b.requests - s.requests <= 10, (s, b)
-    # a first sync of many files: the reading command and one tar stream; the
-    # renames are pipelined: ten times the files, a few round trips more at most
-    # (a new SFTP channel of the pool; renamed one at a time, 540 more)
+    assert max(s.round_trips, b.round_trips) <= 50 and b.requests - s.requests <= 10, (s, b)
+    # a first sync of many files: one tar stream; the renames are pipelined: ten
+    # times the files, a few round trips more at most (a new SFTP channel of the
+    # pool; renamed one at a time, 540 more)
     s, b = small["first"], large["first"]
-    assert s.execs == b.execs == 2
+    assert s.execs == b.execs == 1
     assert b.requests >= 600 and b.round_trips <= s.round_trips + 6, (s, b)
 
 
+def test_a_host_of_many_files_is_read_with_one_command(
+        tmp_path: Path, sshd: SSHServer, counted: Counts,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """From ``COMMAND_SURVEY_FROM`` files on (50 here, 1,000 by default), one
+    command reads the host: a no-op sends no SFTP request at all."""
+    monkeypatch.setattr(ssh, "COMMAND_SURVEY_FROM", 50)
+    small, large = cost(tmp_path, sshd, 60, counted), cost(tmp_path, sshd, 600, counted)
+    for c in (small["no-op"], large["no-op"]):
+        assert (c.connections, c.execs, c.requests, c.round_trips) == (1, 1, 0, 0), c.commands
+    s, b = small["three puts"], large["three puts"]
+    assert s.execs == b.execs == 1
+    assert max(s.round_trips, b.round_trips) <= 24, (s, b)
+    assert abs(s.round_trips - b.round_trips) <= 2, (s, b)
+    s, b = small["first"], large["first"]
+    assert s.execs == b.execs == 2  # the reading command, then the tar stream
+
+
 def test_without_tar_a_sync_runs_no_command(
-        tmp_path: Path, sshd: SSHServer, counted: Counts) -> None:  # noqa: F811
-    """``deploy.ssh.tar: false``: the reads and the listing go over SFTP too; a
-    no-op takes a few round trips a folder depth, whatever the number of files."""
-    rounds = []
+        tmp_path: Path, sshd: SSHServer, counted: Counts,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``deploy.ssh.tar: false``: no command, however many files (the threshold
+    of a reading command is 50 here); a no-op sends the same SFTP requests,
+    a few round trips a folder depth, whatever the number of files."""
+    monkeypatch.setattr(ssh, "COMMAND_SURVEY_FROM", 50)
+    noops = []
     for n in (20, 200):
         build = tmp_path / f"BUILD-{n}/dev"
         make_build(build, n)
@@ -142,8 +167,9 @@ def test_without_tar_a_sync_runs_no_command(
             reset(counted)
             push(tmp_path / str(n), sshd, build, ssh={**sshd.deploy("")["ssh"], "tar": False})
             assert (counted.connections, counted.execs) == (1, 0)
-        rounds.append(counted.round_trips)
-    assert abs(rounds[0] - rounds[1]) <= 4 and max(rounds) <= 25, rounds
+        noops.append(dataclasses.replace(counted))
+    s, b = noops
+    assert b.requests - s.requests <= 4 and max(s.round_trips, b.round_trips) <= 25, noops
 
 
 def test_targets_instances_and_postcmd_of_a_host_share_one_connection(

@@ -10,7 +10,8 @@ check): a file whose size or mtime moved since is read back (one digest
 command for all of them) and put again if its content differs; a file removed
 or given another mode is put again. ``checksum`` reads back every file
 instead. A file in an owned folder that facsimile never wrote is deleted and
-named as not ours. A no-op is that one survey (over ssh: one command). The
+named as not ours. A no-op is that one survey (over ssh: SFTP requests sent at
+once, or for a host of many files one command). The
 listing covers ``.facsimile/`` too, so that a lock left there is seen.
 """
 
@@ -144,7 +145,7 @@ def _look(dest: Destination, files: Mapping[str, LocalFile], owned: list[str],
     folder the build no longer has) is listed after, when there is one."""
     roots = listing_roots([*files, LOCK], owned)  # a lock left there is seen
     asked = [PENDING] if doc is not None else [MANIFEST, PENDING]
-    survey = dest.survey(asked, roots, sorted(files) if checksum else [])
+    survey = dest.survey(asked, roots, sorted(files) if checksum else [], len(files))
     if doc is None:
         doc = parse_record(dest, MANIFEST, survey.records[MANIFEST])
     pending = parse_record(dest, PENDING, survey.records[PENDING]).files

@@ -1,17 +1,20 @@
 """``sftp://`` (or ``ssh://``) destinations through ``sshfs`` (asyncssh), host
 keys verified against a known_hosts file. One connection per host per
 process, reused by every target and instance that lands on it and by
-``deploy.postcmd`` (``connect``). A plan reads the host with one command
-(``survey``: the manifest, the pending record and one ``find -printf`` over
-every folder involved, temporary files included, with ``--checksum`` the
-digests too); everything else goes over the SFTP channels already open. Puts
-go as pipelined SFTP writes, or, from ``TAR_THRESHOLD`` files on (unless
-``deploy.ssh.tar`` is false), as one tar stream unpacked to the temporary
-names, then SFTP renames. A put sets each file's mtime to one second before the host's
-clock at the put, so that the next quick check knows it without a listing and
-any later edit on the host moves it. ``deploy.ssh.tar: false`` (hosts without
-tar and GNU find) reads over SFTP only. Settings come from ``deploy.ssh``
-(user, port, key, known_hosts, timeout, tar).
+``deploy.postcmd`` (``connect``). A plan reads the host in one look
+(``survey``): the manifest, the pending record and a listing of every folder
+involved, temporary files included, over SFTP all at once for a host of few
+files, where no process need start on the host; with one command (one
+``find -printf``, with ``--checksum`` the digests too) from
+``COMMAND_SURVEY_FROM`` files on. Everything else goes over the SFTP
+channels already open. Puts go as pipelined SFTP writes, or, from
+``TAR_THRESHOLD`` files on (unless ``deploy.ssh.tar`` is false), as one tar
+stream unpacked to the temporary names, then SFTP renames. A put sets each
+file's mtime to one second before the host's clock at the put, so that the
+next quick check knows it without a listing and any later edit on the host
+moves it. ``deploy.ssh.tar: false`` (hosts without tar and GNU find) runs no
+command at all. Settings come from ``deploy.ssh`` (user, port, key,
+known_hosts, timeout, tar).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ from .base import (
 from .sshwire import connect, finds, parse_listing, parse_sums, tar_bytes
 
 TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP round trips
+#: files a host is expected to hold from which one command reads it faster than an
+#: SFTP walk (a command starts a shell on the host, with its rc files: 10-200 ms)
+COMMAND_SURVEY_FROM = 1000
 
 class SSHDestination(Destination):
     """``sftp://`` through sshfs (asyncssh): host keys verified, puts pipelined."""
@@ -49,6 +55,7 @@ class SSHDestination(Destination):
     runs_commands = True
     tar = True  # deploy.ssh.tar: false for hosts without tar and find
     clock: int | None = None  # the host's clock (seconds) when the survey read it
+    by_command = False  # whether the survey read the host with a command (see survey)
 
     def _sync(self, make: Callable[[], Any]) -> Any:
         """Run the coroutine ``make()`` on sshfs's event loop."""
@@ -56,11 +63,17 @@ class SSHDestination(Destination):
 
         return sync(self.fs.loop, make)
 
-    def survey(self, records: list[str], roots: list[str], digests: list[str]) -> Survey:
-        """One command on the host: each record, then the listing, the host's
-        clock and the digests, each part after a random marker that no file holds."""
-        if not self.tar:
-            return super().survey(records, roots, digests)
+    def survey(self, records: list[str], roots: list[str], digests: list[str],
+               expected: int = 0) -> Survey:
+        """Everything a plan reads. A host expected to hold fewer than
+        ``COMMAND_SURVEY_FROM`` files (and no digests asked) is read over SFTP
+        alone, the records and every folder of the listing at once: no process
+        starts on the host. A larger one, or digests asked, is read with one
+        command: each record, then the listing, the host's clock and the
+        digests, each part after a random marker that no file holds."""
+        self.by_command = self.tar and (bool(digests) or expected >= COMMAND_SURVEY_FROM)
+        if not self.by_command:
+            return self._sync(lambda: self._survey_sftp(records, roots, digests))
         mark = secrets.token_hex(16)
         parts = [f"if [ -f {shlex.quote(r)} ]; then printf 1; cat {shlex.quote(r)}; fi"
                  for r in records]
@@ -81,12 +94,40 @@ class SSHDestination(Destination):
         summed = parse_sums(text[2]) if digests else {}
         return Survey(got, listing, {r: summed.get(r) for r in digests if r in listing})
 
+    async def _survey_sftp(self, records: list[str], roots: list[str],
+                           digests: list[str]) -> Survey:
+        """The records and the listing over SFTP, all at once; then the digests
+        (read back) of those the listing shows."""
+        found = await asyncio.gather(self._walk(roots), *(self._read_async(r) for r in records))
+        listing: dict[str, Entry] = found[0]
+        got = dict(zip(records, found[1:], strict=True))
+        shown = [r for r in digests if r in listing]
+        sums = await asyncio.gather(*(self._sum_async(r) for r in shown))
+        return Survey(got, listing, dict(zip(shown, sums, strict=True)))
+
+    async def _read_async(self, rel: str) -> bytes | None:
+        """The content of ``rel``, None where there is none (or it cannot be read)."""
+        from asyncssh import SFTPError
+
+        async with self.fs._pool.get() as channel:
+            try:
+                async with channel.open(self.path(rel), "rb") as fh:
+                    return bytes(await fh.read())
+            except SFTPError:
+                return None
+
+    async def _sum_async(self, rel: str) -> str | None:
+        """The sha256 of ``rel``, read back over SFTP; None if it is gone."""
+        data = await self._read_async(rel)
+        return None if data is None else hashlib.sha256(data).hexdigest()
+
     def listing(self, roots: list[str]) -> dict[str, Entry]:
-        """One ``find -printf`` on the host over every root (a walk over SFTP where
-        ``deploy.ssh.tar`` is false: hosts without GNU find)."""
+        """The files below ``roots``, read as the survey read the host: one
+        ``find -printf`` on it, or a walk over SFTP (hosts with few files, and
+        hosts without GNU find: ``deploy.ssh.tar`` false)."""
         if not roots:
             return {}
-        if not self.tar:
+        if not self.by_command:
             return self._sync(lambda: self._walk(roots))
         _, text = self._run_raw(f"cd {shlex.quote(self.base)} 2>/dev/null && "
                                 f"{{ {finds(roots)}; }} 2>/dev/null; true")
@@ -145,11 +186,14 @@ class SSHDestination(Destination):
         rename = f"s,\\([^/]*\\)$,.\\1{TMP_SUFFIX},"
         # the folders first (the umask of the host); then each file is made under
         # umask 077 before tar sets its own mode: a secret is never readable by others
+        temps = ("find " + " ".join(shlex.quote(d) for d in dirs) + " -maxdepth 1 -type f "
+                 f"-name '.*{TMP_SUFFIX}' -exec")
+        # a tar that fails (a full disk) leaves no partial file behind to fill it
         lines = ["set -e", "mkdir -p -- " + " ".join(shlex.quote(d) for d in dirs),
                  f"cd {shlex.quote(self.base)}", "t=$(( $(date +%s) - 1 ))",
-                 f"(umask 077 && tar --no-same-owner --transform {shlex.quote(rename)} -xpf -)",
-                 "find " + " ".join(shlex.quote(d) for d in dirs) + " -maxdepth 1 -type f "
-                 f"-name '.*{TMP_SUFFIX}' -exec touch -d @$t {{}} +", "printf %s $t"]
+                 f"(umask 077 && tar --no-same-owner --transform {shlex.quote(rename)} -xpf -)"
+                 f" || {{ {temps} rm -f {{}} +; exit 1; }}",
+                 f"{temps} touch -d @$t {{}} +", "printf %s $t"]
         result = self.fs.execute("sh -c " + shlex.quote("\n".join(lines)), check=False,
                                  input=tar_bytes(files), encoding=None)
         stamp = bytes(result.stdout or b"").decode(errors="replace").strip()
@@ -251,7 +295,7 @@ class SSHDestination(Destination):
         """Write the temporary file, made with at most ``mode`` before any content
         goes in; set its mode and its mtime (one second before the host's clock),
         rename it in. What a listing shows of it."""
-        from asyncssh import SFTPAttrs
+        from asyncssh import SFTPAttrs, SFTPFailure
 
         final = self.path(rel)
         tmp = tmp_name(final)
@@ -262,9 +306,17 @@ class SSHDestination(Destination):
                 while chunk := read(1 << 22):
                     await fh.write(chunk, size)
                     size += len(chunk)
-                clock = self.clock or int((await fh.stat()).mtime or 1)
-            except BaseException:
+                if self.clock is None:  # read over SFTP: the first file written tells it
+                    self.clock = int((await fh.stat()).mtime or 1)
+                clock = self.clock
+            except BaseException as exc:  # (a full disk): no partial file left to fill it
                 await fh.close()
+                full = await self._full(channel, final) if isinstance(exc, SFTPFailure) else None
+                with contextlib.suppress(Exception):
+                    await channel.remove(tmp)
+                if full:
+                    raise SyncError(f"no space left on the host's disk ({full} at "
+                                    f"{posixpath.dirname(final)}) writing {final}") from exc
                 raise
             # requests on one handle are done in order: the mode and mtime, then close
             await asyncio.gather(
@@ -272,6 +324,19 @@ class SSHDestination(Destination):
                 fh.close())
             await channel.posix_rename(tmp, final)
         return Entry(size, str(clock - 1), mode)
+
+    async def _full(self, channel: Any, path: str) -> str | None:
+        """What is left on the file system of ``path`` (``statvfs@openssh.com``)
+        when it is full (under 1 MB or no inode), to explain a write's plain SFTP
+        "Failure"; None when it is not full, or cannot be told."""
+        try:
+            vfs = await channel.statvfs(posixpath.dirname(path))
+        except Exception:
+            return None
+        free = int(vfs.bavail) * int(vfs.frsize or vfs.bsize)
+        if vfs.favail == 0:
+            return "no inode left"
+        return f"{human_free(free)} free" if free < 1 << 20 else None
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         import io
@@ -343,18 +408,8 @@ class SSHDestination(Destination):
             found = parse_sums(str(result.stdout or ""))
             return {r: found.get(r) for r in rels}
 
-        from asyncssh import SFTPError
-
-        async def one(rel: str) -> str | None:
-            async with self.fs._pool.get() as channel:
-                try:
-                    async with channel.open(self.path(rel), "rb") as fh:
-                        return hashlib.sha256(await fh.read()).hexdigest()
-                except SFTPError:  # gone since the listing
-                    return None
-
         async def run() -> list[str | None]:
-            return list(await asyncio.gather(*(one(r) for r in rels)))
+            return list(await asyncio.gather(*(self._sum_async(r) for r in rels)))
 
         return dict(zip(rels, self._sync(run), strict=True))
 
@@ -366,6 +421,11 @@ class SSHDestination(Destination):
         result = self.fs.execute(command, check=False)
         text = str(result.stdout or "") + str(result.stderr or "")
         return int(result.exit_status or 0), text
+
+
+def human_free(n: int) -> str:
+    """``n`` bytes as ``12 kB`` or ``3.4 MB``."""
+    return f"{n / 1000:.0f} kB" if n < 1_000_000 else f"{n / 1_000_000:.1f} MB"
 
 
 def _known_hosts(ssh: Mapping[str, Any]) -> str:
