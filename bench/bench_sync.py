@@ -168,8 +168,6 @@ def fleet_run(work: Path, server, n: int, jobs: list[int]) -> list[tuple[str, li
 
     def facs(j: int) -> float:
         deploy = server.deploy(str(work / f"facs-{n}-j{j}"), jobs=j)
-        if os.environ.get("BENCH_SSH_TAR") == "0":
-            deploy["ssh"]["tar"] = False
         seconds, kb = facs_child({"root": str(work), "build": str(build),
                                   "deploy": deploy, "hosts": hosts})
         rss[j] = max(rss.get(j, 0), kb)

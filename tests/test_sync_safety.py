@@ -206,3 +206,39 @@ def test_lock_of_a_killed_sync_on_this_machine_is_taken_over(
     out = sync(root)
     assert "web/h1: 1 put" in out
     assert d.read("h1", LOCK) is None
+
+
+DIE_IN_LOCK_WRITE = """
+import json, os, signal, sys
+from facsimile.sync.destinations import open_destination
+deploy, kind = json.loads(sys.argv[1]), sys.argv[2]
+dest = open_destination(deploy["url"].replace("{host}", "h1"), deploy, "web/h1")
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+if kind == "sftp":
+    import asyncssh
+    async def die_async(*args, **kwargs):
+        die()
+    asyncssh.SFTPClientFile.write = die_async
+else:
+    os.write = die
+dest.create_exclusive(".facsimile/lock", b'{"user": "me"}')
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "sftp"])
+def test_a_sync_killed_while_writing_its_lock_leaves_no_lock(
+        tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    """Killed after its lock's file was made, before its content was in: the lock
+    is not there at all (it is linked in whole), so the next sync does not wait."""
+    d = Dest(kind, tmp_path, request)
+    root = make_root(tmp_path, d.deploy)
+    sync(root)
+    killed = subprocess.run([sys.executable, "-c", DIE_IN_LOCK_WRITE, json.dumps(d.deploy),
+                             kind], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    assert d.read("h1", LOCK) is None
+    (root / "tmpl/_ALL_/etc/app.ini").write_text("port = 3\n")
+    start = time.monotonic()
+    out = sync(root)
+    assert "web/h1: 1 put" in out and time.monotonic() - start < 8, out

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,13 @@ def tmp_name(final: str) -> str:
     """The temporary name next to ``final`` that a put writes, then renames."""
     return posixpath.join(posixpath.dirname(final),
                           f".{posixpath.basename(final)}{TMP_SUFFIX}")
+
+
+def own_tmp_name(final: str) -> str:
+    """A temporary name next to ``final`` that no other process writes (for an
+    exclusive create: written whole, then linked to ``final``)."""
+    return posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}."
+                          f"{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
 
 
 def is_tmp_name(name: str) -> bool:

@@ -14,7 +14,16 @@ from typing import Any
 
 from ...errors import SyncError
 from ..scan import LocalFile
-from .base import Destination, Entry, Location, in_roots, register, tmp_name, write_all
+from .base import (
+    Destination,
+    Entry,
+    Location,
+    in_roots,
+    own_tmp_name,
+    register,
+    tmp_name,
+    write_all,
+)
 
 
 class LocalDestination(Destination):
@@ -55,17 +64,24 @@ class LocalDestination(Destination):
         self._write(rel, 0o600, lambda fd: write_all(fd, data))
 
     def create_exclusive(self, rel: str, data: bytes) -> bool:
-        """``O_EXCL``: exactly one of two racing syncs creates it."""
+        """Written whole to a temporary name, then hard-linked to ``rel``, which
+        fails if ``rel`` exists: exactly one of two racing syncs creates it, and
+        it is never seen empty (a sync killed half way leaves no empty lock)."""
         final = self.path(rel)
         self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        tmp = own_tmp_name(final)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                write_all(fd, data)
+            finally:
+                os.close(fd)
+            os.link(tmp, final)
         except FileExistsError:
             return False
-        try:
-            write_all(fd, data)
         finally:
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         return True
 
     def prune_dirs(self, rels: list[str]) -> None:

@@ -38,6 +38,7 @@ from .base import (
     Location,
     Survey,
     in_roots,
+    own_tmp_name,
     register,
     tmp_name,
 )
@@ -344,24 +345,46 @@ class SSHDestination(Destination):
         self._sync(lambda: self._write_async(rel, 0o600, io.BytesIO(data).read))
 
     def create_exclusive(self, rel: str, data: bytes) -> bool:
-        """SFTP open with ``FXF_EXCL`` (mode ``xb``), 0600: the server refuses it if
-        the file exists."""
-        from asyncssh import SFTPError
+        """Written whole to a temporary name (``FXF_EXCL``, 0600), then hard-linked
+        to ``rel`` (``hardlink@openssh.com``), which the server refuses if ``rel``
+        exists: never seen empty, even after a kill half way. A server without
+        that extension gets ``rel`` itself opened with ``FXF_EXCL``."""
+        from asyncssh import SFTPError, SFTPOpUnsupported
 
         final = self.path(rel)
 
+        async def direct(channel: Any) -> bool:
+            try:
+                fh = await self._open_new(channel, final, 0o600, fresh=False)
+            except SFTPError:
+                if await channel.exists(final):
+                    return False
+                raise
+            try:
+                await fh.write(data)
+            finally:
+                await fh.close()
+            return True
+
         async def go() -> bool:
             async with self.fs._pool.get() as channel:
+                tmp = own_tmp_name(final)
+                fh = await self._open_new(channel, tmp, 0o600, fresh=False)
                 try:
-                    fh = await self._open_new(channel, final, 0o600, fresh=False)
+                    try:
+                        await fh.write(data)
+                    finally:
+                        await fh.close()
+                    await channel.link(tmp, final)
+                except SFTPOpUnsupported:
+                    return await direct(channel)
                 except SFTPError:
                     if await channel.exists(final):
                         return False
                     raise
-                try:
-                    await fh.write(data)
                 finally:
-                    await fh.close()
+                    with contextlib.suppress(Exception):
+                        await channel.remove(tmp)
             return True
 
         return bool(self._sync(go))
