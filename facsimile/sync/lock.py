@@ -1,8 +1,9 @@
 """The destination lock: ``hold`` creates ``.facsimile/lock`` exclusively (the
-backend's ``create_exclusive``: ``O_EXCL`` on a folder, ``FXF_EXCL`` over SFTP,
-a conditional put on S3) for as long as a sync applies its plan there, and
+backend's ``create_exclusive``: on a folder and over SFTP written whole to a
+temporary name, then hard-linked in, which fails if the lock is there; a
+conditional put on S3) for as long as a sync applies its plan there, and
 removes it after: one create and one delete per host that needs puts or
-deletes. A lock held by another sync makes this one wait, polling with
+deletes. A lock is never seen empty, even when its writer was killed. A lock held by another sync makes this one wait, polling with
 backoff, up to ``WAIT`` seconds, then fail that host naming the holder
 (user@host pid) and the lock's age. A lock left by a sync that was killed on
 this machine (its pid is gone) is taken over; one left elsewhere is removed

@@ -57,6 +57,7 @@ class SSHDestination(Destination):
     tar = True  # deploy.ssh.tar: false for hosts without tar and find
     clock: int | None = None  # the host's clock (seconds) when the survey read it
     by_command = False  # whether the survey read the host with a command (see survey)
+    folders: frozenset[str] = frozenset()  # the folders (relative) the survey saw files in
 
     def _sync(self, make: Callable[[], Any]) -> Any:
         """Run the coroutine ``make()`` on sshfs's event loop."""
@@ -93,6 +94,7 @@ class SSHDestination(Destination):
         listing = parse_listing(text[0])
         self.clock = int(text[1]) if text[1].strip().isdigit() else None
         summed = parse_sums(text[2]) if digests else {}
+        self.folders = _folders(listing)
         return Survey(got, listing, {r: summed.get(r) for r in digests if r in listing})
 
     async def _survey_sftp(self, records: list[str], roots: list[str],
@@ -102,6 +104,7 @@ class SSHDestination(Destination):
         found = await asyncio.gather(self._walk(roots), *(self._read_async(r) for r in records))
         listing: dict[str, Entry] = found[0]
         got = dict(zip(records, found[1:], strict=True))
+        self.folders = _folders(listing)
         shown = [r for r in digests if r in listing]
         sums = await asyncio.gather(*(self._sum_async(r) for r in shown))
         return Survey(got, listing, dict(zip(shown, sums, strict=True)))
@@ -214,8 +217,16 @@ class SSHDestination(Destination):
 
     def _put_sftp(self, files: list[LocalFile],
                   progress: Callable[[int], None]) -> dict[str, Entry]:
-        """One SFTP put per file, 16 at a time (a missing folder made on the way)."""
+        """One SFTP put per file, 16 at a time; first the folders the survey did
+        not see, a depth at a time (a folder missing all the same is made when
+        its first file fails to open)."""
         out: dict[str, Entry] = {}
+        missing: dict[int, set[str]] = {}
+        for f in files:
+            d = posixpath.dirname(f.rel)
+            while d and d not in self.folders:
+                missing.setdefault(d.count("/"), set()).add(self.path(d))
+                d = posixpath.dirname(d)
 
         async def one(f: LocalFile) -> None:
             with open(f.path, "rb") as src:
@@ -223,6 +234,8 @@ class SSHDestination(Destination):
             progress(f.size)
 
         async def run() -> None:
+            for depth in sorted(missing):
+                await self._mkdirs(missing[depth])
             sem = asyncio.Semaphore(16)
 
             async def guarded(f: LocalFile) -> None:
@@ -444,6 +457,17 @@ class SSHDestination(Destination):
         result = self.fs.execute(command, check=False)
         text = str(result.stdout or "") + str(result.stderr or "")
         return int(result.exit_status or 0), text
+
+
+def _folders(listing: Mapping[str, Entry]) -> frozenset[str]:
+    """Every folder (relative, ``""`` excluded) that holds a file of ``listing``."""
+    out: set[str] = set()
+    for rel in listing:
+        d = posixpath.dirname(rel)
+        while d and d not in out:
+            out.add(d)
+            d = posixpath.dirname(d)
+    return frozenset(out)
 
 
 def human_free(n: int) -> str:
