@@ -194,3 +194,24 @@ def test_targets_instances_and_postcmd_of_a_host_share_one_connection(
     reset(counted, new_run=False)
     push(tmp_path, sshd, build, hosts=("h1", "h2"))
     assert counted.connections == 1  # h1's is open already; h2 gets its own
+
+
+def test_connections_left_unused_beyond_the_kept_ones_are_closed(
+        tmp_path: Path, sshd: SSHServer, counted: Counts,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet holds the memory of ``IDLE_KEPT`` unused connections, not of
+    every host: the host left unused the longest is closed, and a later sync
+    to it connects again; the ones kept are reused."""
+    monkeypatch.setattr(sshwire, "IDLE_KEPT", 2)
+    build = tmp_path / "BUILD/dev"
+    make_build(build, 3)
+    hosts = tuple(f"h{i}" for i in range(6))
+    push(tmp_path, sshd, build, hosts=hosts, jobs=1)  # one host at a time, in order
+    assert counted.connections == 6
+    kept = [fs for fs in sshwire._CONNECTIONS.values() if not fs.client.is_closed()]
+    assert len(sshwire._CONNECTIONS) == 2 and len(kept) == 2
+    reset(counted, new_run=False)
+    push(tmp_path, sshd, build, hosts=hosts[-2:], jobs=1)  # the two kept: reused
+    assert counted.connections == 0
+    push(tmp_path, sshd, build, hosts=hosts[:1], jobs=1)  # closed: connects again
+    assert counted.connections == 1

@@ -3,9 +3,10 @@ backend's ``create_exclusive``: on a folder and over SFTP written whole to a
 temporary name, then hard-linked in, which fails if the lock is there; a
 conditional put on S3) for as long as a sync applies its plan there, and
 removes it after: one create and one delete per host that needs puts or
-deletes. A lock is never seen empty, even when its writer was killed. A lock held by another sync makes this one wait, polling with
-backoff, up to ``WAIT`` seconds, then fail that host naming the holder
-(user@host pid) and the lock's age. A lock left by a sync that was killed on
+deletes. A lock is never seen empty, even when its writer was killed. A lock
+held by another sync makes this one wait, polling with backoff, up to
+``WAIT`` seconds, then fail that host naming the holder (user@host pid) and
+the lock's age. A lock left by a sync that was killed on
 this machine (its pid is gone) is taken over; one left elsewhere is removed
 by hand. A sync with nothing to do takes no lock, but removes one it finds
 that a killed sync of this machine left (``clear_dead``): a sync killed after

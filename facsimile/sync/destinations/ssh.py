@@ -42,7 +42,7 @@ from .base import (
     register,
     tmp_name,
 )
-from .sshwire import connect, finds, parse_listing, parse_sums, tar_bytes
+from .sshwire import connect, finds, parse_listing, parse_sums, release, tar_bytes
 
 TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP round trips
 #: files a host is expected to hold from which one command reads it faster than an
@@ -448,6 +448,11 @@ class SSHDestination(Destination):
             return list(await asyncio.gather(*(self._sum_async(r) for r in rels)))
 
         return dict(zip(rels, self._sync(run), strict=True))
+
+    def close(self) -> None:
+        """Give the connection back (kept open a while for the host's next
+        target or instance; see ``sshwire.release``)."""
+        release(self.fs)
 
     def _run_raw(self, command: str) -> tuple[int, str]:
         result = self.fs.execute(command, check=False)

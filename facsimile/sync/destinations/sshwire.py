@@ -1,13 +1,16 @@
 """What an ssh destination sends and reads besides SFTP requests: the text of
 its one listing command and the parsing of what it prints, the tar stream of a
-batch of puts, and the connections of this process, one per host (``connect``).
+batch of puts, and the connections of this process, one per host
+(``connect``, ``release``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,7 +23,11 @@ LISTED = "'%s %T@ %m %p\\0'"  # find -printf: size, mtime, mode, path
 #: open connections by (pid, host, port, user, settings); see ``connect``
 _CONNECTIONS: dict[tuple[Any, ...], Any] = {}
 _CONNECTING: dict[tuple[Any, ...], threading.Lock] = {}
+_USERS: dict[tuple[Any, ...], int] = {}  # the callers of each that have not released it
+_IDLE: OrderedDict[tuple[Any, ...], None] = OrderedDict()  # unused ones, the oldest first
+_KEYS: dict[int, tuple[Any, ...]] = {}  # id of an open connection -> its key
 _GUARD = threading.Lock()
+IDLE_KEPT = 256  # unused connections kept open for later targets and instances
 
 
 def finds(roots: list[str]) -> str:
@@ -90,19 +97,53 @@ def connect(make: Callable[..., Any], host: str, kwargs: Mapping[str, Any], name
     it is open, else a new one, made once however many threads ask for it at the
     same moment. Hosts of one name share it (every target and instance on it);
     two names are two connections even to one address, so that ``deploy.jobs``
-    hosts run at once as they would on their own machines."""
+    hosts run at once as they would on their own machines. Each caller gives it
+    back with ``release``."""
     key = (os.getpid(), name, host, repr(sorted(kwargs.items())))
     with _GUARD:
         gate = _CONNECTING.setdefault(key, threading.Lock())
     with gate:
-        fs = _CONNECTIONS.get(key)
-        if fs is not None and not fs.client.is_closed():
-            return fs
+        with _GUARD:
+            fs = _CONNECTIONS.get(key)
+            if fs is not None and not fs.client.is_closed():
+                _USERS[key] = _USERS.get(key, 0) + 1
+                _IDLE.pop(key, None)
+                return fs
         try:
             fs = make(host, **kwargs)
         except Exception as exc:
             why = (f"no answer within {kwargs['timeout']:g}s (deploy.ssh.timeout)"
                    if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
             raise SyncError(f"cannot connect: {why}") from exc
-        _CONNECTIONS[key] = fs
+        with _GUARD:
+            _CONNECTIONS[key] = fs
+            _USERS[key] = 1
+            _KEYS[id(fs)] = key
         return fs
+
+
+def release(fs: Any) -> None:
+    """``fs`` is no longer used by its caller. Once no one uses it, it is kept
+    open for the next target or instance on its host, among the ``IDLE_KEPT``
+    connections left unused the latest; the one left unused the longest beyond
+    those is closed, so that a fleet of thousands of hosts holds the memory of
+    a few hundred connections, not of every host."""
+    closing = []
+    with _GUARD:
+        key = _KEYS.get(id(fs))
+        if key is None or _CONNECTIONS.get(key) is not fs:
+            return
+        _USERS[key] = max(0, _USERS.get(key, 1) - 1)
+        if _USERS[key]:
+            return
+        _IDLE[key] = None
+        while len(_IDLE) > IDLE_KEPT:
+            old, _ = _IDLE.popitem(last=False)
+            gone = _CONNECTIONS.pop(old, None)
+            _USERS.pop(old, None)
+            if gone is not None:
+                _KEYS.pop(id(gone), None)
+                closing.append(gone)
+    for gone in closing:
+        with contextlib.suppress(Exception):
+            gone.loop.call_soon_threadsafe(gone.client.close)
