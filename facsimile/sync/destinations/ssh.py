@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import os
 import posixpath
-import secrets
 import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -42,7 +41,17 @@ from .base import (
     register,
     tmp_name,
 )
-from .sshwire import connect, finds, parse_listing, parse_sums, release, tar_bytes
+from .sshwire import (
+    connect,
+    finds,
+    folders_of,
+    parse_listing,
+    parse_sums,
+    release,
+    split_survey,
+    survey_script,
+    tar_bytes,
+)
 
 TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP round trips
 #: files a host is expected to hold from which one command reads it faster than an
@@ -76,25 +85,13 @@ class SSHDestination(Destination):
         self.by_command = self.tar and (bool(digests) or expected >= COMMAND_SURVEY_FROM)
         if not self.by_command:
             return self._sync(lambda: self._survey_sftp(records, roots, digests))
-        mark = secrets.token_hex(16)
-        parts = [f"if [ -f {shlex.quote(r)} ]; then printf 1; cat {shlex.quote(r)}; fi"
-                 for r in records]
-        parts.append(f"{{ {finds(roots)}; }} 2>/dev/null")
-        parts.append("date +%s")
-        if digests:
-            parts.append("xargs -0 -r sha256sum -- 2>/dev/null")
-        script = "; ".join(f"printf %s {mark}; {p}" for p in parts)
+        mark, script = survey_script(records, roots, bool(digests))
         result = self.fs.execute(f"cd {shlex.quote(self.base)} 2>/dev/null && {{ {script}; }}"
                                  "; true", check=False, encoding=None,
                                  input="\0".join(digests).encode() if digests else None)
-        out = bytes(result.stdout or b"").split(mark.encode())[1:]
-        out += [b""] * (len(records) + 3 - len(out))
-        got = {r: (out[i][1:] if out[i][:1] == b"1" else None) for i, r in enumerate(records)}
-        text = [part.decode(errors="replace") for part in out[len(records):]]
-        listing = parse_listing(text[0])
-        self.clock = int(text[1]) if text[1].strip().isdigit() else None
-        summed = parse_sums(text[2]) if digests else {}
-        self.folders = _folders(listing)
+        got, listing, self.clock, summed = split_survey(bytes(result.stdout or b""), mark,
+                                                        records)
+        self.folders = folders_of(listing)
         return Survey(got, listing, {r: summed.get(r) for r in digests if r in listing})
 
     async def _survey_sftp(self, records: list[str], roots: list[str],
@@ -104,7 +101,7 @@ class SSHDestination(Destination):
         found = await asyncio.gather(self._walk(roots), *(self._read_async(r) for r in records))
         listing: dict[str, Entry] = found[0]
         got = dict(zip(records, found[1:], strict=True))
-        self.folders = _folders(listing)
+        self.folders = folders_of(listing)
         shown = [r for r in digests if r in listing]
         sums = await asyncio.gather(*(self._sum_async(r) for r in shown))
         return Survey(got, listing, dict(zip(shown, sums, strict=True)))
@@ -462,17 +459,6 @@ class SSHDestination(Destination):
         result = self.fs.execute(command, check=False)
         text = str(result.stdout or "") + str(result.stderr or "")
         return int(result.exit_status or 0), text
-
-
-def _folders(listing: Mapping[str, Entry]) -> frozenset[str]:
-    """Every folder (relative, ``""`` excluded) that holds a file of ``listing``."""
-    out: set[str] = set()
-    for rel in listing:
-        d = posixpath.dirname(rel)
-        while d and d not in out:
-            out.add(d)
-            d = posixpath.dirname(d)
-    return frozenset(out)
 
 
 def human_free(n: int) -> str:

@@ -1,13 +1,15 @@
 """What an ssh destination sends and reads besides SFTP requests: the text of
-its one listing command and the parsing of what it prints, the tar stream of a
-batch of puts, and the connections of this process, one per host
-(``connect``, ``release``).
+its one reading command (``survey_script``) and of its listing command, and
+the parsing of what they print; the tar stream of a batch of puts; and the
+connections of this process, one per host (``connect``, ``release``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
+import secrets
 import shlex
 import threading
 from collections import OrderedDict
@@ -59,6 +61,44 @@ def parse_sums(text: str) -> dict[str, str]:
         word, _, rel = line.partition(" ")
         out[rel.lstrip(" ")] = word
     return out
+
+
+def survey_script(records: list[str], roots: list[str], digests: bool) -> tuple[str, str]:
+    """The one command that reads a host (run in its base, the paths of the files
+    to digest on its stdin when ``digests``): each record, the listing of
+    ``roots``, the host's clock and the digests, each part after a random marker
+    that no file holds. The marker, and the command."""
+    mark = secrets.token_hex(16)
+    parts = [f"if [ -f {shlex.quote(r)} ]; then printf 1; cat {shlex.quote(r)}; fi"
+             for r in records]
+    parts.append(f"{{ {finds(roots)}; }} 2>/dev/null")
+    parts.append("date +%s")
+    if digests:
+        parts.append("xargs -0 -r sha256sum -- 2>/dev/null")
+    return mark, "; ".join(f"printf %s {mark}; {p}" for p in parts)
+
+
+def split_survey(out: bytes, mark: str, records: list[str]) -> tuple[
+        dict[str, bytes | None], dict[str, Entry], int | None, dict[str, str]]:
+    """What ``survey_script`` printed: each record's bytes (None: not there), the
+    listing, the host's clock (None if unreadable) and the digests."""
+    parts = out.split(mark.encode())[1:]
+    parts += [b""] * (len(records) + 3 - len(parts))
+    got = {r: (parts[i][1:] if parts[i][:1] == b"1" else None) for i, r in enumerate(records)}
+    text = [part.decode(errors="replace") for part in parts[len(records):]]
+    clock = int(text[1]) if text[1].strip().isdigit() else None
+    return got, parse_listing(text[0]), clock, parse_sums(text[2])
+
+
+def folders_of(listing: Mapping[str, Entry]) -> frozenset[str]:
+    """Every folder (relative, ``""`` excluded) that holds a file of ``listing``."""
+    out: set[str] = set()
+    for rel in listing:
+        d = posixpath.dirname(rel)
+        while d and d not in out:
+            out.add(d)
+            d = posixpath.dirname(d)
+    return frozenset(out)
 
 
 def tar_bytes(files: list[LocalFile]) -> bytes:
