@@ -1,6 +1,7 @@
 """Where a sync writes: one backend per URL scheme, each in its own module
-(``local`` for ``file://``, ``ssh`` for ``sftp://`` and ``ssh://``, ``s3`` for
-``s3://``), each a ``Destination`` subclass registering its opener with
+(``local`` for ``file://``, ``ssh`` for ``sftp://`` and ``ssh://`` with
+``sshwire``, its commands and connections, and ``sftpops``, its SFTP
+requests; ``s3`` for ``s3://``), each a ``Destination`` subclass registering its opener with
 ``base.register``. ``open_destination`` checks what every URL must satisfy,
 then hands it to the opener of its scheme.
 """

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import posixpath
 import shlex
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import SyncError
 from ..scan import LocalFile
+from . import sftpops as sftp
 from .base import (
     TMP_SUFFIX,
     Destination,
@@ -98,29 +98,15 @@ class SSHDestination(Destination):
                            digests: list[str]) -> Survey:
         """The records and the listing over SFTP, all at once; then the digests
         (read back) of those the listing shows."""
-        found = await asyncio.gather(self._walk(roots), *(self._read_async(r) for r in records))
+        pool = self.fs._pool
+        found = await asyncio.gather(self._walk(roots),
+                                     *(sftp.read(pool, self.path(r)) for r in records))
         listing: dict[str, Entry] = found[0]
         got = dict(zip(records, found[1:], strict=True))
         self.folders = folders_of(listing)
         shown = [r for r in digests if r in listing]
-        sums = await asyncio.gather(*(self._sum_async(r) for r in shown))
+        sums = await asyncio.gather(*(sftp.sha256(pool, self.path(r)) for r in shown))
         return Survey(got, listing, dict(zip(shown, sums, strict=True)))
-
-    async def _read_async(self, rel: str) -> bytes | None:
-        """The content of ``rel``, None where there is none (or it cannot be read)."""
-        from asyncssh import SFTPError
-
-        async with self.fs._pool.get() as channel:
-            try:
-                async with channel.open(self.path(rel), "rb") as fh:
-                    return bytes(await fh.read())
-            except SFTPError:
-                return None
-
-    async def _sum_async(self, rel: str) -> str | None:
-        """The sha256 of ``rel``, read back over SFTP; None if it is gone."""
-        data = await self._read_async(rel)
-        return None if data is None else hashlib.sha256(data).hexdigest()
 
     def listing(self, roots: list[str]) -> dict[str, Entry]:
         """The files below ``roots``, read as the survey read the host: one
@@ -141,7 +127,8 @@ class SSHDestination(Destination):
         out: dict[str, Entry] = {}
         level = [(r, r != "") for r in roots]
         while level:
-            found = await asyncio.gather(*(self._scan(r) for r, _ in level))
+            found = await asyncio.gather(*(
+                sftp.scan(self.fs._pool, self.path(r) if r else self.base) for r, _ in level))
             nxt = []
             for (folder, deep), names in zip(level, found, strict=True):
                 for name, attrs in names:
@@ -153,18 +140,6 @@ class SSHDestination(Destination):
                         out[rel] = Entry(int(attrs.size or 0), str(attrs.mtime), perm & 0o7777)
             level = nxt
         return out
-
-    async def _scan(self, folder: str) -> list[tuple[str, Any]]:
-        """The names and attributes in one folder (none if it is not there)."""
-        from asyncssh import SFTPError
-
-        async with self.fs._pool.get() as channel:
-            try:
-                return [(str(e.filename), e.attrs)
-                        async for e in channel.scandir(self.path(folder) if folder else self.base)
-                        if e.filename not in (".", "..")]
-            except SFTPError:
-                return []
 
     def put_many(self, files: list[LocalFile],
                  progress: Callable[[int], None]) -> dict[str, Entry]:
@@ -232,7 +207,7 @@ class SSHDestination(Destination):
 
         async def run() -> None:
             for depth in sorted(missing):
-                await self._mkdirs(missing[depth])
+                await sftp.mkdirs(self.fs._pool, missing[depth])
             sem = asyncio.Semaphore(16)
 
             async def guarded(f: LocalFile) -> None:
@@ -244,64 +219,6 @@ class SSHDestination(Destination):
         self._sync(run)
         return out
 
-    async def _mkdirs(self, dirs: Iterable[str]) -> None:
-        """Make each folder of ``dirs`` and its missing parents, all at once: one
-        request for a folder that is there already."""
-        from asyncssh import SFTPError, SFTPNoSuchFile
-
-        made: dict[str, asyncio.Future[None]] = {}
-
-        async def make(d: str) -> None:
-            for attempt in (1, 2):
-                async with self.fs._pool.get() as channel:
-                    try:
-                        await channel.mkdir(d)
-                        return
-                    except SFTPNoSuchFile:
-                        if attempt == 2:
-                            await self._not_a_folder(channel, d)
-                            raise
-                    except SFTPError:
-                        return  # there already (a file in its place fails the put)
-                parent = posixpath.dirname(d)
-                if parent in ("", "/", d):
-                    return
-                await ensure(parent)
-
-        def ensure(d: str) -> asyncio.Future[None]:
-            if d not in made:
-                made[d] = asyncio.ensure_future(make(d))
-            return made[d]
-
-        await asyncio.gather(*(ensure(d) for d in set(dirs)))
-
-    async def _not_a_folder(self, channel: Any, d: str) -> None:
-        """Raise naming the first parent of ``d`` that is a file where a folder is
-        needed (a failed folder, explained: this runs only after a ``mkdir`` failed)."""
-        up = posixpath.dirname(d)
-        while up not in ("", "/") and not await channel.exists(up):
-            up = posixpath.dirname(up)
-        if up not in ("", "/") and not await channel.isdir(up):
-            raise SyncError(f"{up} is not a directory: a folder is needed there")
-
-    async def _open_new(self, channel: Any, path: str, mode: int, fresh: bool) -> Any:
-        """Open ``path`` for writing as a new file (``FXF_EXCL``) with at most ``mode``
-        (the umask only takes bits away), its folder made if it is missing;
-        ``fresh``: a file there already is one a killed sync left (removed first),
-        else opening fails."""
-        from asyncssh import SFTPAttrs, SFTPError, SFTPNoSuchFile
-
-        attrs = SFTPAttrs(permissions=mode & 0o777)
-        try:
-            return await channel.open(path, "xb", attrs)
-        except SFTPNoSuchFile:
-            await self._mkdirs([posixpath.dirname(path)])
-        except SFTPError:
-            if not fresh:
-                raise
-            await channel.remove(path)
-        return await channel.open(path, "xb", attrs)
-
     async def _write_async(self, rel: str, mode: int, read: Callable[[int], bytes]) -> Entry:
         """Write the temporary file, made with at most ``mode`` before any content
         goes in; set its mode and its mtime (one second before the host's clock),
@@ -312,7 +229,7 @@ class SSHDestination(Destination):
         tmp = tmp_name(final)
         size = 0
         async with self.fs._pool.get() as channel:
-            fh = await self._open_new(channel, tmp, mode, fresh=True)
+            fh = await sftp.open_new(self.fs._pool, channel, tmp, mode, fresh=True)
             try:
                 while chunk := read(1 << 22):
                     await fh.write(chunk, size)
@@ -322,7 +239,7 @@ class SSHDestination(Destination):
                 clock = self.clock
             except BaseException as exc:  # (a full disk): no partial file left to fill it
                 await fh.close()
-                full = await self._full(channel, final) if isinstance(exc, SFTPFailure) else None
+                full = await sftp.full(channel, final) if isinstance(exc, SFTPFailure) else None
                 with contextlib.suppress(Exception):
                     await channel.remove(tmp)
                 if full:
@@ -335,19 +252,6 @@ class SSHDestination(Destination):
                 fh.close())
             await channel.posix_rename(tmp, final)
         return Entry(size, str(clock - 1), mode)
-
-    async def _full(self, channel: Any, path: str) -> str | None:
-        """What is left on the file system of ``path`` (``statvfs@openssh.com``)
-        when it is full (under 1 MB or no inode), to explain a write's plain SFTP
-        "Failure"; None when it is not full, or cannot be told."""
-        try:
-            vfs = await channel.statvfs(posixpath.dirname(path))
-        except Exception:
-            return None
-        free = int(vfs.bavail) * int(vfs.frsize or vfs.bsize)
-        if vfs.favail == 0:
-            return "no inode left"
-        return f"{human_free(free)} free" if free < 1 << 20 else None
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         import io
@@ -365,7 +269,7 @@ class SSHDestination(Destination):
 
         async def direct(channel: Any) -> bool:
             try:
-                fh = await self._open_new(channel, final, 0o600, fresh=False)
+                fh = await sftp.open_new(self.fs._pool, channel, final, 0o600, fresh=False)
             except SFTPError:
                 if await channel.exists(final):
                     return False
@@ -379,7 +283,7 @@ class SSHDestination(Destination):
         async def go() -> bool:
             async with self.fs._pool.get() as channel:
                 tmp = own_tmp_name(final)
-                fh = await self._open_new(channel, tmp, 0o600, fresh=False)
+                fh = await sftp.open_new(self.fs._pool, channel, tmp, 0o600, fresh=False)
                 try:
                     try:
                         await fh.write(data)
@@ -442,7 +346,8 @@ class SSHDestination(Destination):
             return {r: found.get(r) for r in rels}
 
         async def run() -> list[str | None]:
-            return list(await asyncio.gather(*(self._sum_async(r) for r in rels)))
+            pool = self.fs._pool
+            return list(await asyncio.gather(*(sftp.sha256(pool, self.path(r)) for r in rels)))
 
         return dict(zip(rels, self._sync(run), strict=True))
 
@@ -459,11 +364,6 @@ class SSHDestination(Destination):
         result = self.fs.execute(command, check=False)
         text = str(result.stdout or "") + str(result.stderr or "")
         return int(result.exit_status or 0), text
-
-
-def human_free(n: int) -> str:
-    """``n`` bytes as ``12 kB`` or ``3.4 MB``."""
-    return f"{n / 1000:.0f} kB" if n < 1_000_000 else f"{n / 1_000_000:.1f} MB"
 
 
 def _known_hosts(ssh: Mapping[str, Any]) -> str:
