@@ -299,3 +299,27 @@ def test_a_full_host_is_named_and_keeps_its_files_the_others_sync(
     assert "3 host(s) ok, 0 failed" in out
     assert files(base, "full") == FILES
     assert (full_folder / "etc/app.ini").read_text() == "port = 2 ext-dev\n"
+
+
+@pytest.mark.slow
+def test_a_tar_stream_to_a_full_host_leaves_no_partial_file(
+        tmp_path: Path, sshd, full_folder: Path) -> None:  # noqa: F811
+    """60 new files go as one tar stream (from 50 puts on); the disk fills half
+    way: the host fails with the reason, and no temporary file is left there."""
+    base = full_folder.parent
+    root = make_root(tmp_path, sshd.deploy(str(base)), {"web": {"hosts": ["g1", "full"]}})
+    sync(root, "--no-build")
+    manifest = (full_folder / ".facsimile/manifest.json").read_bytes()
+    write_tree(root, {f"tmpl/_ALL_/etc/many/f{i}.txt": "{{ 'y' * 3000 }}\n" for i in range(60)})
+    out = sync(root, code=1)
+    assert synced(out) == ["g1"] and len(files(base, "g1")) == len(FILES) + 60
+    failed = dict(re.findall(r"^  \w+/([\w.-]+): FAILED: (.+)$", out, re.M))
+    assert failed["full"].startswith("no space left on the host's disk ("), failed
+    # the files that fitted are whole (the SFTP puts after the failed stream),
+    # no partial or temporary file is left, and the old manifest stays
+    there = files(base, "full")
+    assert FILES | {".facsimile/pending.json"} <= there
+    assert not [f for f in there if f.endswith(".facsimile-tmp")], there
+    for f in there - FILES - {".facsimile/pending.json"}:
+        assert (full_folder / f).read_text() == "y" * 3000 + "\n", f
+    assert (full_folder / ".facsimile/manifest.json").read_bytes() == manifest

@@ -214,7 +214,13 @@ class SSHDestination(Destination):
                 async with sem:
                     await one(f)
 
-            await asyncio.gather(*(guarded(f) for f in files))
+            # every put runs to its end (a failed one removes its temporary
+            # file) before the first failure is raised
+            failed = [r for r in await asyncio.gather(*(guarded(f) for f in files),
+                                                      return_exceptions=True)
+                      if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]
 
         self._sync(run)
         return out
