@@ -26,14 +26,17 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def write_atomic(path: str | Path, data: bytes | Callable[[int], None], mode: int = 0o644, *,
-                 tmp: str | None = None, fsync: bool = False) -> os.stat_result:
+                 tmp: str | None = None, fsync: bool = False,
+                 check: Callable[[str], None] | None = None) -> os.stat_result:
     """Replace ``path`` with ``data`` (bytes, or a function that writes to the open fd).
 
     ``tmp``: the temporary file's path (default ``.<name>.<pid>.tmp`` beside it;
     one left by a killed process is replaced). Missing folders are made.
     ``fsync``: flush to disk before the rename (state, whose loss is not a
-    rebuild). Returns the temporary file's stat, taken after writing: the
-    new file's mtime and size.
+    rebuild). ``check``: called with the temporary file's path once it is written
+    and closed, before the rename; what it raises leaves the old file in place
+    (an output's ``validate``). Returns the temporary file's stat, taken after
+    writing: the new file's mtime and size.
     """
     target = str(path)
     if tmp is None:
@@ -60,6 +63,8 @@ def write_atomic(path: str | Path, data: bytes | Callable[[int], None], mode: in
                 os.fchmod(fd, mode)
         finally:
             os.close(fd)
+        if check is not None:
+            check(tmp)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .define.checks import BUILTINS, DEFAULT_TIMEOUT
 from .define.validate import GENERATE_KINDS
 
 SCHEMA_ID = "https://facsimile.invalid/schema/definition-1.json"
@@ -97,6 +98,21 @@ def _module() -> dict[str, Any]:
     }
 
 
+def _check() -> dict[str, Any]:
+    """One check of ``validate``: a built-in's name, a command, or both with a timeout."""
+    spec = {"type": "string", "anyOf": [{"enum": list(BUILTINS)}, {"pattern": "\\{path\\}"}],
+            "description": "A built-in parser, or a command with {path} (run by the shell "
+                           "in the root; exit 0 passes)."}
+    return {
+        "oneOf": [spec, {
+            "type": "object", "required": ["check"], "additionalProperties": False,
+            "properties": {"check": spec, "timeout": {
+                "type": "number", "exclusiveMinimum": 0,
+                "description": f"Seconds before it is killed (default {DEFAULT_TIMEOUT:g})."}},
+        }],
+    }
+
+
 def _modules() -> dict[str, Any]:
     """``modules``: a list of modules with names, or an object by name."""
     return {
@@ -131,6 +147,17 @@ def _properties() -> dict[str, Any]:
             "type": ["object", "null"],
             "description": "Output glob: octal file mode, like {\"etc/app/*.ini\": \"0640\"}.",
             "additionalProperties": {"type": ["string", "null"], "pattern": "^0?[0-7]{3}$"},
+        },
+        "validate": {
+            "type": ["object", "null"],
+            "description": "Output glob: the checks its outputs must pass before they are "
+                           "moved into BUILD/: a built-in parser (" + ", ".join(BUILTINS)
+                           + "), a command naming the file as {path} (like \"nginx -t -c "
+                           "{path}\"), {\"check\": ..., \"timeout\": seconds}, or a list "
+                           "of those.",
+            "additionalProperties": {
+                "anyOf": [{"$ref": "#/$defs/check"}, {"type": "null"},
+                          {"type": "array", "items": {"$ref": "#/$defs/check"}}]},
         },
         "sandbox": {"type": "boolean", "description": "Render templates in Jinja2's "
                     "sandbox (facsimile.json only); templates are code otherwise."},
@@ -169,5 +196,5 @@ def definition_schema() -> dict[str, Any]:
         "properties": _properties(),
         "additionalProperties": True,
         "$defs": {"target": _target(), "deploy": _deploy(), "module": _module(),
-                  "modules": _modules()},
+                  "modules": _modules(), "check": _check()},
     }

@@ -32,6 +32,7 @@ from .digests import Digests, JsonCache
 from .modes import MODES_PATH, decide, mode_record, mode_str
 from .outputs import Output, Outputs
 from .record import (
+    KEY_CHECKS,
     KEY_CONTEXT,
     KEY_FILES,
     KEY_MODE,
@@ -41,6 +42,7 @@ from .record import (
     KEY_VALUES,
     Record,
 )
+from .validate import CheckRules, changed
 
 DB_FILE = ".doit.db"
 #: whether BUILD/ keeps the modes written (not on Windows: a file is 0666 or 0444)
@@ -71,6 +73,7 @@ class Checker:
         self._build_dir = outputs.build_dir
         self._src_mode = digests.modes
         self._rules = digests.rules
+        self._checks = digests.checks
 
     @property
     def db(self) -> dict[str, Any]:
@@ -137,6 +140,14 @@ class Checker:
                 reasons.append(why)
                 if not every:
                     return reasons
+        k = rec.get(KEY_CHECKS)
+        rules = self._checks.get(o.instance) or self.digests.check_rules(inst)
+        if (k[0] if k else "") != rules.digest:
+            why = self._checks_changed(o, k, rules)
+            if why:
+                reasons.append(why)
+                if not every:
+                    return reasons
         o_rec = rec.get(KEY_OUTPUT)
         if o_rec and (st.st_mtime_ns, st.st_size) != (o_rec[0], o_rec[1]) and (
             file_digest(out, self.digests.key(write=False)) != o_rec[2]
@@ -197,6 +208,15 @@ class Checker:
         why = MODES_PATH if modes_moved else f"the mode of {self._src(o)}"
         return f"mode changed: {mode_str(m[0])} -> {mode_str(want)} ({why})"
 
+    def _checks_changed(self, o: Output, k: list[Any] | None,
+                        rules: CheckRules) -> str | None:
+        """Why ``o`` must be checked again now that its instance's ``validate`` moved,
+        or ``None`` (then its record is brought up to date: :meth:`refreshed`)."""
+        self.moved.add(o.instance)
+        if self.verified.get(f"{o.instance}|validate") == rules.digest:
+            return None
+        return changed([c.text for c in rules.match(o.rel)], k[1] if k else [])
+
     def _names_changed(self, inst: D.Instance, o: Output, names: dict[str, str],
                        reasons: list[str], every: bool) -> bool:
         """Add a reason per template name that now resolves to another file."""
@@ -245,6 +265,12 @@ class Checker:
             self.verified[key] = self.digests.mode_rules(inst).digest
         else:
             self.verified.pop(key, None)
+        key = f"{inst.name}|validate"
+        digest = self.digests.check_rules(inst).digest
+        if all_fresh and outputs and digest:
+            self.verified[key] = digest
+        else:
+            self.verified.pop(key, None)
 
     def refreshed(self, instance: str, made: set[str]) -> list[tuple[str, dict[str, Any]]]:
         """After making an instance's stale outputs: the records of the others, given
@@ -282,6 +308,10 @@ class Checker:
             mode = self._refreshed_mode(inst, o, rec.get(KEY_MODE))
             if mode is not None:
                 changes["mode"] = mode
+            k = rec.get(KEY_CHECKS)
+            rules = self.digests.check_rules(inst)
+            if (k[0] if k else "") != rules.digest:
+                changes["checks"] = rules.record(o.rel)
             if changes:
                 out.append((o.task, Record.from_values(rec).replace(**changes).to_values()))
         return out

@@ -28,6 +28,7 @@ from ..project import Project
 from ..render import lookup_path
 from ..state import State
 from .modes import ModeRules, secret_closure
+from .validate import CheckRules
 
 
 class Digests:
@@ -44,6 +45,7 @@ class Digests:
         self.files: dict[str, str] = {}  # root-relative path -> content digest
         self.modes: dict[str, int] = {}
         self.rules: dict[str, ModeRules] = {}
+        self.checks: dict[str, CheckRules] = {}
         self.secrets: dict[tuple[str, str | None], frozenset[str]] = {}
         self.caches: dict[str, JsonCache] = {}
         self.state_digests: dict[tuple[str, bool], tuple[list[Any] | None, str]] = {}
@@ -166,6 +168,13 @@ class Digests:
         found = self.rules.get(inst.name)
         if found is None:
             found = self.rules[inst.name] = ModeRules(inst.data.get("modes"))
+        return found
+
+    def check_rules(self, inst: D.Instance) -> CheckRules:
+        """The instance's ``validate``, compiled once per run."""
+        found = self.checks.get(inst.name)
+        if found is None:
+            found = self.checks[inst.name] = CheckRules(inst.data.get("validate"))
         return found
 
     def secret_reads(self, inst: D.Instance, sub: str | None) -> frozenset[str]:

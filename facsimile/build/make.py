@@ -11,11 +11,13 @@ import contextlib
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import render as R
 from ..atomic import write_atomic
+from ..define.checks import Check
 from ..digest import bytes_digest, digest
 from ..errors import BuildError, TemplateError
 from ..mask import scrub
@@ -24,6 +26,7 @@ from .digests import Digests
 from .modes import mode_record
 from .outputs import Output, Outputs
 from .record import Record
+from .validate import run_checks, source_label
 
 
 class Maker:
@@ -72,7 +75,7 @@ class Maker:
         if o.kind == "genconfig":
             secret = True  # it holds the module's password
             mod = digests.context(inst, write=True, sub=o.sub)["module"][o.name]
-            data = (json.dumps(mod, indent=2, sort_keys=True) + "\n").encode()
+            data = genconfig_bytes(mod)
             # one digest per key, so that a plan names the key that changed
             k = digests.key(write=True)
             values = {f"module.{o.name}.{segment(n)}": digest(v, k)
@@ -83,7 +86,7 @@ class Maker:
         elif o.kind == "version":
             secret = False
             version = digests.context(inst, write=True)["project"]["version"]
-            data = f"{version}\n".encode()
+            data = version_bytes(version)
             record = Record(src_rel, {},
                             values={"project.version": digest(version, digests.key(write=True))},
                             context=digests.context_digest(inst, write=True))
@@ -98,14 +101,48 @@ class Maker:
         record.mode = mode_record(digests.mode_rules(inst), o.rel, secret, source)
         mode = record.mode[0]
         out = self.outputs.out_str(o)
+        check = None
+        rules = digests.check_rules(inst)
+        if rules.digest:
+            checks = rules.match(o.rel)
+            record.checks = [rules.digest, [c.text for c in checks]]
+            if checks:
+                check = self._checker(inst, o, checks, data)
         self._unlink_parents(o)
         try:
-            written = write_if_changed(out, data, mode, absent=absent)
+            written = write_if_changed(out, data, mode, absent=absent, check=check)
         except (NotADirectoryError, IsADirectoryError):
             self.clear_way(o)  # an old output stands where this one must go
-            written = write_if_changed(out, data, mode)
+            written = write_if_changed(out, data, mode, check=check)
         record.output = [*written, bytes_digest(data, digests.key(write=True))]
         return record
+
+    def _checker(self, inst: Any, o: Output, checks: tuple[Check, ...],
+                 data: bytes) -> Callable[[str], None]:
+        """What checks ``data`` at the path it is written to, before it is moved
+        into place (:mod:`facsimile.build.validate`)."""
+        state = self.digests.state(inst, write=True)
+        source = source_label(self.outputs.src(o), o.kind)
+        root = str(self.project.root.base)
+
+        def check(path: str) -> None:
+            run_checks(checks, path, data, shown=f"BUILD/{o.instance}/{o.rel}", source=source,
+                       root=root, mask=lambda text: scrub(text, state))
+
+        return check
+
+    def data(self, inst: Any, o: Output, *, write: bool) -> bytes:
+        """The bytes ``o`` would be made of; ``write=False``: the check's view (state
+        as it is on disk, nothing generated or written), for ``facs plan``."""
+        ctx = self.digests.context(inst, write=write, sub=o.sub)
+        if o.kind == "genconfig":
+            return genconfig_bytes(ctx["module"][o.name])
+        if o.kind == "version":
+            return version_bytes(ctx["project"]["version"])
+        if o.kind == "extra":
+            return Path(o.source).read_bytes()
+        return R.render(self.env, o.name, self.outputs.search(inst, o.sub), ctx,
+                        self.project.root.base, this=o.this).data
 
     def _render(self, inst: Any, o: Output, src_rel: str) -> tuple[bytes, Record, Any]:
         """A template's bytes, the record of what the render loaded and read, and the
@@ -179,13 +216,16 @@ class Maker:
 
 
 def write_if_changed(path: Path | str, data: bytes, mode: int, *,
-                     absent: bool = False) -> tuple[int, int]:
+                     absent: bool = False,
+                     check: Callable[[str], None] | None = None) -> tuple[int, int]:
     """Atomically write ``data`` unless the file already holds it; keep ``mode``.
 
     Returns the file's ``(mtime_ns, size)``. The write is :func:`facsimile.atomic.write_atomic`'s
     (a secret is never readable by others, not even half-written).
     ``absent``: the caller saw no file there, so it is not looked at first (were
     one made since, the rename still replaces it atomically).
+    ``check``: run on the temporary file before the rename (or on the file
+    itself when it already holds ``data``); what it raises keeps the old file.
     """
     target = str(path)
     if not absent:
@@ -193,13 +233,25 @@ def write_if_changed(path: Path | str, data: bytes, mode: int, *,
             st = os.lstat(target)  # a link there is replaced, never written through
             if (stat.S_ISREG(st.st_mode) and st.st_size == len(data)
                     and _read(target) == data):
+                if check is not None:
+                    check(target)
                 if st.st_mode & 0o7777 != mode:
                     os.chmod(target, mode)
                 return st.st_mtime_ns, st.st_size
         except FileNotFoundError:
             pass
-    st = write_atomic(target, data, mode)
+    st = write_atomic(target, data, mode, check=check)
     return st.st_mtime_ns, st.st_size
+
+
+def genconfig_bytes(module: dict[str, Any]) -> bytes:
+    """A module's genconfig: its definition as JSON."""
+    return (json.dumps(module, indent=2, sort_keys=True) + "\n").encode()
+
+
+def version_bytes(version: Any) -> bytes:
+    """The project version file."""
+    return f"{version}\n".encode()
 
 
 def _read(path: str) -> bytes:

@@ -21,6 +21,7 @@ KEY_VALUES = "v"
 KEY_CONTEXT = "c"
 KEY_OUTPUT = "o"
 KEY_MODE = "m"
+KEY_CHECKS = "k"
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Record:
     context: str | None = None  # keyed digest of the whole instance context
     output: list[Any] | None = None  # [mtime_ns, size, keyed digest] of the file written
     mode: list[Any] | None = None  # [mode, secret, source mode, modes digest]: build.modes
+    checks: list[Any] | None = None  # [validate digest, [check, ...]]: build.validate
 
     def to_values(self) -> dict[str, Any]:
         """The dict doit stores, keys in the order they have always been written."""
@@ -49,6 +51,8 @@ class Record:
             out[KEY_OUTPUT] = self.output
         if self.mode is not None:
             out[KEY_MODE] = self.mode
+        if self.checks is not None:
+            out[KEY_CHECKS] = self.checks
         return out
 
     @classmethod
@@ -56,7 +60,7 @@ class Record:
         """A stored dict read back (one written by :meth:`to_values`)."""
         return cls(values[KEY_SOURCE], values.get(KEY_FILES, {}), values.get(KEY_NAMES),
                    values.get(KEY_VALUES), values.get(KEY_CONTEXT), values.get(KEY_OUTPUT),
-                   values.get(KEY_MODE))
+                   values.get(KEY_MODE), values.get(KEY_CHECKS))
 
     def replace(self, **changes: Any) -> Record:
         """A copy with ``changes`` (field name -> value)."""

@@ -1,7 +1,7 @@
 """Checks of the keys facsimile itself reads from a definition file.
 
 Each definition's ``inherit``, ``targets``, ``deploy``, ``generate``,
-``modules`` and ``modes`` (and the project's ``name``, ``class``, ``projects`` and
+``modules``, ``modes`` and ``validate`` (and the project's ``name``, ``class``, ``projects`` and
 ``state``) are
 checked for type and shape when the file is read; a near-miss key name
 ('delpoy') is refused with a suggestion. Free keys are the user's.
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import DefinitionError, SyncError
+from .checks import check_validate
 from .names import (
     check_host,
     check_module_name,
@@ -23,7 +24,7 @@ from .names import (
 from .shapes import close_match, escape, expect, str_list, suggest, typename
 
 #: keys of an instance definition that facsimile itself reads
-INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules", "modes")
+INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules", "modes", "validate")
 #: keys of facsimile.json that belong to the project and are not inherited
 PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class", "state", "sandbox")
 DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options",
@@ -94,6 +95,8 @@ def check_definition(data: dict[str, Any], file: str, *, is_project: bool = Fals
         normalize_modules(data["modules"], file, "/modules")
     if "modes" in data:
         check_modes(data["modes"], file, "/modes")
+    if "validate" in data:
+        check_validate(data["validate"], file, "/validate")
     if is_project:
         _check_project_keys(data, file)
 

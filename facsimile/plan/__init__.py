@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..build import Build, Output
+from ..build.validate import failed_check
 from ..project import Project
 from ..sync.run import unplaced
 from .diff import diff_output, render_error
@@ -95,11 +96,16 @@ def print_plan(
     out: Callable[[str], None] = print,
 ) -> int:
     """Print the plan; exit code 0 when nothing is stale, 2 when something is,
-    1 when an output cannot be made (said on its own line, with or without a diff)."""
+    1 when an output cannot be made or fails its ``validate`` check (said on its own
+    line, with or without a diff)."""
     build = Build(project)
     plan = make_plan(build, instances)
     for s in plan.stale:
         problem = render_error(build, s)
+        failure = failed_check(build, s.output) if not problem and s.output else None
+        if failure is not None:
+            s.reasons.append(f"check failed: {failure.check}")
+            problem = failure.message
         if problem:
             plan.errors[s.path] = problem
     code = 1 if plan.errors else (2 if plan.changes else 0)

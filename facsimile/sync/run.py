@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..build.digests import JsonCache
+from ..build.validate import refuse_failed_checks
 from ..define.names import host_problem
 from ..errors import DefinitionError
 from .fleet import Fleet
@@ -56,6 +57,8 @@ def run_sync(
     sync them with."""
     inst = project.instance(instance)
     check_sync_args(project, inst, target, host)
+    if not (dry_run or check):
+        refuse_failed_checks(project, inst.name)  # before anything moves
     stamp = state_stamp(project, inst, write=not (dry_run or check))
     deploy = deploy_settings(project, inst)
     part, engine = (fleet or Fleet()).resolve(inst, deploy)
