@@ -40,6 +40,11 @@ def _target() -> dict[str, Any]:
                               "target receives (default: all)."),
             "inherit": _strings("Other targets of the instance whose settings this one "
                                 "starts from."),
+            "recipients": _strings("age or ssh public keys that `facs publish` encrypts "
+                                   "the target's secrets to."),
+            "host_keys": {"type": "object", "additionalProperties": {"type": "string"},
+                          "description": "host: its ssh public key; a host's own secrets "
+                                         "are published encrypted to it alone."},
         },
         "additionalProperties": True,
     }

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from ..errors import FacsimileError
 from .build import cmd_build, cmd_checkout, cmd_init, cmd_plan
 from .meta import SHELLS, cmd_completion, cmd_schema
+from .pull import add_commands as add_pull_commands
 from .show import cmd_list, cmd_show
 from .state import cmd_state_rotate, cmd_state_show
 from .sync import cmd_sync
@@ -164,6 +165,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_sync(cmd("sync", cmd_sync, "push an instance's build to every host of its targets "
                   "(several instances: one total)",
                   EXITS_LOOK))
+
+    add_pull_commands(cmd)  # publish, pull
 
     sp = cmd("init", cmd_init, "create a new facsimile root with a small example")
     sp.add_argument("dir", type=Path)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import DefinitionError, SyncError
+from ..errors import DefinitionError, FacsimileError, SyncError
 from .checks import check_validate
 from .names import (
     check_host,
@@ -29,7 +29,7 @@ INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules", "modes",
 PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class", "state", "sandbox")
 DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options",
                "confirm")
-TARGET_KEYS = ("hosts", "files", "inherit")
+TARGET_KEYS = ("hosts", "files", "inherit", "recipients", "host_keys")
 SUBPROJECT_KEYS = ("modules", "tmpl", "extra")
 STATE_KEYS = ("recipients", "url", "ssh", "s3", "storage_options", "lock_timeout")
 GENERATE_KINDS = ("password", "token", "uuid", "id")
@@ -219,6 +219,33 @@ def check_targets(targets: Any, file: str, pointer: str) -> None:
             str_list(target["files"], "files", file, f"{p}/files")
         if "inherit" in target:
             str_list(target["inherit"], "inherit", file, f"{p}/inherit")
+        check_target_keys(target, file, p)
+
+
+def check_target_keys(target: dict[str, Any], file: str, pointer: str) -> None:
+    """``recipients`` (age or ssh public keys) and ``host_keys`` ({host: ssh public
+    key}) that ``facs publish`` encrypts a target's secrets to."""
+    keys = []
+    if "recipients" in target:
+        str_list(target["recipients"], "recipients", file, f"{pointer}/recipients")
+        keys += [(k, f"{pointer}/recipients/{i}") for i, k in enumerate(target["recipients"])]
+    if "host_keys" in target:
+        hk = target["host_keys"]
+        expect(hk, dict, 'host_keys must be an object of host: "ssh-ed25519 AAAA..."',
+               file, f"{pointer}/host_keys")
+        for host, key in hk.items():
+            check_host(host, file, f"{pointer}/host_keys/{escape(host)}")
+            expect(key, str, "a host key must be a string", file,
+                   f"{pointer}/host_keys/{escape(host)}")
+            keys.append((key, f"{pointer}/host_keys/{escape(host)}"))
+    if keys:
+        from ..state.crypt import parse_recipients  # pyrage: only when keys are given
+
+        for key, p in keys:
+            try:
+                parse_recipients([key])
+            except FacsimileError as exc:
+                raise DefinitionError(exc.message, file=file, pointer=p) from None
 
 
 def parse_mode(text: Any) -> int | None:

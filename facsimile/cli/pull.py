@@ -1,0 +1,125 @@
+"""``facs publish`` and ``facs pull``: signed bundles written to a store, and
+fetched by each host (see :mod:`facsimile.pull`).
+
+``facs pull`` imports only the pull stage and facsimile's core: a host has no
+definitions, templates or doit to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+EXITS_PULL = ("exit codes: 0 done or nothing to do, 2 a dry run found changes, 1 error "
+              "(refused, unreachable, a usage error)")
+
+
+def add_commands(cmd: Callable[..., Any]) -> None:
+    """Register ``publish`` and ``pull`` with the parser's ``cmd`` helper."""
+    sp = cmd("publish", cmd_publish, "build an instance and write it to a store as signed "
+             "bundles (one manifest per target and per host) that hosts pull")
+    sp.add_argument("instance", nargs="?", help="the instance to publish")
+    sp.add_argument("--to", metavar="URL", help="where: file:///srv/bundles (or a path), "
+                    "s3://bucket/prefix, sftp://user@host/path")
+    sp.add_argument("--sign-key", metavar="FILE", help="the Ed25519 private key to sign "
+                    "with (default: $FACSIMILE_SIGNING_KEY)")
+    sp.add_argument("--keep", type=int, default=3, metavar="N", help="serials kept at the "
+                    "store (default 3); blobs none of them uses are deleted")
+    sp.add_argument("--no-build", action="store_true", help="publish BUILD/ as it is")
+    sp.add_argument("--endpoint-url", metavar="URL", help="the S3 endpoint (an "
+                    "S3-compatible server); default: deploy.s3 or $AWS_ENDPOINT_URL")
+    sp.add_argument("--keygen", metavar="FILE", help="write a new signing key to FILE "
+                    "(0600) and FILE.pub, print the public key to give hosts, and stop")
+
+    sp = cmd("pull", cmd_pull, "on a host: fetch, verify and apply its own files from a "
+             "store that facs publish wrote", EXITS_PULL)
+    sp.add_argument("--from", dest="url", metavar="URL", required=True,
+                    help="the store (as given to facs publish --to)")
+    sp.add_argument("--instance", required=True)
+    sp.add_argument("--target", required=True)
+    sp.add_argument("--host", metavar="NAME", help="this host's name in the target "
+                    "(its own files too); without: the files every host of it gets")
+    sp.add_argument("--key", action="append", default=[], metavar="PUB",
+                    help="the publisher's public key: a .pub file or the ssh-ed25519 "
+                    "line (repeat to accept several, e.g. while rotating)")
+    sp.add_argument("--dest", default="/", metavar="DIR", help="where the files go "
+                    "(default /)")
+    sp.add_argument("--state-dir", metavar="DIR", help="where the pull keeps its record "
+                    "(default DEST/.facsimile/pull)")
+    sp.add_argument("--identity", action="append", default=[], metavar="FILE",
+                    help="opens the secrets: the host's ssh key or an age identity "
+                    "(default $FACSIMILE_IDENTITY, else /etc/ssh/ssh_host_ed25519_key)")
+    sp.add_argument("--dry-run", action="store_true", help="print what would change "
+                    "(exit 2 if anything); change nothing")
+    sp.add_argument("--adopt-state", action="store_true", help="accept a manifest of "
+                    "another state lineage (never an older serial)")
+    sp.add_argument("--every", type=float, metavar="SECONDS", help="pull again every "
+                    "SECONDS, for ever (a failed pull is reported and retried)")
+    sp.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    sp.add_argument("--endpoint-url", metavar="URL", help="the S3 endpoint (default "
+                    "$AWS_ENDPOINT_URL)")
+    sp.add_argument("--ssh-key", metavar="FILE", help="the key to log in to an sftp store")
+    sp.add_argument("--known-hosts", metavar="FILE", help="known_hosts for an sftp store")
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Write the instance's build to the store (after building it, unless told not to)."""
+    from ..errors import SyncError
+
+    if args.keygen:
+        from ..pull.sign import keygen
+
+        line = keygen(args.keygen)
+        print(f"signing key written to {args.keygen}; give hosts its public key "
+              f"(facs pull --key, also in {args.keygen}.pub):", file=sys.stderr)
+        print(line, flush=True)
+        return 0
+    if not args.instance or not args.to:
+        raise SyncError("facs publish INSTANCE --to URL (or --keygen FILE)")
+    key = args.sign_key or os.environ.get("FACSIMILE_SIGNING_KEY")
+    if not key:
+        raise SyncError("give --sign-key FILE or set FACSIMILE_SIGNING_KEY (make a key "
+                        "with facs publish --keygen FILE)")
+    from ..pull.publish import publish
+    from .build import run_doit
+    from .common import load_project, out
+
+    project = load_project(args)
+    name = project.instance(args.instance).name
+    if not args.no_build:
+        code = run_doit(project, ["run", f"build:{name}"])
+        if code != 0:
+            return code
+    return publish(project, name, args.to, sign_key=key, keep=args.keep,
+                   options={"endpoint_url": args.endpoint_url}, out=out)
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Pull once, or every ``--every`` seconds."""
+    from ..errors import FacsimileError
+    from ..pull.pull import Request, pull
+    from ..pull.store import store_options
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+
+    req = Request(args.url, args.instance, args.target, args.host, args.dest,
+                  args.state_dir, tuple(args.identity), args.dry_run, args.adopt_state,
+                  store_options(args.endpoint_url, args.ssh_key, args.known_hosts))
+    if not args.every:
+        return pull(req, args.key, say)
+    done = 0
+    while True:
+        try:
+            code = pull(req, args.key, say)
+        except FacsimileError as exc:
+            print(f"facs: error: {exc}", file=sys.stderr, flush=True)
+            code = 1
+        done += 1
+        if args.count and done >= args.count:
+            return code
+        time.sleep(args.every)

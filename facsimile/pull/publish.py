@@ -1,0 +1,312 @@
+"""``facs publish``: write an instance's build to a store as signed bundles.
+
+Per target, one manifest of the files every host of it gets (the ``files``
+patterns without ``{host}``, less ``deploy.exclude``, no ``{host}`` fan-out
+output), and per named host one of what sync's placement gives that host
+(:func:`facsimile.sync.placement.chosen`). A file whose build read a
+generated secret (its record's mode decision, :mod:`facsimile.build.modes`),
+or that only its owner may read, is stored as age ciphertext only: a shared
+file to the target's ``recipients`` and every key of its ``host_keys``, a
+host's own fan-out file to that host's key alone. An unchanged secret keeps
+its ciphertext (found by its keyed ``mac``), so republishing sends nothing.
+
+Order, so that a reader never sees a manifest whose blobs are missing: under
+the store's lock, the new blobs, then the instance's ``refs.json`` with the
+new serial added, then each manifest's kept copy and the manifest itself,
+then ``refs.json`` pruned to ``keep`` serials, the older manifests removed,
+and the blobs no instance's ``refs.json`` names collected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SyncError
+from . import bundle as B
+from .sign import envelope, load_private
+from .store import Store
+
+if TYPE_CHECKING:
+    from ..define import Instance
+    from ..project import Project
+    from ..sync.scan import LocalFile
+
+
+@dataclass
+class Scope:
+    """One manifest to write: a target's shared files, or one host's."""
+
+    target: str
+    host: str | None
+    files: dict[str, LocalFile]
+    #: rel -> the recipients its ciphertext is for (only the files stored encrypted)
+    sealed: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> str:
+        return self.target + (f"/hosts/{self.host}" if self.host else "")
+
+
+def scopes(instance: str, project: str, targets: Mapping[str, Mapping[str, Any]],
+           deploy: Mapping[str, Any], files: Mapping[str, LocalFile],
+           host_of: Mapping[str, str], secret: set[str]) -> list[Scope]:
+    """Every manifest of the instance with its files and whom each secret is for."""
+    from ..globs import glob_regex
+    from ..sync.placement import chosen
+
+    exclude = [glob_regex(p) for p in deploy.get("exclude", [])]
+    out = []
+    for tname, spec in sorted(targets.items()):
+        spec = spec or {}
+        patterns = list(spec.get("files") or ["**"])
+        everyone = [p for p in patterns if "{host}" not in p]
+        values = {"host": "", "instance": instance, "target": tname, "project": project}
+        shared = chosen(tname, {"files": everyone}, files, exclude, values, host_of) \
+            if everyone else {}
+        keys = dict(spec.get("host_keys") or {})
+        to_all = [*spec.get("recipients", []), *keys.values()]
+        scope = Scope(tname, None, shared)
+        _seal(scope, secret, to_all, to_all, host_of)
+        out.append(scope)
+        for h in spec.get("hosts", []):
+            got = chosen(tname, spec, files, exclude, {**values, "host": h}, host_of)
+            own = [keys[h]] if h in keys else list(spec.get("recipients", []))
+            scope = Scope(tname, h, got)
+            _seal(scope, secret, to_all, own, host_of)
+            out.append(scope)
+    return out
+
+
+def _seal(scope: Scope, secret: set[str], to_all: list[str], own: list[str],
+          host_of: Mapping[str, str]) -> None:
+    """Say whom each secret file of ``scope`` is encrypted to (a host's own fan-out
+    file: ``own``; a shared one: ``to_all``); none is an error."""
+    for rel in scope.files:
+        if rel not in secret:
+            continue
+        to = own if rel in host_of else to_all
+        if not to:
+            raise SyncError(f"target {scope.target}: {rel} holds a generated secret and the "
+                            "target has no key to encrypt it to: give the target "
+                            "recipients (age or ssh public keys) or host_keys {host: "
+                            "ssh host key}; a bundle never holds a secret in the clear")
+        scope.sealed[rel] = to
+
+
+def fanned_out(project: Project, inst: Instance) -> dict[str, str]:
+    """``{rel: host}`` of the ``{host}`` fan-out outputs, by the host's own name
+    (:func:`facsimile.sync.run.host_outputs` gives it as a recorded path segment,
+    ``app1\\.prod`` for ``app1.prod``)."""
+    from ..render.tracking import segment
+    from ..sync.run import host_outputs
+
+    names = {segment(h): h for h, _ in inst.hosts}
+    return {rel: names.get(h, h) for rel, h in host_outputs(project, inst).items()}
+
+
+def secret_outputs(project: Project, inst: Instance, files: Mapping[str, LocalFile]) -> set[str]:
+    """The outputs stored encrypted: those whose build read a generated secret (the
+    record's mode decision), and those only their owner may read."""
+    from ..build.check import DB_FILE, VALUES, read_db
+    from ..build.record import KEY_MODE
+
+    db = read_db(project.root.base / DB_FILE)
+    out = set()
+    for rel, f in files.items():
+        rec = (db.get(f"build:{inst.name}/{rel}") or {}).get(VALUES) or {}
+        mode = rec.get(KEY_MODE)
+        if (isinstance(mode, list) and len(mode) > 1 and mode[1]) or not f.mode & 0o077:
+            out.add(rel)
+    return out
+
+
+def publish(project: Project, instance: str, url: str, *, sign_key: str, keep: int = 3,
+            options: Mapping[str, Any] | None = None,
+            out: Callable[[str], None] = print) -> int:
+    """Publish ``BUILD/<instance>`` to the store at ``url``; the exit code (0)."""
+    from ..sync.run import deploy_settings, state_stamp
+    from ..sync.scan import scan_build
+    from .store import store_options
+
+    if keep < 1:
+        raise SyncError("--keep must be 1 or more (the manifest hosts read is kept)")
+    key = load_private(sign_key)
+    inst = project.instance(instance)
+    build_dir = project.root.build / inst.name
+    if not build_dir.is_dir():
+        raise SyncError(f"nothing to publish: {build_dir} does not exist (build it first)")
+    files = scan_build(build_dir)
+    deploy = deploy_settings(project, inst)
+    found = scopes(inst.name, project.name, inst.targets, deploy, files,
+                   fanned_out(project, inst), secret_outputs(project, inst, files))
+    if not found:
+        raise SyncError(f"instance {inst.name} has no targets to publish")
+    stamp = state_stamp(project, inst, write=True)
+    mac_key = project.store.digest_key(write=True)
+    base = {"format": B.FORMAT, "project": project.name, "instance": inst.name,
+            "family": inst.family, "lineage": stamp.lineage, "state_serial": stamp.serial,
+            "postcmd": [str(c) for c in deploy.get("postcmd", [])]}
+    store = Store(url, store_options(deploy=deploy, **(options or {})), "publish")
+    try:
+        with store.locked():
+            return _publish(store, inst.name, found, base, key, keep, mac_key, out)
+    finally:
+        store.close()
+
+
+def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, Any],
+             key: Any, keep: int, mac_key: bytes, out: Callable[[str], None]) -> int:
+    """Everything a publish writes, in the order the module's docstring gives."""
+    existing = store.find(instance)
+    old = _current(store, instance, existing)
+    serial = 1 + max([p.get("serial", 0) for p in old.values()]
+                     + [_serial_of(rel) for rel in existing], default=0)
+    reuse = {(e.get("mac"), frozenset(e.get("recipients", []))): e
+             for p in old.values() for e in p.get("files", {}).values()
+             if isinstance(e, dict) and e.get("encrypted") and B.is_sha(e.get("sha256"))}
+    have = set(store.find(B.BLOBS))
+    blobs: dict[str, bytes] = {}
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    payloads = {}
+    for scope in found:
+        entries = {}
+        for rel, f in scope.files.items():
+            entries[rel] = _entry(f, scope.sealed.get(rel), mac_key, reuse, blobs, have)
+        payloads[scope.folder] = {**base, "target": scope.target, "host": scope.host,
+                                  "serial": serial, "published_at": now, "files": entries}
+    sent = 0
+    for sha, data in blobs.items():
+        if B.blob(sha) not in have:
+            store.write(B.blob(sha), data)
+            sent += len(data)
+    new = sum(1 for sha in blobs if B.blob(sha) not in have)
+    used: set[str] = set().union(*(B.referenced(p) for p in payloads.values()))
+    unchanged = len(used) - new
+    refs = _read_refs(store, instance)
+    refs[str(serial)] = sorted(used)
+    _write_refs(store, instance, refs)
+    for folder, payload in payloads.items():
+        data = envelope(payload, key)
+        store.write(B.history(f"{instance}/{folder}", serial), data)
+        store.write(f"{instance}/{folder}/{B.MANIFEST}", data)
+    kept = sorted((int(s) for s in refs), reverse=True)[:keep]
+    refs = {str(s): refs[str(s)] for s in kept}
+    _write_refs(store, instance, refs)
+    live = {f"{instance}/{folder}" for folder in payloads}
+    store.delete([rel for rel in existing if _stale(rel, live, kept)])
+    collected = _collect(store, have | {B.blob(sha) for sha in blobs}, out)
+    out(f"publish {instance}: serial {serial}, {len(payloads)} manifest(s), {new} new "
+        f"blob(s) ({_size(sent)}), {unchanged} unchanged, {collected} collected; "
+        f"{len(kept)} serial(s) kept ({store.shown})")
+    return 0
+
+
+def _stale(rel: str, live: set[str], kept: list[int]) -> bool:
+    """Whether ``rel``, a file of the instance's folder, goes: a manifest of a target
+    or host that is gone, or a kept one beyond the serials kept."""
+    if rel.endswith("/" + B.MANIFEST):
+        return rel[: -len(B.MANIFEST) - 1] not in live
+    serial = _serial_of(rel)
+    if serial:
+        folder = rel.rsplit("/", 2)[0]
+        return folder not in live or serial not in kept
+    return False
+
+
+def _entry(f: LocalFile, to: list[str] | None, mac_key: bytes,
+           reuse: dict[tuple[Any, frozenset[str]], dict[str, Any]],
+           blobs: dict[str, bytes], have: set[str]) -> dict[str, Any]:
+    """A file's manifest entry; its blob (plain or a new ciphertext) into ``blobs``
+    (an unchanged secret whose ciphertext is in the store keeps it: none)."""
+    with open(f.path, "rb") as fh:
+        data = fh.read()
+    if to is None:
+        blobs[f.digest] = data
+        return {"sha256": f.digest, "size": len(data), "mode": f.mode, "encrypted": False}
+    from ..state.crypt import parse_recipients, seal_bytes
+
+    mac = hmac.new(mac_key, data, hashlib.sha256).hexdigest()
+    whom = frozenset(" ".join(r.split()[:2]) for r in to)
+    known = reuse.get((mac, whom))
+    if known is not None and (known["sha256"] in blobs or B.blob(known["sha256"]) in have):
+        return {**known, "mode": f.mode}
+    cipher = seal_bytes(data, parse_recipients(to)).encode("ascii")
+    sha = hashlib.sha256(cipher).hexdigest()
+    blobs[sha] = cipher
+    entry = {"sha256": sha, "size": len(cipher), "mode": f.mode, "encrypted": True,
+             "recipients": sorted(whom), "mac": mac}
+    reuse[(mac, whom)] = entry
+    return entry
+
+
+def _current(store: Store, instance: str, existing: list[str]) -> dict[str, dict[str, Any]]:
+    """The payloads of the instance's current manifests (unverified: only their
+    serials and ciphertexts are used, and a ciphertext is checked by its mac)."""
+    out = {}
+    for rel in existing:
+        if rel.endswith("/" + B.MANIFEST):
+            payload = _payload(store.read(rel))
+            if payload is not None:
+                out[rel] = payload
+    return out
+
+
+def _payload(data: bytes | None) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(data or b"")["payload"]
+        return payload if isinstance(payload, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _serial_of(rel: str) -> int:
+    """The serial of a kept manifest's path (``.../manifests/7.json``), else 0."""
+    head, _, name = rel.rpartition("/")
+    if head.endswith("/" + B.HISTORY) and name.endswith(".json") and name[:-5].isdigit():
+        return int(name[:-5])
+    return 0
+
+
+def _read_refs(store: Store, instance: str) -> dict[str, list[str]]:
+    data = store.read(f"{instance}/{B.REFS}")
+    try:
+        refs = json.loads(data)["serials"] if data else {}
+        return {str(k): list(v) for k, v in refs.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise SyncError(f"{store.where(instance + '/' + B.REFS)} is damaged: nothing "
+                        "was published (remove it and publish again)") from None
+
+
+def _write_refs(store: Store, instance: str, refs: dict[str, list[str]]) -> None:
+    doc = {"format": B.FORMAT, "serials": dict(sorted(refs.items(), key=lambda i: int(i[0])))}
+    store.write(f"{instance}/{B.REFS}", (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def _collect(store: Store, blobs: set[str], out: Callable[[str], None]) -> int:
+    """Delete the blobs that no instance's kept serials use; how many. An instance
+    folder without ``refs.json`` stops the collection (its blobs are unknown)."""
+    used: set[str] = set()
+    for name in store.folders():
+        if name in (B.BLOBS, ".facsimile"):
+            continue
+        data = store.read(f"{name}/{B.REFS}")
+        if data is None:
+            out(f"note: {store.where(name)} has no {B.REFS}: no blob collected this time")
+            return 0
+        for shas in _read_refs(store, name).values():
+            used.update(shas)
+    dead = sorted(b for b in blobs if b.removeprefix(B.BLOBS + "/") not in used)
+    store.delete(dead)
+    return len(dead)
+
+
+def _size(n: int) -> str:
+    from ..sync.apply import human_size
+
+    return human_size(n)

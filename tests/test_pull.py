@@ -1,0 +1,464 @@
+"""facs publish and facs pull through a real folder: signed, content-addressed bundles,
+secrets sealed to each host's ssh key, and every bad input refused in one line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import DODO, REPO, facs, write_tree
+
+from facsimile.errors import SyncError
+from facsimile.pull import sign
+from facsimile.pull.pull import Request, pull
+from facsimile.pull.store import Store
+
+SECRET_FILES = ("etc/app.ini", "hosts/a1/node.conf")
+
+
+def keypair(where: Path, name: str) -> tuple[Path, str]:
+    """An ssh ed25519 key pair like a host's (private file, public line)."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(where / name)],
+                   check=True)
+    return where / name, (where / f"{name}.pub").read_text().strip()
+
+
+def make_root(base: Path, keys: dict[str, str], extra: dict | None = None) -> Path:
+    """A root with one target of two hosts: a shared secret file, a shared plain one,
+    and per host a secret and a plain file ({host} fan-out)."""
+    root = base / "root"
+    write_tree(root, {
+        "dodo.py": DODO,
+        "define/facsimile.json": {"name": "demo", "generate": {"secret_key": "token:16"},
+                                  "deploy": {"postcmd": ["echo reloaded >> ../reloads"]}},
+        "define/prod.json": {"targets": {"app": {
+            "hosts": ["a1", "a2"], "files": ["etc/**", "hosts/{host}/**"],
+            "host_keys": {"a1": keys["a1"], "a2": keys["a2"]}}}},
+        "tmpl/_ALL_/etc/app.ini.j2": "secret = {{ state.secret_key }}\n",
+        "tmpl/_ALL_/etc/plain.conf.j2": "name = {{ instance.name }}\n",
+        "tmpl/_ALL_/hosts/{host}/node.conf.j2": "{{ this.name }} {{ state.secret_key }}\n",
+        "tmpl/_ALL_/hosts/{host}/id.conf.j2": "id {{ this.name }}\n",
+        **(extra or {}),
+    })
+    return root
+
+
+class World:
+    """One built and published root, the keys, and a way to pull from a store."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.a1_key, a1 = keypair(base, "a1")
+        self.a2_key, a2 = keypair(base, "a2")
+        self.sign_key = base / "sign.key"
+        self.public = sign.keygen(self.sign_key)
+        self.root = make_root(base, {"a1": a1, "a2": a2})
+        self.store = base / "store"
+        self.publish()
+
+    def publish(self, *args: str, root: Path | None = None, store: Path | None = None) -> str:
+        proc = facs(root or self.root, "publish", "prod", "--to", str(store or self.store),
+                    "--sign-key", str(self.sign_key), *args, check=True)
+        return proc.stdout
+
+    def secret(self, root: Path | None = None) -> str:
+        state = json.loads(((root or self.root) / "state/prod/state.json").read_text())
+        return state["generate"]["secret_key"]["value"]
+
+    def pull(self, dest: Path, host: str | None = "a1", *, store: Path | Store | None = None,
+             identity: Path | None = None, keys: list[str] | None = None,
+             **kw: object) -> tuple[int, list[str]]:
+        lines: list[str] = []
+        where = store if isinstance(store, Store) else None
+        url = str(store or self.store) if where is None else where.url
+        ident = identity if identity is not None else (self.a1_key if host != "a2"
+                                                       else self.a2_key)
+        req = Request(url, "prod", "app", host, str(dest), identities=(str(ident),), **kw)
+        code = pull(req, keys or [self.public], lines.append, store=where)
+        return code, lines
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return World(tmp_path_factory.mktemp("pull"))
+
+
+def tree(dest: Path) -> dict[str, bytes]:
+    """The files a pull wrote (its own records aside)."""
+    return {p.relative_to(dest).as_posix(): p.read_bytes() for p in sorted(dest.rglob("*"))
+            if p.is_file() and ".facsimile" not in p.relative_to(dest).parts}
+
+
+def copy_store(world: World, tmp_path: Path) -> Path:
+    shutil.copytree(world.store, tmp_path / "store")
+    return tmp_path / "store"
+
+
+class Counting(Store):
+    """A store that counts the reads and listings a pull makes."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.reads: list[str] = []
+        self.lists = 0
+
+    def read(self, rel: str) -> bytes | None:
+        self.reads.append(rel)
+        return super().read(rel)
+
+    def find(self, prefix: str) -> list[str]:
+        self.lists += 1
+        return super().find(prefix)
+
+
+def test_publish_writes_signed_content_addressed_bundles_without_a_secret(
+        world: World) -> None:
+    """Blobs are named by their sha256, one manifest per target and per host, each
+    signed; the secret is nowhere in the store in the clear."""
+    store = world.store
+    rels = sorted(p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file())
+    assert {"prod/app/manifest.json", "prod/app/hosts/a1/manifest.json",
+            "prod/app/hosts/a2/manifest.json", "prod/refs.json"} <= set(rels)
+    for p in (store / "blobs").iterdir():
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
+    secret = world.secret().encode()
+    assert not any(secret in (store / r).read_bytes() for r in rels)
+    doc = json.loads((store / "prod/app/hosts/a1/manifest.json").read_text())
+    payload = doc["payload"]
+    assert doc["signature"]["alg"] == "ed25519" and payload["serial"] >= 1
+    assert payload["files"]["hosts/a1/node.conf"]["encrypted"] is True
+    assert payload["files"]["hosts/a1/id.conf"]["encrypted"] is False
+    assert "hosts/a2/node.conf" not in payload["files"]
+    shared = json.loads((store / "prod/app/manifest.json").read_text())["payload"]["files"]
+    assert sorted(shared) == ["etc/app.ini", "etc/plain.conf"]
+    assert shared["etc/app.ini"]["encrypted"] and shared["etc/app.ini"]["mode"] == 0o600
+
+
+def test_publishing_again_sends_no_blob_and_raises_the_serial(world: World,
+                                                               tmp_path: Path) -> None:
+    store = copy_store(world, tmp_path)
+    before = json.loads((store / "prod/app/manifest.json").read_text())["payload"]
+    out = world.publish("--no-build", store=store)
+    after = json.loads((store / "prod/app/manifest.json").read_text())["payload"]
+    assert " 0 new blob(s)" in out
+    assert after["serial"] == before["serial"] + 1 and after["files"] == before["files"]
+
+
+def test_two_hosts_of_a_target_get_the_shared_files_and_only_their_own(
+        world: World, tmp_path: Path) -> None:
+    code1, _ = world.pull(tmp_path / "a1", "a1")
+    code2, _ = world.pull(tmp_path / "a2", "a2")
+    assert code1 == code2 == 0
+    a1, a2 = tree(tmp_path / "a1"), tree(tmp_path / "a2")
+    assert sorted(a1) == ["etc/app.ini", "etc/plain.conf", "hosts/a1/id.conf",
+                          "hosts/a1/node.conf"]
+    assert sorted(a2) == ["etc/app.ini", "etc/plain.conf", "hosts/a2/id.conf",
+                          "hosts/a2/node.conf"]
+    assert a1["etc/app.ini"] == a2["etc/app.ini"] == f"secret = {world.secret()}\n".encode()
+    assert a1["hosts/a1/node.conf"] == f"a1 {world.secret()}\n".encode()
+    assert (tmp_path / "a1/etc/app.ini").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "a1/etc/plain.conf").stat().st_mode & 0o777 == 0o644
+
+
+def test_another_hosts_key_cannot_open_a_hosts_secret_and_nothing_is_written(
+        world: World, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    with pytest.raises(SyncError) as err:
+        world.pull(dest, "a1", identity=world.a2_key)
+    text = str(err.value)
+    assert "hosts/a1/node.conf is encrypted to ssh-ed25519" in text
+    assert "nothing was changed" in text and "\n" not in text
+    assert tree(dest) == {} and not list(dest.rglob("*.facsimile-pull"))
+
+
+def test_a_no_op_pull_is_one_read_and_no_listing(world: World, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    world.pull(dest)
+    store = Counting(str(world.store))
+    code, lines = world.pull(dest, store=store)
+    assert code == 0 and lines[-1].endswith("up to date (4 file(s))")
+    assert store.reads == ["prod/app/hosts/a1/manifest.json"] and store.lists == 0
+
+
+def test_a_change_fetches_only_its_blob_deletes_only_what_pull_wrote_and_runs_postcmd(
+        world: World, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root)
+    store = copy_store(world, tmp_path)
+    dest = tmp_path / "host" / "dest"
+    world.pull(dest, store=store)
+    assert (tmp_path / "host/reloads").read_text() == "reloaded\n"
+    (dest / "etc/mine.conf").write_text("not facsimile's\n")
+    (root / "tmpl/_ALL_/etc/plain.conf.j2").write_text("name = {{ instance.name }} v2\n")
+    (root / "tmpl/_ALL_/hosts/{host}/id.conf.j2").unlink()
+    world.publish(root=root, store=store)
+    counting = Counting(f"file://{store}")
+    code, lines = world.pull(dest, store=counting)
+    assert code == 0
+    blob = json.loads((store / "prod/app/hosts/a1/manifest.json").read_text())[
+        "payload"]["files"]["etc/plain.conf"]["sha256"]
+    assert counting.reads == ["prod/app/hosts/a1/manifest.json", f"blobs/{blob}"]
+    assert (dest / "etc/plain.conf").read_text() == "name = prod v2\n"
+    assert not (dest / "hosts/a1/id.conf").exists()
+    assert (dest / "etc/mine.conf").read_text() == "not facsimile's\n"
+    assert "1 put, 0 mode fixed, 1 deleted, 2 unchanged" in lines[-1]
+    assert (tmp_path / "host/reloads").read_text() == "reloaded\nreloaded\n"
+    world.pull(dest, store=store)  # nothing changed: no postcmd
+    assert (tmp_path / "host/reloads").read_text() == "reloaded\nreloaded\n"
+
+
+def test_a_file_changed_on_the_host_is_put_back(world: World, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    world.pull(dest)
+    (dest / "etc/plain.conf").write_text("edited\n")
+    os.chmod(dest / "etc/app.ini", 0o644)
+    code, lines = world.pull(dest)
+    assert (dest / "etc/plain.conf").read_text() == "name = prod\n"
+    assert (dest / "etc/app.ini").stat().st_mode & 0o777 == 0o600
+    assert code == 0 and "1 put, 1 mode fixed" in lines[-1]
+
+
+def test_keep_n_keeps_n_serials_and_collects_blobs_none_uses(world: World,
+                                                            tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root)
+    store = copy_store(world, tmp_path)
+    for n in range(3):
+        (root / "tmpl/_ALL_/etc/plain.conf.j2").write_text(f"v{n}\n")
+        out = world.publish("--keep", "2", root=root, store=store)
+    assert "collected" in out and " 0 collected" not in out
+    serials = sorted(int(p.stem) for p in (store / "prod/app/manifests").iterdir())
+    assert len(serials) == 2
+    used: set[str] = set()
+    for m in store.glob("prod/**/*.json"):
+        doc = json.loads(m.read_text())
+        used |= {e["sha256"] for e in doc.get("payload", {}).get("files", {}).values()}
+    assert {p.name for p in (store / "blobs").iterdir()} == used
+    refs = json.loads((store / "prod/refs.json").read_text())["serials"]
+    assert sorted(map(int, refs)) == serials
+
+
+def _resign(store: Path, rel: str, key: Path, **changes: object) -> None:
+    """Rewrite a manifest with ``changes``, signed with ``key`` (the publisher's)."""
+    doc = json.loads((store / rel).read_text())
+    (store / rel).write_bytes(sign.envelope({**doc["payload"], **changes},
+                                            sign.load_private(key)))
+
+
+A1 = "prod/app/hosts/a1/manifest.json"
+
+
+@pytest.mark.parametrize("damage, expect", [
+    ("unsigned", "is not signed: refused"),
+    ("tampered", "the signature does not verify with SHA256:"),
+    ("other_key", "the signature does not verify with SHA256:"),
+    ("truncated_manifest", "is not a facsimile manifest (damaged or truncated)"),
+    ("other_scope", "is the manifest of prod/app host a2, not of prod/app (a1)"),
+])
+def test_a_bad_manifest_is_refused_in_one_line_and_nothing_is_written(
+        world: World, tmp_path: Path, damage: str, expect: str) -> None:
+    store = copy_store(world, tmp_path)
+    path = store / A1
+    doc = json.loads(path.read_text())
+    if damage == "unsigned":
+        del doc["signature"]
+        path.write_text(json.dumps(doc))
+    elif damage == "tampered":  # the mode of the secret opened up, signature kept
+        doc["payload"]["files"]["etc/app.ini"]["mode"] = 0o644
+        path.write_text(json.dumps(doc))
+    elif damage == "other_key":
+        other = tmp_path / "other.key"
+        sign.keygen(other)
+        _resign(store, A1, other)
+    elif damage == "truncated_manifest":
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        shutil.copy(store / "prod/app/hosts/a2/manifest.json", path)
+    dest = tmp_path / "dest"
+    with pytest.raises(SyncError) as err:
+        world.pull(dest, store=store)
+    assert expect in str(err.value) and "\n" not in str(err.value)
+    assert not dest.exists() or tree(dest) == {}
+    shutil.copy(world.store / A1, path)  # the store repaired: the next pull works
+    assert world.pull(dest, store=store)[0] == 0 and len(tree(dest)) == 4
+
+
+def test_an_older_serial_or_another_lineage_is_refused_after_a_pull(
+        world: World, tmp_path: Path) -> None:
+    """A replayed older manifest (rollback) is refused; so is another lineage unless
+    the host adopts it; the host keeps what it has."""
+    store = copy_store(world, tmp_path)
+    dest = tmp_path / "dest"
+    world.pull(dest, store=store)
+    had = tree(dest)
+    payload = json.loads((store / A1).read_text())["payload"]
+    _resign(store, A1, world.sign_key, serial=payload["serial"] - 1)
+    with pytest.raises(SyncError) as err:
+        world.pull(dest, store=store)
+    serial = payload["serial"]
+    assert f"manifest serial {serial - 1} is older than the {serial} this host has" \
+        in str(err.value)
+    _resign(store, A1, world.sign_key, serial=serial + 1, lineage="f" * 32)
+    with pytest.raises(SyncError) as err:
+        world.pull(dest, store=store)
+    assert "is from state lineage ffffffff" in str(err.value)
+    assert tree(dest) == had
+    assert world.pull(dest, store=store, adopt_state=True)[0] == 0
+
+
+def test_a_truncated_or_missing_blob_changes_nothing_and_the_next_pull_repairs(
+        world: World, tmp_path: Path) -> None:
+    store = copy_store(world, tmp_path)
+    files = json.loads((store / A1).read_text())["payload"]["files"]
+    blob = store / "blobs" / files["hosts/a1/id.conf"]["sha256"]
+    good = blob.read_bytes()
+    blob.write_bytes(good[:3])
+    dest = tmp_path / "dest"
+    with pytest.raises(SyncError) as err:
+        world.pull(dest, store=store)
+    assert "the blob of hosts/a1/id.conf is damaged (3 of" in str(err.value)
+    assert tree(dest) == {} and not list(dest.rglob(".*.facsimile-pull"))
+    blob.unlink()  # gone between the manifest and its fetch (a store half copied)
+    with pytest.raises(SyncError) as err:
+        world.pull(dest, store=store)
+    assert "the blob of hosts/a1/id.conf is missing at file://" in str(err.value)
+    blob.write_bytes(good)
+    assert world.pull(dest, store=store)[0] == 0 and len(tree(dest)) == 4
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 32 kB tmpfs of its own (a full disk), unmounted after."""
+    where = tmp_path / "full"
+    where.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a small tmpfs: {made.stderr.strip()}")
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_changes_nothing_and_the_next_pull_repairs(
+        world: World, tmp_path: Path, small_disk: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root)
+    store = copy_store(world, tmp_path)
+    (root / "extra/_ALL_/etc").mkdir(parents=True)
+    (root / "extra/_ALL_/etc/big.bin").write_bytes(os.urandom(48_000))
+    world.publish(root=root, store=store)
+    dest = small_disk / "dest"
+    with pytest.raises(SyncError) as err:
+        world.pull(dest, store=store, state_dir=str(tmp_path / "records"))
+    assert "no space left on the device writing" in str(err.value)
+    assert "nothing was changed" in str(err.value)
+    assert tree(dest) == {} and not (tmp_path / "records/prod.app.json").exists()
+    subprocess.run(["mount", "-o", "remount,size=1m", str(small_disk)], check=True)
+    code, _ = world.pull(dest, store=store, state_dir=str(tmp_path / "records"))
+    assert code == 0 and len(tree(dest)) == 5
+
+
+def test_facs_pull_command_dry_run_every_and_exit_codes(world: World, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    base = [sys.executable, "-m", "facsimile.cli", "pull", "--from", str(world.store),
+            "--instance", "prod", "--target", "app", "--host", "a2", "--key",
+            f"{world.sign_key}.pub", "--dest", str(dest), "--identity", str(world.a2_key)]
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60)
+
+    dry = run("--dry-run")
+    assert dry.returncode == 2 and "would put 4" in dry.stdout and not dest.exists()
+    loop = run("--every", "0.01", "--count", "2")
+    assert loop.returncode == 0, loop.stderr
+    assert loop.stdout.count("pull prod/app (a2):") == 2 and "up to date" in loop.stdout
+    assert run("--dry-run").returncode == 0
+    bad = subprocess.run([*base[:-2], "--identity", str(world.a1_key), "--dest",
+                          str(tmp_path / "other")], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("facs: error: hosts/a2/node.conf is encrypted to")
+
+
+#: run ``facs pull`` with doit, jinja2 and jsonmerge unimportable (a host has none)
+BLOCKED = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("doit", "jinja2", "jsonmerge"):
+            raise ImportError(f"{name} is not installed on this host")
+sys.meta_path.insert(0, Block())
+from facsimile.cli import main
+code = main(sys.argv[1:])
+assert not [m for m in sys.modules if m.split(".")[0] in ("doit", "jinja2", "jsonmerge")]
+sys.exit(code)
+"""
+
+
+def test_facs_pull_runs_without_doit_jinja2_or_jsonmerge(world: World, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKED, "pull", "--from", f"file://{world.store}",
+         "--instance", "prod", "--target", "app", "--host", "a1", "--key", world.public,
+         "--dest", str(tmp_path / "dest"), "--identity", str(world.a1_key)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert len(tree(tmp_path / "dest")) == 4
+
+
+def test_a_secret_without_a_key_to_encrypt_to_is_not_published(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    write_tree(root, {"dodo.py": DODO,
+                      "define/facsimile.json": {"name": "demo",
+                                                "generate": {"k": "token:8"}},
+                      "define/prod.json": {"targets": {"app": {"hosts": ["a1"]}}},
+                      "tmpl/_ALL_/etc/app.ini.j2": "k = {{ state.k }}\n"})
+    key = tmp_path / "sign.key"
+    sign.keygen(key)
+    proc = facs(root, "publish", "prod", "--to", str(tmp_path / "s"), "--sign-key", str(key))
+    assert proc.returncode == 1 and not (tmp_path / "s/blobs").exists()
+    assert "etc/app.ini holds a generated secret and the target has no key" in proc.stderr
+
+
+def test_a_bad_recipient_in_a_target_names_the_file_and_key(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"dodo.py": DODO, "define/facsimile.json": {"name": "demo"},
+                          "define/prod.json": {"targets": {"app": {
+                              "hosts": ["a1"], "host_keys": {"a1": "ssh-ed25519 nope"}}}}})
+    proc = facs(tmp_path, "show", "prod")
+    assert proc.returncode == 1
+    assert "define/prod.json at /targets/app/host_keys/a1:" in proc.stderr
+
+
+def test_the_worked_example_publishes_prod_to_a_folder_and_one_host_pulls(
+        tmp_path: Path) -> None:
+    """The repository's example: prod published with the app hosts' ssh keys and a
+    shared recipient; app1.prod pulls its files, its node.conf included."""
+    root = tmp_path / "example"
+    for part in ("define", "tmpl", "extra", "bench", "dodo.py"):
+        src = REPO / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / part)
+    key, pub = keypair(tmp_path, "app1.key")
+    prod = json.loads((root / "define/prod.json").read_text())
+    prod["targets"]["app"]["host_keys"] = {"app1.prod": pub}
+    prod["targets"]["db"]["recipients"] = [keypair(tmp_path, "db.key")[1]]
+    (root / "define/prod.json").write_text(json.dumps(prod))
+    line = facs(root, "publish", "--keygen", str(tmp_path / "sign.key"), check=True).stdout
+    facs(root, "publish", "prod", "--to", str(tmp_path / "bundles"), "--sign-key",
+         str(tmp_path / "sign.key"), check=True)
+    proc = facs(tmp_path, "pull", "--from", str(tmp_path / "bundles"), "--instance", "prod",
+                "--target", "app", "--host", "app1.prod", "--key", line.strip(),
+                "--dest", str(tmp_path / "app1"), "--identity", str(key), check=True)
+    assert "pull prod/app (app1.prod): serial 1:" in proc.stdout
+    got = tree(tmp_path / "app1")
+    assert "hosts/app1.prod/node.conf" in got and "etc/app/app.ini" in got
+    assert not any(r.startswith("hosts/app2.prod") for r in got)
