@@ -1,6 +1,6 @@
 """Make bench/example-app.bundle: the small git repository of the worked example's
 ``app`` module, whose templates live with its code, in the root's layers
-(config/facsimile/tmpl/_ALL_/, config/facsimile/tmpl/prod/; see README,
+(config/facsimile/tmpl/_ALL_/, config/facsimile/tmpl/prod/; see docs/pages/templates.md,
 "Templates in the application repository").
 
 A git bundle is a whole repository in one file, so the example builds from a

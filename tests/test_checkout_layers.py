@@ -165,7 +165,7 @@ def test_flat_checkout_still_builds_with_a_notice(tmp_path: Path) -> None:
     notice = [line for line in proc.stderr.splitlines() if "notice" in line]
     assert notice == [
         f"facsimile: notice: SRC/app-v1/{T} has no _ALL_/ or instance layers: its files are "
-        f"used as one layer below tmpl/_ALL_; move them to {T}/_ALL_/ (see README, "
+        f"used as one layer below tmpl/_ALL_; move them to {T}/_ALL_/ (see docs/pages/templates.md, "
         '"Templates in the application repository")']
     assert "0 built" in doit(root, check=True).stdout
     assert facs(root, "plan").returncode == 0

@@ -123,7 +123,7 @@ def make_parser() -> argparse.ArgumentParser:
     sp = cmd("list", cmd_list, "list instances and subinstances with their targets, hosts "
              "and regions")
     sp.add_argument("--json", action="store_true", help="print them as JSON "
-                    '({"format": 1, ...}, see the README)')
+                    '({"format": 1, ...}, see docs/pages/console.md)')
 
     sp = cmd("show", cmd_show, "print an instance's resolved definition (secrets masked)")
     sp.add_argument("instance", help="instance or subinstance name, e.g. prod.ch1")
@@ -199,7 +199,7 @@ def _add_state(sp: argparse.ArgumentParser, common: argparse.ArgumentParser) -> 
     s1.add_argument("instance")
     s1.add_argument("--reveal", action="store_true", help="show secret values unmasked")
     s1.add_argument("--json", action="store_true", help="print them as JSON "
-                    '({"format": 1, "location": ..., "values": [...]}, see the README)')
+                    '({"format": 1, "location": ..., "values": [...]}, see docs/pages/console.md)')
     s1.set_defaults(func=cmd_state_show)
     s2 = ssub.add_parser("rotate", help="give a generated value a new one", parents=[common],
                          description="Give NAME a new value: a generate entry, or a module "
@@ -265,7 +265,7 @@ def _add_sync(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--yes", action="store_true", help="answer yes to deploy.confirm "
                     "(without a terminal a sync that asks is refused otherwise)")
     sp.add_argument("--json", action="store_true", help="print a JSON document per host "
-                    '(puts, deletes, errors; {"format": 1, ...}, see the README)')
+                    '(puts, deletes, errors; {"format": 1, ...}, see docs/pages/console.md)')
     _add_fleet(sp)
 
 

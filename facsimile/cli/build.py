@@ -13,7 +13,7 @@ from typing import Any
 from ..project import Project
 from .common import load_project, out
 
-#: the version of ``facs build --json``'s shape (README: "Machine-readable output")
+#: the version of ``facs build --json``'s shape (docs/pages/console.md, "Machine-readable output")
 BUILD_FORMAT = 1
 
 

@@ -14,7 +14,7 @@ from ..project import Project
 from ..suggest import did_you_mean_path
 from .common import load_project, out
 
-#: the version of ``facs list --json``'s shape (README: "Machine-readable output")
+#: the version of ``facs list --json``'s shape (docs/pages/console.md, "Machine-readable output")
 LIST_FORMAT = 1
 
 

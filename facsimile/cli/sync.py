@@ -26,7 +26,7 @@ from ..sync.saved import read_plan, write_plan
 from .build import run_doit
 from .common import load_project, out
 
-#: the version of ``facs sync --json``'s shape (README: "Machine-readable output")
+#: the version of ``facs sync --json``'s shape (docs/pages/console.md, "Machine-readable output")
 SYNC_FORMAT = 1
 
 

@@ -2,7 +2,7 @@
 
 :class:`Project` is public: ``facsimile.json`` may name a subclass with
 ``"class": "module.path:ClassName"`` to add template context, generated kinds
-or doit tasks (see the README, "Class overrides").
+or doit tasks (see docs/pages/definitions.md, "Class overrides").
 """
 
 from __future__ import annotations
