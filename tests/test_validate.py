@@ -87,6 +87,7 @@ def test_a_failing_command_shows_its_first_lines_with_secrets_masked(tmp_path: P
     assert not (root / "BUILD/dev/etc/app.conf").exists()  # never built: nothing in its place
 
 
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
 def test_a_check_past_its_timeout_is_killed(tmp_path: Path) -> None:
     marker = "60.0625"  # a sleep that no other process on the machine runs
     root = make_root(tmp_path, {"etc/app.json": {"check": f"sleep {marker}; : {{path}}",
@@ -158,6 +159,21 @@ def test_sync_refuses_an_instance_with_a_failed_check(tmp_path: Path) -> None:
         assert "BUILD/dev/etc/app.json: check 'json' failed" in said(proc), how
         assert snapshot(dest) == before, how  # nothing moved
     assert "nothing was synced" in said(proc)
+
+
+def test_validate_is_inherited_and_null_removes_a_glob(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {"etc/*.json": "json", "etc/*.conf": "ini"},
+                     **{"etc/app.json": BROKEN_JSON, "etc/app.conf": "no section\n"})
+    write_tree(root, {"define/dev.json": {"targets": {"app": {"hosts": ["h1"]}},
+                                          "validate": {"etc/*.json": None}},
+                      "define/prod.json": {}})
+    proc = doit(root)
+    assert proc.returncode == 1, said(proc)
+    text = said(proc)
+    assert "BUILD/dev/etc/app.conf: check 'ini' failed" in text
+    assert "BUILD/prod/etc/app.json: check 'json' failed" in text
+    assert "BUILD/dev/etc/app.json" not in text
+    assert (root / "BUILD/dev/etc/app.json").read_text().endswith(",}\n")
 
 
 def test_validate_errors_name_the_file_and_pointer(tmp_path: Path) -> None:
