@@ -4,6 +4,7 @@ BUILD/, cached like the output, reported by the build, the plan and the sync."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -214,6 +215,16 @@ def test_the_built_in_checks_parse_the_bytes(tmp_path: Path, name: str, good: by
     assert err.value.message.startswith(f"BUILD/dev/x: check {name!r} failed (template "
                                         "tmpl/x):\n    ")
     assert err.value.check == name
+
+
+def test_the_yaml_check_without_pyyaml_says_how_to_get_it(tmp_path: Path,
+                                                            monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if it were not installed
+    with pytest.raises(CheckError) as err:
+        run_checks((Check("yaml"),), str(tmp_path / "x"), b"a: 1\n", shown="BUILD/dev/x",
+                   source="template tmpl/x", root=str(tmp_path), mask=lambda t: t)
+    assert "BUILD/dev/x: check 'yaml' could not run" in err.value.message
+    assert "pip install pyyaml" in err.value.message
 
 
 def test_the_schema_describes_validate() -> None:
