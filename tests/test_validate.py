@@ -172,6 +172,8 @@ def test_validate_is_inherited_and_null_removes_a_glob(tmp_path: Path) -> None:
     assert proc.returncode == 1, said(proc)
     text = said(proc)
     assert "BUILD/dev/etc/app.conf: check 'ini' failed" in text
+    # the same failure in another instance is counted, not printed again
+    assert "BUILD/prod/etc/app.conf" not in text and "and 1 more output in 1 instance" in text
     assert "BUILD/prod/etc/app.json: check 'json' failed" in text
     assert "BUILD/dev/etc/app.json" not in text
     assert (root / "BUILD/dev/etc/app.json").read_text().endswith(",}\n")

@@ -163,10 +163,16 @@ class Failures:
 
     def __init__(self) -> None:
         self.by_message: dict[str, list[str]] = {}
+        self.first: dict[str, str] = {}  # the first message of each group, as it was
 
     def add(self, task: str, message: str) -> None:
-        """``task`` failed with ``message`` (which names the template and line)."""
-        self.by_message.setdefault(message.strip(), []).append(task)
+        """``task`` failed with ``message`` (which names the template and line). A
+        message that names the output's own ``BUILD/<instance>/`` (a failed
+        ``validate`` check) is grouped with those that differ only there."""
+        message = message.strip()
+        key = message.replace(f"BUILD/{instance_of(task)}/", "BUILD/*/")
+        self.first.setdefault(key, message)
+        self.by_message.setdefault(key, []).append(task)
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.by_message.values())
@@ -175,8 +181,8 @@ class Failures:
         """The report: per message, its first output and the message, then how many
         other outputs (and instances) failed the same way; ``verbose``: their names."""
         out: list[str] = []
-        for message, tasks in self.by_message.items():
-            out.append(f"facsimile: error: {tasks[0]}: {message}")
+        for key, tasks in self.by_message.items():
+            out.append(f"facsimile: error: {tasks[0]}: {self.first[key]}")
             others = tasks[1:]
             if not others:
                 continue
