@@ -47,7 +47,11 @@ class Store:
 
         self.url = as_url(url).rstrip("/")
         self.shown = shown_url(self.url)
-        self.local = urlsplit(self.url).scheme == "file"
+        scheme = urlsplit(self.url).scheme
+        self.local = scheme == "file"
+        #: s3fs asks for an object's size (a HEAD) before it reads it unless told to
+        #: read it in one part: a read is then one GET
+        self._read_kw: dict[str, Any] = {"max_concurrency": 1} if scheme == "s3" else {}
         self.dest = open_destination(self.url, dict(options or {}), label)
         self.fs = self.dest.fs
 
@@ -62,7 +66,7 @@ class Store:
     def read(self, rel: str) -> bytes | None:
         """The bytes of ``rel``; None when there is none (one GET on S3)."""
         try:
-            return bytes(self.fs.cat_file(self.dest.path(rel)))
+            return bytes(self.fs.cat_file(self.dest.path(rel), **self._read_kw))
         except FileNotFoundError:
             return None
         except Exception as exc:  # a network that drops, a server gone
