@@ -462,3 +462,22 @@ def test_the_worked_example_publishes_prod_to_a_folder_and_one_host_pulls(
     got = tree(tmp_path / "app1")
     assert "hosts/app1.prod/node.conf" in got and "etc/app/app.ini" in got
     assert not any(r.startswith("hosts/app2.prod") for r in got)
+
+
+def test_a_record_naming_a_path_outside_the_destination_is_refused(
+        world: World, tmp_path: Path) -> None:
+    """The record says what a pull may delete: one edited to name ../x deletes nothing."""
+    from facsimile.pull.pull import state_dir_of
+
+    assert state_dir_of("/") == "/var/lib/facsimile/pull"
+    dest = tmp_path / "dest"
+    world.pull(dest)
+    record = dest / ".facsimile/pull/prod.app.json"
+    doc = json.loads(record.read_text())
+    doc["files"]["../outside"] = doc["files"]["etc/plain.conf"]
+    record.write_text(json.dumps(doc))
+    (tmp_path / "outside").write_text("keep\n")
+    with pytest.raises(SyncError) as err:
+        world.pull(dest)
+    assert "the pull record is damaged" in str(err.value)
+    assert (tmp_path / "outside").read_text() == "keep\n"

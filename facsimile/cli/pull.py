@@ -49,7 +49,7 @@ def add_commands(cmd: Callable[..., Any]) -> None:
     sp.add_argument("--dest", default="/", metavar="DIR", help="where the files go "
                     "(default /)")
     sp.add_argument("--state-dir", metavar="DIR", help="where the pull keeps its record "
-                    "(default DEST/.facsimile/pull)")
+                    "(default DEST/.facsimile/pull; /var/lib/facsimile/pull for /)")
     sp.add_argument("--identity", action="append", default=[], metavar="FILE",
                     help="opens the secrets: the host's ssh key or an age identity "
                     "(default $FACSIMILE_IDENTITY, else /etc/ssh/ssh_host_ed25519_key)")
@@ -102,7 +102,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     """Pull once, or every ``--every`` seconds."""
     from ..errors import FacsimileError
     from ..pull.pull import Request, pull
-    from ..pull.store import store_options
+    from ..pull.store import Store, store_options
 
     def say(text: str = "") -> None:
         print(text, flush=True)
@@ -112,13 +112,17 @@ def cmd_pull(args: argparse.Namespace) -> int:
                   store_options(args.endpoint_url, args.ssh_key, args.known_hosts))
     if not args.every:
         return pull(req, args.key, say)
-    done = 0
+    done, store = 0, None
     while True:
-        try:
-            code = pull(req, args.key, say)
+        try:  # one connection to the store for every round while it works
+            store = store or Store(req.url, req.options, "pull")
+            code = pull(req, args.key, say, store=store)
         except FacsimileError as exc:
             print(f"facs: error: {exc}", file=sys.stderr, flush=True)
             code = 1
+            if store is not None:
+                store.close()
+            store = None
         done += 1
         if args.count and done >= args.count:
             return code

@@ -1,11 +1,13 @@
 """What a pull keeps and writes on the host: its record, its lock, and staged writes.
 
-The record (``<state dir>/<instance>.<target>.json``, default state dir
-``<dest>/.facsimile/pull``) says which manifest the host last applied (lineage,
-serial, the digest of its payload) and every file that pull wrote, with the
-blob it came from, its mode, size and mtime: a file whose four are unchanged
-is not fetched again, and only the files listed there are ever deleted. It is
-written after the files, so a pull stopped half way is repaired by the next.
+The record (``<state dir>/<instance>.<target>.json``; the state dir is
+``<dest>/.facsimile/pull`` by default, ``/var/lib/facsimile/pull`` for ``/``)
+says which manifest the host last applied (lineage, serial, the digest of its
+payload) and every file that pull wrote, with the blob it came from, the sha256
+of what was written, its mode, size and mtime: a file whose blob, size, mtime
+and mode are unchanged is not read, one whose content still matches is not
+fetched again, and only the files listed there are ever deleted. It is written
+after the files, so a pull stopped half way is repaired by the next.
 
 New contents are staged first: each to a temporary file beside its place,
 created with its final mode (``Staged``). Only when every file is staged, its
@@ -41,9 +43,12 @@ def record_path(state_dir: Path, instance: str, target: str) -> Path:
 
 def read_record(path: Path) -> dict[str, Any]:
     """The record at ``path`` (empty when there is none); a damaged one is an error."""
+    from ..sync.manifest import inside
+
     try:
         doc = json.loads(path.read_bytes())
         assert isinstance(doc, dict) and isinstance(doc.get("files"), dict)
+        assert all(inside(rel) and isinstance(e, dict) for rel, e in doc["files"].items())
         return doc
     except FileNotFoundError:
         return {"files": {}}

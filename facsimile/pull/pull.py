@@ -73,6 +73,14 @@ class Request:
         return f"{self.instance}/{self.target}" + (f" ({self.host})" if self.host else "")
 
 
+def state_dir_of(dest: str) -> str:
+    """Where a pull into ``dest`` keeps its record by default: ``/var/lib/facsimile/pull``
+    for ``/``, else ``DEST/.facsimile/pull``."""
+    if dest.rstrip(os.sep) == "":
+        return "/var/lib/facsimile/pull"
+    return os.path.join(dest, ".facsimile", "pull")
+
+
 def pull(req: Request, keys: Sequence[str], out: Callable[[str], None] = print,
          store: Store | None = None) -> int:
     """One pull (see the module's docstring); 0 done or nothing to do, 2 a dry run
@@ -82,7 +90,7 @@ def pull(req: Request, keys: Sequence[str], out: Callable[[str], None] = print,
                         "every manifest it applies")
     public = [load_public(k) for k in keys]
     dest = os.path.abspath(req.dest)
-    state_dir = Path(req.state_dir or os.path.join(dest, ".facsimile", "pull"))
+    state_dir = Path(req.state_dir or state_dir_of(dest))
     rec_path = L.record_path(state_dir, req.instance, req.target)
     own = store is None
     store = store or Store(req.url, req.options, "pull")
