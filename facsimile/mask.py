@@ -47,8 +47,7 @@ class Secrets:
     def pattern(self) -> re.Pattern[str] | None:
         """The values of :data:`SHORT` characters or more, longest first (a value
         that holds another is masked whole), as one pattern."""
-        long = sorted((v for v in self.values if len(v) >= SHORT), key=len, reverse=True)
-        return re.compile("|".join(map(re.escape, long))) if long else None
+        return _values_pattern(self.values)
 
     def known(self, word: str) -> bool:
         """Whether ``word`` is a value the state has, or has had."""
@@ -59,6 +58,15 @@ class Secrets:
         if self.digests and value_digest(word, self.key) in self.digests:
             return True
         return any(value_digest(word, key) in digests for key, digests in self.keyed)
+
+
+@functools.lru_cache(maxsize=4)
+def _values_pattern(values: frozenset[str]) -> re.Pattern[str] | None:
+    """:attr:`Secrets.pattern`, compiled once for the same values: every family of
+    a root masks against every family's values, so 500 families that each mask an
+    error (a check failed in each) share one pattern instead of compiling 500."""
+    long = sorted((v for v in values if len(v) >= SHORT), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, long))) if long else None
 
 
 #: what masking takes of state documents: values, and the ``seen`` digests by the
