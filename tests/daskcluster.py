@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import free_port, stop, wait_port
+from servers import free_port, not_quick, stop, wait_port
 
 DASK = str(Path(sys.executable).parent / "dask")
 WORKERS = {"w-any": [], "w-ch1": ["--resources", "region-ch1=1"]}
@@ -63,7 +63,9 @@ class DaskCluster:
 
 
 @pytest.fixture(scope="session")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory,
+                 request: pytest.FixtureRequest) -> Iterator[DaskCluster]:
+    not_quick(request, "a dask cluster")
     pytest.importorskip("distributed")
     cluster = DaskCluster(tmp_path_factory.mktemp("dask"))
     try:

@@ -20,6 +20,16 @@ import pytest
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
+def not_quick(request: pytest.FixtureRequest, name: str) -> None:
+    """Fail a test of the quick subset that starts the server ``name`` anyway (by
+    a name ``conftest.uses_a_server`` does not see), so that the subset stays
+    what it says: no servers."""
+    item = getattr(request, "_pyfuncitem", None)
+    if item is not None and item.get_closest_marker("slow") is None:
+        pytest.fail(f"{item.nodeid} starts {name} but is not marked slow: name the "
+                    "fixture in its arguments or mark the test slow", pytrace=False)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,7 +105,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+def sshd(tmp_path_factory: pytest.TempPathFactory,
+         request: pytest.FixtureRequest) -> Iterator[SSHServer]:
+    not_quick(request, "sshd")
     if not os.path.exists(SSHD):
         if os.environ.get("CI"):
             pytest.fail("sshd is not installed (apt-get install openssh-server)")
@@ -122,7 +134,8 @@ class S3Server:
 
 
 @pytest.fixture(scope="session")
-def s3server() -> Iterator[S3Server]:
+def s3server(request: pytest.FixtureRequest) -> Iterator[S3Server]:
+    not_quick(request, "an S3 server")
     from moto.server import ThreadedMotoServer
 
     port = free_port()

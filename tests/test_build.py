@@ -130,6 +130,7 @@ def test_changed_include_rebuilds_its_includers(built: Path) -> None:
     assert ran(proc) == includers
 
 
+@pytest.mark.slow
 def test_rotated_state_rebuilds_exactly_its_users(built: Path) -> None:
     for f in (built / "BUILD").rglob("db.ini"):
         bump(f)
@@ -215,6 +216,7 @@ def test_unchanged_bytes_are_not_rewritten(built: Path) -> None:
     assert changed(before, mtimes(built / "BUILD")) == set()
 
 
+@pytest.mark.slow
 def test_parallel_process_build_makes_the_same_bytes(tmp_path: Path) -> None:
     serial, parallel = tmp_path / "serial", tmp_path / "parallel"
     for d in (serial, parallel):
@@ -244,6 +246,7 @@ def _records(root: Path) -> dict[str, dict]:
     return out
 
 
+@pytest.mark.slow
 def test_batched_run_leaves_the_records_of_one_task_per_output(tmp_path: Path) -> None:
     """A plain run makes every stale output in one task (build:_stale); a run naming
     instances makes each one's in its task; ``-n 2`` runs one task per output. All
@@ -267,6 +270,7 @@ def test_batched_run_leaves_the_records_of_one_task_per_output(tmp_path: Path) -
     assert not [line for line in out.splitlines() if line.startswith("R build:") and "/" in line]
 
 
+@pytest.mark.slow
 def test_batched_failure_keeps_the_other_outputs_of_the_instance(built: Path) -> None:
     """One output failing in a batched run: the instance's other stale outputs are
     made and recorded; only the failed one is retried next time."""
@@ -286,6 +290,7 @@ def test_batched_failure_keeps_the_other_outputs_of_the_instance(built: Path) ->
     assert ran(proc) == {"dev/etc/static.txt"} and "1 built, 4 up to date" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_batch_gives_the_other_records_the_current_context(built: Path) -> None:
     """An unread value moves every context digest; a run that rebuilds something
     of the instance also moves the digest of the outputs it found up to date, so
@@ -307,6 +312,7 @@ def test_a_batch_gives_the_other_records_the_current_context(built: Path) -> Non
     assert changed(before, mtimes(built / "BUILD")) == {"dev/etc/app.ini"}
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_does_not_stop_the_build(tmp_path: Path) -> None:
     """``doit | head -1``: the output is cut short, the build is not (and no traceback)."""
     import sys
@@ -325,6 +331,7 @@ def test_a_reader_that_goes_away_does_not_stop_the_build(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("how", [(), ("-n", "2", "-P", "process")])
+@pytest.mark.slow
 def test_a_template_that_becomes_a_folder_and_back(built: Path, how: tuple) -> None:
     """``etc/app.ini`` becomes ``etc/app.ini/main`` and back: the old output is in
     the new one's way, and is cleared (batched, and one task per output)."""
@@ -366,6 +373,7 @@ def test_attribute_lookups_on_context_values_behave_as_in_jinja2(built: Path) ->
     assert ran(proc) == {"dev/etc/app.ini", "dev/etc/keys.txt"}
 
 
+@pytest.mark.slow
 def test_a_run_hands_doit_no_task_for_an_instance_with_nothing_to_do(built: Path) -> None:
     """``doit`` on a no-op: no task per instance either (still counted); in a plain
     run, stale outputs are made by build:_stale; a named instance gets its task."""
@@ -468,6 +476,7 @@ def test_one_output_builds_alone(tmp_path: Path) -> None:
     assert set(mtimes(tmp_path / "BUILD")) == {"prod/etc/app.ini"}
 
 
+@pytest.mark.slow
 def test_doit_clean_and_forget_work(built: Path) -> None:
     doit(built, "forget", "build:dev/etc/app.ini", check=True)
     proc = doit(built, check=True)
@@ -482,6 +491,7 @@ def test_doit_clean_and_forget_work(built: Path) -> None:
     assert not [p for p in (built / "BUILD").rglob("*")]
 
 
+@pytest.mark.slow
 def test_runs_skip_up_to_date_outputs_and_other_commands_see_every_task(built: Path) -> None:
     outputs = set(mtimes(built / "BUILD"))  # 5 per instance, 3 instances
     # a run of group tasks hands doit only what is stale, and still counts the rest

@@ -108,6 +108,7 @@ def test_layers_and_override_order(shop: Path) -> None:
     assert f"SRC/app-v1/{T}/dev/etc/layered.conf" in info
 
 
+@pytest.mark.slow
 def test_version_bump_rebuilds_only_what_differs(shop: Path) -> None:
     doit(shop, check=True)
     before = mtimes(shop / "BUILD")
@@ -165,7 +166,8 @@ def test_flat_checkout_still_builds_with_a_notice(tmp_path: Path) -> None:
     notice = [line for line in proc.stderr.splitlines() if "notice" in line]
     assert notice == [
         f"facsimile: notice: SRC/app-v1/{T} has no _ALL_/ or instance layers: its files are "
-        f"used as one layer below tmpl/_ALL_; move them to {T}/_ALL_/ (see docs/pages/templates.md, "
+        f"used as one layer below tmpl/_ALL_; move them to {T}/_ALL_/ (see "
+        "docs/pages/templates.md, "
         '"Templates in the application repository")']
     assert "0 built" in doit(root, check=True).stdout
     assert facs(root, "plan").returncode == 0

@@ -49,6 +49,7 @@ def one_line_error(proc, *words: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_a_no_op_build_asks_no_remote_and_verify_does(tmp_path: Path, repo: Path) -> None:
     root = make_root(tmp_path, repo)
     first = doit(root, check=True)

@@ -35,7 +35,7 @@ def state_root(tmp_path: Path, state: dict) -> Path:
     return root
 
 
-@pytest.mark.parametrize("kind", ["file", pytest.param("sftp", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["file", "sftp"])
 def test_state_show_names_remote_state_by_its_url_and_prints_masked_json(
         kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     base = tmp_path / "remote"

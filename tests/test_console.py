@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import DODO, doit, facs, write_tree
 
 SLOW = '''
@@ -90,6 +91,7 @@ def doit_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "doit", *args]
 
 
+@pytest.mark.slow
 def test_a_long_build_on_a_terminal_shows_one_live_line(tmp_path: Path) -> None:
     write_tree(tmp_path, tree(20, slow=True))
     code, text = under_pty(doit_cmd(), tmp_path, env={"FACSIMILE_JOBS": "1"})
@@ -99,6 +101,7 @@ def test_a_long_build_on_a_terminal_shows_one_live_line(tmp_path: Path) -> None:
     assert "facsimile: 40 built, 0 up to date" in text
 
 
+@pytest.mark.slow
 def test_off_a_terminal_a_line_per_output_and_no_progress(tmp_path: Path) -> None:
     write_tree(tmp_path, tree(20, slow=True))
     proc = doit(tmp_path, check=True, env={"FACSIMILE_JOBS": "1"})
@@ -147,6 +150,7 @@ def test_a_shared_template_error_is_printed_once(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "    build:i029/t1.conf" in proc.stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_what_was_made(tmp_path: Path) -> None:
     write_tree(tmp_path, tree(40, slow=True))
     # interrupted once the live line says some outputs are made (not after a fixed

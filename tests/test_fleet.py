@@ -79,6 +79,7 @@ def test_hosts_go_to_dask_in_batches() -> None:
     assert batch_size(100_000, 2) == MAX_BATCH
 
 
+@pytest.mark.slow
 def test_slices_cover_the_fleet_exactly_once(tmp_path: Path) -> None:
     hosts = [f"h{i:02}" for i in range(20)]
     base = tmp_path / "dest"
@@ -125,6 +126,7 @@ sync_instance(instance="dev", project="shop", root=Path(sys.argv[1]),
 
 
 @pytest.mark.parametrize("kind", ["file", SFTP])
+@pytest.mark.slow
 def test_a_sync_killed_after_its_manifest_leaves_no_lock_after_the_next(
         tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     d = Dest(kind, tmp_path, request)

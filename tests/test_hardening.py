@@ -67,6 +67,7 @@ SECRETS = ("hunter2pw", "AKIAKEYID", "s3secretvalue", "sshpassvalue", "optpassva
 
 @pytest.mark.parametrize("args", [(), ("--json",), ("--explain", "deploy.s3.secret"),
                                   ("--explain", "deploy.url")])
+@pytest.mark.slow
 def test_show_masks_credentials_given_in_definitions(base: Path, args: tuple[str, ...]) -> None:
     write_tree(base, {"define/facsimile.json": {
         # a file:// URL: the s3 settings are still masked, and show reaches no server
@@ -106,6 +107,7 @@ def test_the_class_comes_from_the_root_before_its_parent(tmp_path: Path) -> None
     assert (root / "BUILD/dev/a.txt").read_text() == "parent\n"
 
 
+@pytest.mark.slow
 def test_a_library_name_beside_the_root_is_never_imported(tmp_path: Path) -> None:
     root = tmp_path / "root"
     marker = tmp_path / "imported"
@@ -146,6 +148,7 @@ class _Evil:
         return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
 
 
+@pytest.mark.slow
 def test_a_crafted_model_cache_is_not_unpickled(base: Path) -> None:
     doit(base, check=True)
     facs(base, "list", check=True)
@@ -162,6 +165,7 @@ def test_a_crafted_model_cache_is_not_unpickled(base: Path) -> None:
 
 
 @pytest.mark.parametrize("payload", [5, (9, {}, 5), ("k", {}, ("a", {}, {})), [1, 2, 3]])
+@pytest.mark.slow
 def test_an_authentic_cache_of_the_wrong_shape_is_rebuilt(base: Path, payload: Any) -> None:
     doit(base, check=True)
     facs(base, "list", check=True)
@@ -208,6 +212,7 @@ CATALOGUE: list[tuple[str, dict[str, Any], str]] = [
 @pytest.mark.parametrize(("tree", "file"), [c[1:] for c in CATALOGUE],
                          ids=[c[0] for c in CATALOGUE])
 @pytest.mark.parametrize("command", ["doit", "list", "plan"])
+@pytest.mark.slow
 def test_bad_definitions_are_one_line(base: Path, tree: dict[str, Any], file: str,
                                       command: str) -> None:
     write_tree(base, tree)
@@ -253,6 +258,7 @@ def test_a_damaged_doit_db_is_one_line_through_doit(base: Path, content: Any,
 
 @pytest.mark.parametrize("content", [c[1] for c in DOIT_DB + DOIT_DB_RECORDS],
                          ids=[c[0] for c in DOIT_DB + DOIT_DB_RECORDS])
+@pytest.mark.slow
 def test_a_damaged_doit_db_is_one_line_through_facs_plan(base: Path, content: Any) -> None:
     doit(base, check=True)
     _damage(base, content)
@@ -302,6 +308,7 @@ def _synced(tmp_path: Path, **more: Any) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_removed_instance_s_values_are_masked_in_plan_and_sync_diffs(tmp_path: Path) -> None:
     root = _synced(tmp_path)
     secret = (root / "BUILD/dev/etc/db.ini").read_text().split("= ")[1].strip()
@@ -322,6 +329,7 @@ def test_a_removed_instance_s_values_are_masked_in_plan_and_sync_diffs(tmp_path:
     assert secret not in out, out
 
 
+@pytest.mark.slow
 def test_a_value_rotated_five_times_is_masked_in_every_diff(tmp_path: Path) -> None:
     root = _synced(tmp_path)
     first = (root / "BUILD/dev/etc/db.ini").read_text().split("= ")[1].strip()
@@ -339,6 +347,7 @@ def test_a_value_rotated_five_times_is_masked_in_every_diff(tmp_path: Path) -> N
     assert "-password = ********" in out and first not in out, out
 
 
+@pytest.mark.slow
 def test_a_short_id_is_masked_where_it_is_a_value(tmp_path: Path) -> None:
     root = _synced(tmp_path, generate={"node": "id"})
     write_tree(root, {"tmpl/_ALL_/etc/node.ini": "node_id = {{ state.node }}\nreplicas = 7\n"})

@@ -217,6 +217,7 @@ def test_plan_diff_never_shows_a_removed_instance_s_old_content(shop: Path) -> N
         assert secret not in proc.stdout + proc.stderr, args
 
 
+@pytest.mark.slow
 def test_plan_diff_masks_a_password_rotated_out_of_the_history(shop: Path) -> None:
     write_tree(shop, PW)
     doit(shop, check=True)
@@ -325,6 +326,7 @@ def test_a_link_into_state_is_an_error(shop: Path) -> None:
 # ---------------------------------------------------------------- 2: a sync never sends a link
 
 @pytest.mark.parametrize("link", ["etc/leak.txt", "shop/linked", "shop/static"])
+@pytest.mark.slow
 def test_a_link_in_the_build_is_never_followed_by_a_sync(tmp_path: Path, link: str) -> None:
     from test_sync import make_root
 
@@ -359,6 +361,7 @@ def _run(root: Path, command: tuple[str, ...]):
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+@pytest.mark.slow
 def test_build_being_a_file_is_one_line_naming_it(shop: Path, command: tuple[str, ...]) -> None:
     import shutil
     shutil.rmtree(shop / "BUILD")
@@ -371,6 +374,7 @@ def test_build_being_a_file_is_one_line_naming_it(shop: Path, command: tuple[str
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 @pytest.mark.parametrize("in_the_way", ["BUILD/dev", "BUILD/dev/etc"])
+@pytest.mark.slow
 def test_a_file_where_a_folder_of_build_goes_is_replaced(shop: Path, command: tuple[str, ...],
                                                          in_the_way: str) -> None:
     import shutil
@@ -392,6 +396,7 @@ def test_a_file_where_a_folder_of_build_goes_is_replaced(shop: Path, command: tu
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 @pytest.mark.parametrize("in_the_way", ["a folder", "a link"])
+@pytest.mark.slow
 def test_a_folder_or_a_link_where_an_output_goes_is_replaced(
         shop: Path, tmp_path: Path, command: tuple[str, ...], in_the_way: str) -> None:
     write_tree(shop, {"define/dev.json": {"app": {"port": 8000}, "deploy": {

@@ -48,6 +48,7 @@ def outcome(fn: Any) -> Any:
 
 
 @pytest.mark.parametrize("schema", [{}, SCHEMA], ids=["no schema", "strategies"])
+@pytest.mark.slow
 def test_fast_merge_equals_jsonmerge(schema: dict) -> None:
     rng = random.Random(7)
     merger = jsonmerge.Merger(schema)

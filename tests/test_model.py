@@ -179,6 +179,7 @@ WINNERS = {
 }
 
 
+@pytest.mark.slow
 def test_five_deep_chain_with_two_parents(tmp_path: Path) -> None:
     write_tree(tmp_path, CHAIN)
     inst = show(tmp_path, "prod.ch1")["instance"]

@@ -82,6 +82,7 @@ def test_sync_puts_the_build_modes_and_a_mode_change(built: Path) -> None:
     assert "2 put" in proc.stdout, proc.stdout
 
 
+@pytest.mark.slow
 def test_modes_glob_wins_and_a_change_rechmods_exactly_what_it_must(built: Path) -> None:
     before = mtimes(built / "BUILD")
     set_modes(built, "dev", {"etc/app/*.ini": "0640", "etc/app/app.ini": "0660"})

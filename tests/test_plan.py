@@ -81,6 +81,7 @@ def test_nothing_stale_exits_0(built: Path) -> None:
     ids=["value", "template", "include", "state", "module-password", "extra", "orphan", "new",
          "hand-edit"],
 )
+@pytest.mark.slow
 def test_each_change_has_its_reason(built: Path, change, expect) -> None:
     change(built)
     before = disk(built)
@@ -152,6 +153,7 @@ def test_doit_info_says_why(built: Path) -> None:
     assert "up-to-date" in out
 
 
+@pytest.mark.slow
 def test_diff_writes_nothing_and_notes_a_masked_only_change(built: Path) -> None:
     facs(built, "state", "rotate", "dev", "secret_key", check=True)
     before = disk(built)
@@ -198,6 +200,7 @@ def test_unreadable_doit_database_is_an_error(built: Path) -> None:
     assert doit(built).returncode != 0  # doit refuses it too: the two agree
 
 
+@pytest.mark.slow
 def test_diff_masks_a_rotated_away_secret_on_a_changed_line(built: Path) -> None:
     old_pw = json.loads((built / "state/prod/state.json").read_text())[
         "modules"]["db_user"]["value"]

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import DODO, doit, write_tree
 from test_build import _records, ran
 
@@ -52,6 +53,7 @@ def big_tree(pids: bool = False) -> dict[str, object]:
     return tree
 
 
+@pytest.mark.slow
 def test_a_large_run_shares_its_instances_with_a_helper_process(tmp_path: Path) -> None:
     write_tree(tmp_path, big_tree(pids=True))
     proc = doit(tmp_path, check=True, env=TWO)
@@ -72,6 +74,7 @@ def test_one_job_makes_everything_in_doits_process(tmp_path: Path) -> None:
     assert len(pids) == 1
 
 
+@pytest.mark.slow
 def test_a_helper_leaves_the_same_bytes_and_records_as_one_process(tmp_path: Path) -> None:
     shared, alone = tmp_path / "shared", tmp_path / "alone"
     write_tree(shared, big_tree())
@@ -119,6 +122,7 @@ def test_bad_jobs_value_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_doit_n1_keeps_the_records(tmp_path: Path) -> None:
     """``-n 1`` runs tasks in one child process of doit's: one task per output, so
     their records come back to the database (a batch's would be lost there)."""
@@ -192,6 +196,7 @@ def test_a_run_that_stops_early_stops_its_helpers(tmp_path: Path) -> None:
     assert len(_records(tmp_path)) == INSTANCES * TEMPLATES
 
 
+@pytest.mark.slow
 def test_a_run_that_stops_early_keeps_what_its_helper_sent(tmp_path: Path) -> None:
     """doit's process is slow on i00 (a second), whose first output then fails; the
     helper makes and sends i11 to i01. doit stops at i00's task without waiting for

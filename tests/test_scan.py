@@ -29,6 +29,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return read
 
 
+@pytest.mark.slow
 def test_a_file_is_read_again_only_when_it_changed(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     build = tmp_path / "BUILD/dev"
@@ -56,6 +57,7 @@ def test_a_file_is_read_again_only_when_it_changed(tmp_path: Path,
     assert now["a.conf"].digest == hashlib.sha256(b"A\n").hexdigest()
 
 
+@pytest.mark.slow
 def test_a_sync_keeps_the_digests_in_an_authenticated_cache(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     root = make_root(tmp_path, {"url": f"file://{dest}/{{host}}"})

@@ -36,6 +36,7 @@ def test_module_overlay_by_name(seed: Path) -> None:
     assert shown["module"]["extra"]["password"] == "********"
 
 
+@pytest.mark.slow
 def test_genconfig_writes_module_config(seed: Path) -> None:
     write_tree(seed, {"define/modules.json": {
         "app": {"genconfig": True, "port": 80},
@@ -58,6 +59,7 @@ def test_genconfig_writes_module_config(seed: Path) -> None:
     assert proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_fan_out_per_host_and_module(seed: Path) -> None:
     write_tree(seed, {
         "tmpl/_ALL_/hosts/{host}/node.conf": "{{ this.name }} {{ this.target }}\n",
@@ -193,6 +195,7 @@ def test_missing_and_moved_tags_are_clear_errors(seed: Path, repo: Path) -> None
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_subprojects_build_under_their_folder(seed: Path) -> None:
     write_tree(seed, {
         "define/facsimile.json": {"name": "shop", "region": "eu",

@@ -76,6 +76,7 @@ def test_kinds_have_their_formats(root: Path) -> None:
     assert mods["app"]["password"] == v["module.app.password"]
 
 
+@pytest.mark.slow
 def test_values_are_kept_across_runs_and_rebuilds(root: Path) -> None:
     write_tree(root, {"dodo.py": DODO, "tmpl/_ALL_/a.txt": "{{ module.app.password }}\n"})
     first = values(root, "prod")
@@ -228,6 +229,7 @@ def test_processes_at_once_see_the_same_values(tmp_path: Path, hold_lock: bool) 
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not json", "folder"])
+@pytest.mark.slow
 def test_bad_state_is_an_error_and_left_alone(root: Path, damage: str) -> None:
     values(root, "prod")
     f = state_file(root, "prod")
@@ -285,6 +287,7 @@ DAMAGED = [
 @pytest.mark.parametrize(("where", "entry", "expected"), DAMAGED,
                          ids=[e[2].split(": ", 1)[0].split(" at ")[-1] + f"-{i}"
                               for i, e in enumerate(DAMAGED)])
+@pytest.mark.slow
 def test_damaged_entry_is_an_error_and_left_alone(root: Path, where: tuple[str, ...],
                                                   entry: object, expected: str) -> None:
     values(root, "prod")
@@ -315,6 +318,7 @@ def test_damaged_entry_is_an_error_and_left_alone(root: Path, where: tuple[str, 
 
 
 @pytest.mark.parametrize("where", ["plain", "sealed", "remote"])
+@pytest.mark.slow
 def test_every_value_an_entry_had_is_kept_as_a_digest_never_as_a_value(
         tmp_path: Path, where: str) -> None:
     root, env = tmp_path / "p", {"FACSIMILE_IDENTITY": str(tmp_path / "id.txt")}

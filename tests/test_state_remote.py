@@ -22,8 +22,8 @@ from facsimile.errors import StateError
 from facsimile.state.remote import RemoteStore
 
 #: server-backed kinds start sshd or moto: the slow subset (pytest -m slow)
-SFTP = pytest.param("sftp", marks=pytest.mark.slow)
-S3 = pytest.param("s3", marks=pytest.mark.slow)
+SFTP = "sftp"
+S3 = "s3"
 
 WORKER = """
 import json, sys, time

@@ -18,10 +18,10 @@ import pytest
 from conftest import DODO, doit, facs, write_tree
 from servers import s3server, sshd  # noqa: F401  (fixtures)
 
-#: server-backed kinds start sshd or moto: the slow subset (pytest -m slow)
-SFTP = pytest.param("sftp", marks=pytest.mark.slow)
-S3 = pytest.param("s3", marks=pytest.mark.slow)
-SFTP_TAR = pytest.param("sftp-tar", marks=pytest.mark.slow)
+#: server-backed kinds start sshd or moto (conftest marks those tests slow)
+SFTP = "sftp"
+S3 = "s3"
+SFTP_TAR = "sftp-tar"
 
 HOSTS = ["h1", "h2"]
 
@@ -140,6 +140,7 @@ def sync(root: Path, *args: str, code: int = 0) -> str:
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_first_sync_puts_all_and_noop_puts_nothing(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     out = sync(root)
@@ -160,6 +161,7 @@ def test_first_sync_puts_all_and_noop_puts_nothing(dest: Dest, tmp_path: Path) -
     assert dest.mtimes("h1") == before  # nothing written again, not even the manifest
 
 
+@pytest.mark.slow
 def test_changed_file_of_same_size_is_pushed(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     sync(root)
@@ -171,6 +173,7 @@ def test_changed_file_of_same_size_is_pushed(dest: Dest, tmp_path: Path) -> None
     assert dest.files("h2")["etc/app.ini"] == b"port = 8081\n"
 
 
+@pytest.mark.slow
 def test_deletes_only_what_facsimile_owns(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     sync(root)
@@ -188,6 +191,7 @@ def test_deletes_only_what_facsimile_owns(dest: Dest, tmp_path: Path) -> None:
     assert "0 put, 3 deleted" in out and "0 put, 2 deleted" in out
 
 
+@pytest.mark.slow
 def test_dry_run_changes_nothing(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     out = sync(root, "--dry-run", code=2)  # something to do: exit 2
@@ -204,6 +208,7 @@ def test_dry_run_changes_nothing(dest: Dest, tmp_path: Path) -> None:
     assert dest.files("h1") == before
 
 
+@pytest.mark.slow
 def test_check_reports_drift_without_fixing(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     sync(root)
@@ -224,6 +229,7 @@ def moded(request: pytest.FixtureRequest, tmp_path: Path) -> Dest:
     return Dest(request.param, tmp_path, request)
 
 
+@pytest.mark.slow
 def test_secret_modes_are_kept(moded: Dest, tmp_path: Path) -> None:
     dest = moded
     root = make_root(tmp_path, dest.deploy)
@@ -233,6 +239,7 @@ def test_secret_modes_are_kept(moded: Dest, tmp_path: Path) -> None:
     assert stat.S_IMODE((dest.base / "h1/etc/app.ini").stat().st_mode) == 0o644
 
 
+@pytest.mark.slow
 def test_target_files_globs(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy,
                      **{"targets": {"web": {"hosts": ["h1"], "files": ["shop/**"]},
@@ -249,6 +256,7 @@ def test_target_files_globs(dest: Dest, tmp_path: Path) -> None:
     assert "shop/foreign.txt" in dest.files("h1")  # h1 untouched
 
 
+@pytest.mark.slow
 def test_unknown_host_is_an_error(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     out = sync(root, "--host", "typo", code=1)
@@ -259,6 +267,7 @@ def test_unknown_host_is_an_error(dest: Dest, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("pattern", ["../etc/**", "/etc/passwd"])
+@pytest.mark.slow
 def test_escaping_paths_are_refused(tmp_path: Path, pattern: str) -> None:
     root = make_root(tmp_path, {"url": f"file://{tmp_path}/d/{{host}}"},
                      **{"targets": {"web": {"hosts": ["h1"], "files": [pattern]}}})
@@ -325,6 +334,7 @@ sys.exit(sync_instance(instance="dev", project="shop", root=Path(sys.argv[1]),
 
 
 @pytest.mark.parametrize("kind", ["file", SFTP, SFTP_TAR])
+@pytest.mark.slow
 def test_sync_killed_half_way_then_completed(tmp_path: Path, kind: str,
                                             request: pytest.FixtureRequest) -> None:
     """kill -9 during a sync: every file is old or new; the next sync completes it.
@@ -382,8 +392,9 @@ def _starts(path: Path, prefix: bytes) -> bool:
         return False
 
 
-def test_s3_sync_killed_half_way_then_completed(tmp_path: Path,
-                                               request: pytest.FixtureRequest) -> None:
+@pytest.mark.slow
+def test_s3_sync_killed_half_way_then_completed(tmp_path: Path, request: pytest.FixtureRequest,
+                                               s3server) -> None:  # noqa: F811
     """S3 puts are atomic per object: a killed sync leaves objects old or new."""
     d = Dest("s3", tmp_path, request)
     build = tmp_path / "BUILD/dev/etc"
@@ -418,6 +429,7 @@ def test_s3_sync_killed_half_way_then_completed(tmp_path: Path,
     assert len(json.loads(files[".facsimile/manifest.json"])["files"]) == n
 
 
+@pytest.mark.slow
 def test_doit_sync_task_builds_then_pushes(tmp_path: Path) -> None:
     base = tmp_path / "dest"
     root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"})
@@ -430,6 +442,7 @@ def test_doit_sync_task_builds_then_pushes(tmp_path: Path) -> None:
     assert "0 put, 0 deleted, 5 unchanged" in proc.stdout
 
 
+@pytest.mark.slow
 def test_two_targets_on_one_host_share_the_destination(tmp_path: Path) -> None:
     base = tmp_path / "dest"
     root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"},
@@ -447,6 +460,7 @@ def test_two_targets_on_one_host_share_the_destination(tmp_path: Path) -> None:
 # ------------------------------------------------------------- drift and repair
 
 
+@pytest.mark.slow
 def test_check_reports_a_file_removed_on_the_host(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     sync(root)
@@ -461,6 +475,7 @@ def test_check_reports_a_file_removed_on_the_host(dest: Dest, tmp_path: Path) ->
     sync(root, "--check")
 
 
+@pytest.mark.slow
 def test_repair_fixes_a_mode_changed_on_the_host(moded: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, moded.deploy)
     sync(root)
@@ -480,6 +495,7 @@ def test_repair_fixes_a_mode_changed_on_the_host(moded: Dest, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("kind", ["file", SFTP, SFTP_TAR])
+@pytest.mark.slow
 def test_0600_kept_on_every_path_and_after_a_mode_only_change(
         tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     """``sftp`` puts file by file, ``sftp-tar`` sends 50+ files as one tar stream."""
@@ -529,6 +545,7 @@ sys.exit(sync_instance(instance="dev", project="shop", root=Path(sys.argv[1]),
 """
 
 
+@pytest.mark.slow
 def test_a_secret_is_never_readable_by_others_while_written(
         moded: Dest, tmp_path: Path) -> None:
     """The temporary file of a 0600 output is 0600 from its creation, also when the
@@ -569,6 +586,7 @@ def test_a_secret_is_never_readable_by_others_while_written(
 
 
 @pytest.mark.parametrize("kind", ["file", SFTP, S3])
+@pytest.mark.slow
 def test_files_of_a_killed_sync_are_not_left_behind(
         tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     """Killed after putting new files but before its manifest: the next sync, whose
@@ -648,6 +666,7 @@ def test_missing_known_hosts_is_a_clear_error(tmp_path: Path, sshd, monkeypatch)
 
 
 @pytest.mark.parametrize("bad", ["h#1", "h?x", "a/b", "..", "a..b", "h 1", "-x", ".h", ""])
+@pytest.mark.slow
 def test_host_names_that_are_not_host_names_are_refused(
         dest: Dest, tmp_path: Path, bad: str) -> None:
     """Some (``/``, ``..``, a leading ``-``) the definitions refuse already; the
@@ -664,6 +683,7 @@ def test_host_names_that_are_not_host_names_are_refused(
     assert dest.everything() == []
 
 
+@pytest.mark.slow
 def test_ipv6_host_names_are_accepted(tmp_path: Path) -> None:
     base = tmp_path / "dest"
     root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"},
@@ -674,6 +694,7 @@ def test_ipv6_host_names_are_accepted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("tail", ["?x=1", "#frag"])
+@pytest.mark.slow
 def test_urls_with_a_query_or_fragment_are_refused(dest: Dest, tmp_path: Path,
                                                    tail: str) -> None:
     deploy = {**dest.deploy, "url": dest.deploy["url"] + tail}
@@ -683,6 +704,7 @@ def test_urls_with_a_query_or_fragment_are_refused(dest: Dest, tmp_path: Path,
     assert dest.everything() == []
 
 
+@pytest.mark.slow
 def test_file_url_with_a_host_is_refused(tmp_path: Path) -> None:
     root = make_root(tmp_path, {"url": f"file://DEPLOY{tmp_path}/d/{{host}}"})
     out = sync(root, code=1)
@@ -718,6 +740,7 @@ def _state_values(node: object) -> list[str]:
     return []
 
 
+@pytest.mark.slow
 def test_no_generated_secret_in_any_output(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     secrets = [v for v in _state_values(json.loads((root / "state/dev/state.json").read_text()))
@@ -793,6 +816,7 @@ def test_jobs_bounds_the_hosts_synced_at_once(tmp_path: Path, sshd, jobs: int,  
 @pytest.mark.parametrize("entry", ["/tmp/victim.txt", "../../victim.txt", "etc/../../victim",
                                    "etc/a\\b", ""])
 @pytest.mark.parametrize("record", [".facsimile/manifest.json", ".facsimile/pending.json"])
+@pytest.mark.slow
 def test_a_manifest_entry_outside_the_destination_deletes_nothing(
         moded: Dest, tmp_path: Path, entry: str, record: str) -> None:
     """A destination's records are not trusted: an entry that is not a relative

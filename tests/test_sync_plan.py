@@ -27,6 +27,7 @@ def moded(request: pytest.FixtureRequest, tmp_path: Path) -> Dest:
     return Dest(request.param, tmp_path, request)
 
 
+@pytest.mark.slow
 def test_host_fan_out_goes_to_its_host_only(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     write_tree(root, {"tmpl/_ALL_/etc/host/{host}.conf.j2": "me = {{ this.name }}\n"})
@@ -42,6 +43,7 @@ def test_host_fan_out_goes_to_its_host_only(dest: Dest, tmp_path: Path) -> None:
     assert "etc/host/h1.cfg" in dest.files("h1") and "etc/host/h2.cfg" not in dest.files("h1")
 
 
+@pytest.mark.slow
 def test_placeholder_globs_and_the_uncovered_warning(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy, targets={
         "web": {"hosts": ["h1", "h2"], "files": ["etc/app.ini", "etc/{target}/{host}.conf"]}})
@@ -58,6 +60,7 @@ def test_placeholder_globs_and_the_uncovered_warning(dest: Dest, tmp_path: Path)
     assert set(dest.files("h1")) == {"etc/app.ini", "etc/web/h1.conf", ".facsimile/manifest.json"}
 
 
+@pytest.mark.slow
 def test_drift_is_put_back_by_a_plain_sync(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     sync(root)
@@ -73,6 +76,7 @@ def test_drift_is_put_back_by_a_plain_sync(dest: Dest, tmp_path: Path) -> None:
     assert "put 0, would delete 0" in sync(root, "--dry-run")
 
 
+@pytest.mark.slow
 def test_mode_drift_and_checksum(moded: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, moded.deploy)
     sync(root)
@@ -89,6 +93,7 @@ def test_mode_drift_and_checksum(moded: Dest, tmp_path: Path) -> None:
     assert "web/h2: 1 put" in out and app.read_bytes() == b"port = 8080\n"
 
 
+@pytest.mark.slow
 def test_saved_plan_applied_and_refused(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     plan = tmp_path / "plan.json"
@@ -119,6 +124,7 @@ def test_saved_plan_applied_and_refused(dest: Dest, tmp_path: Path) -> None:
     assert dest.read("h2", "etc/app.ini") == b"edited\n"
 
 
+@pytest.mark.slow
 def test_masked_diff_and_named_deletes(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     write_tree(root, {"extra/_ALL_/shop/logo.png": b"\x89PNG\0\1"})
@@ -136,6 +142,7 @@ def test_masked_diff_and_named_deletes(dest: Dest, tmp_path: Path) -> None:
     assert "web/h1: deleted shop/foreign.txt (not ours" in out
 
 
+@pytest.mark.slow
 def test_confirm_gate(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, {**dest.deploy, "confirm": True})
     out = sync(root, code=1)  # no terminal, no --yes: refused before any put
@@ -146,6 +153,7 @@ def test_confirm_gate(dest: Dest, tmp_path: Path) -> None:
     assert "nothing" not in sync(root)  # nothing to do: nothing to ask
 
 
+@pytest.mark.slow
 def test_several_instances_and_json(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     write_tree(root, {"define/staging.json": {"targets": {"web": {"hosts": ["s1"]}}}})
@@ -163,6 +171,7 @@ def test_several_instances_and_json(dest: Dest, tmp_path: Path) -> None:
     assert all(h["puts"] == [] for h in doc["instances"]["dev"])
 
 
+@pytest.mark.slow
 def test_exit_codes_of_every_command(tmp_path: Path) -> None:
     root = make_root(tmp_path, {"url": f"file://{tmp_path}/d/{{host}}"})
     for args in (("sync", "dev", "--chek"), ("plan", "--nope"), ("state", "show"),

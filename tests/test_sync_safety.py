@@ -42,6 +42,7 @@ def everything(d: Dest) -> dict[str, dict[str, bytes]]:
     return {h: d.files(h) for h in HOSTS}
 
 
+@pytest.mark.slow
 def test_manifest_records_owner_and_state(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     sync(root)
@@ -53,6 +54,7 @@ def test_manifest_records_owner_and_state(dest: Dest, tmp_path: Path) -> None:
         assert isinstance(doc["serial"], int) and doc["serial"] >= 1
 
 
+@pytest.mark.slow
 def test_state_made_again_is_refused_then_adopted(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     sync(root)
@@ -76,6 +78,7 @@ def test_state_made_again_is_refused_then_adopted(dest: Dest, tmp_path: Path) ->
     assert "0 put, 0 deleted" in sync(root)
 
 
+@pytest.mark.slow
 def test_adopt_state_rewrites_the_manifest_when_no_file_differs(tmp_path: Path) -> None:
     base = tmp_path / "dest"
     root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"})
@@ -89,6 +92,7 @@ def test_adopt_state_rewrites_the_manifest_when_no_file_differs(tmp_path: Path) 
     assert json.loads((base / "h1" / MANIFEST).read_text())["lineage"] == data["lineage"]
 
 
+@pytest.mark.slow
 def test_older_serial_is_refused(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     sync(root)
@@ -105,6 +109,7 @@ def test_older_serial_is_refused(dest: Dest, tmp_path: Path) -> None:
     assert everything(dest) == before
 
 
+@pytest.mark.slow
 def test_doit_sync_refuses_the_same_way(tmp_path: Path) -> None:
     base = tmp_path / "dest"
     root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"})
@@ -118,6 +123,7 @@ def test_doit_sync_refuses_the_same_way(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in base.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_manifest_of_an_older_facsimile_is_accepted(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     sync(root)
@@ -133,6 +139,7 @@ def test_manifest_of_an_older_facsimile_is_accepted(dest: Dest, tmp_path: Path) 
         assert manifest(dest, h)["instance"] == "dev"
 
 
+@pytest.mark.slow
 def test_another_instance_is_refused(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     write_tree(root, {"define/staging.json": {"targets": {"web": {"hosts": HOSTS}}}})
@@ -159,6 +166,7 @@ def _two_syncs(root: Path) -> list[subprocess.CompletedProcess]:
     return done
 
 
+@pytest.mark.slow
 def test_two_syncs_at_once_take_turns(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, dest.deploy)
     for i in range(3):
@@ -173,6 +181,7 @@ def test_two_syncs_at_once_take_turns(dest: Dest, tmp_path: Path) -> None:
     assert dest.read("h1", LOCK) is None and dest.read("h2", LOCK) is None
 
 
+@pytest.mark.slow
 def test_a_held_lock_fails_the_host_naming_its_holder(tmp_path: Path) -> None:
     base = tmp_path / "dest"
     root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"})
@@ -192,6 +201,7 @@ def test_a_held_lock_fails_the_host_naming_its_holder(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["file", "sftp", "s3"])
+@pytest.mark.slow
 def test_lock_of_a_killed_sync_on_this_machine_is_taken_over(
         tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     d = Dest(kind, tmp_path, request)
@@ -227,6 +237,7 @@ dest.create_exclusive(".facsimile/lock", b'{"user": "me"}')
 
 
 @pytest.mark.parametrize("kind", ["file", "sftp"])
+@pytest.mark.slow
 def test_a_sync_killed_while_writing_its_lock_leaves_no_lock(
         tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
     """Killed after its lock's file was made, before its content was in: the lock

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import doit, write_tree
 from test_build import TREE, _records, ran
 
@@ -19,6 +20,7 @@ def _tree(root: Path) -> dict[str, bytes]:
             for f in sorted((root / "BUILD").rglob("*")) if f.is_file()}
 
 
+@pytest.mark.slow
 def test_the_fast_path_switched_off_makes_the_same_bytes_and_records(tmp_path: Path) -> None:
     fast, plain = tmp_path / "fast", tmp_path / "plain"
     for d in (fast, plain):

@@ -74,6 +74,7 @@ def files(base: Path) -> dict[str, bytes]:
             for p in sorted((base / "BUILD").rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_sealed_state_is_committed_and_a_clone_with_the_key_builds_the_same(team, tmp_path):
     a, alice, _public = team
     tracked = git(a, "ls-files", "state").split()
@@ -91,6 +92,7 @@ def test_sealed_state_is_committed_and_a_clone_with_the_key_builds_the_same(team
     assert facs(b, "plan", identity=alice).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_clone_without_the_key_fails_clearly_and_generates_nothing(team, tmp_path):
     a, _alice, public = team
     c = tmp_path / "c"
@@ -110,6 +112,7 @@ def test_a_clone_without_the_key_fails_clearly_and_generates_nothing(team, tmp_p
     assert not (c / "BUILD").exists() and not (c / "state/.digest-key").exists()
 
 
+@pytest.mark.slow
 def test_age_decrypts_an_entry_and_a_rotation_changes_only_its_lines(team, tmp_path):
     a, alice, _ = team
     doc = json.loads((a / "state/dev/state.json").read_text())
@@ -133,6 +136,7 @@ def test_age_decrypts_an_entry_and_a_rotation_changes_only_its_lines(team, tmp_p
         "rev"] == 2
 
 
+@pytest.mark.slow
 def test_two_clones_rotating_different_entries_merge_cleanly(team, tmp_path):
     a, alice, _ = team
     b = tmp_path / "b"
@@ -151,6 +155,7 @@ def test_two_clones_rotating_different_entries_merge_cleanly(team, tmp_path):
     assert doc["generate"]["secret_key"]["rev"] == doc["generate"]["api"]["rev"] == 2
 
 
+@pytest.mark.slow
 def test_recipients_added_and_removed_reseal_without_rebuilding(team, tmp_path):
     a, alice, alice_pub = team
     bob, bob_pub = keygen(tmp_path, "bob")
@@ -181,6 +186,7 @@ def age_decrypt(state_file: Path, entry: str, identity: Path) -> str:
     return json.loads(proc.stdout)["value"] if proc.returncode == 0 else ""
 
 
+@pytest.mark.slow
 def test_a_team_on_an_ssh_key_shares_sealed_state_and_changes_members(tmp_path):
     ops, ops_pub = ssh_key(tmp_path, "ops")  # "ssh-ed25519 AAAA... ops@test"
     a = new_root(tmp_path)
@@ -217,6 +223,7 @@ def test_a_team_on_an_ssh_key_shares_sealed_state_and_changes_members(tmp_path):
     assert facs(b, "plan", identity=ops).returncode == 0
 
 
+@pytest.mark.slow
 def test_plain_state_is_ignored_and_sealed_at_its_next_write_once_recipients_are_set(
         tmp_path):
     alice, public = keygen(tmp_path, "alice")
@@ -275,6 +282,7 @@ def remote_config(kind: str, tmp: Path, request: pytest.FixtureRequest) -> dict:
 
 
 @pytest.mark.parametrize("kind", ["file", "sftp", "s3"])
+@pytest.mark.slow
 def test_remote_state_with_two_concurrent_writers_loses_no_update(kind, tmp_path, request):
     alice, public = keygen(tmp_path, "alice")
     a = new_root(tmp_path)
@@ -309,6 +317,7 @@ def test_remote_state_with_two_concurrent_writers_loses_no_update(kind, tmp_path
 
 
 @pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+@pytest.mark.slow
 def test_a_value_rotated_five_times_in_one_clone_is_masked_in_another(sealed, tmp_path):
     """An id: a diff masks it only as a value the state knows (no other rule hides a
     number, as one hides a secret-shaped word of an old file)."""
@@ -384,6 +393,7 @@ def test_a_remote_no_op_does_one_listing_and_reads_no_state(tmp_path, monkeypatc
     assert stale == [] and calls == ["versions"]
 
 
+@pytest.mark.slow
 def test_a_stale_remote_lock_is_named_and_removed_with_unlock(tmp_path):
     from facsimile.state.remote import RemoteStore
 
@@ -419,6 +429,7 @@ def test_plan_says_which_families_are_new_and_which_get_new_values(tmp_path):
     assert "extra" not in (a / "state/dev/state.json").read_text()
 
 
+@pytest.mark.slow
 def test_a_sealed_root_keeps_its_model_cache(team, tmp_path):
     """With the digest key sealed (no plain key left), the model cache is still
     authenticated and used: a no-op does not resolve the definitions again."""
