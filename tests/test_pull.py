@@ -55,8 +55,8 @@ class World:
 
     def __init__(self, base: Path) -> None:
         self.base = base
-        self.a1_key, a1 = keypair(base, "a1")
-        self.a2_key, a2 = keypair(base, "a2")
+        self.a1_key, a1 = keypair(base, "a1.key")
+        self.a2_key, a2 = keypair(base, "a2.key")
         self.sign_key = base / "sign.key"
         self.public = sign.keygen(self.sign_key)
         self.root = make_root(base, {"a1": a1, "a2": a2})

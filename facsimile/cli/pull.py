@@ -32,6 +32,10 @@ def add_commands(cmd: Callable[..., Any]) -> None:
     sp.add_argument("--no-build", action="store_true", help="publish BUILD/ as it is")
     sp.add_argument("--endpoint-url", metavar="URL", help="the S3 endpoint (an "
                     "S3-compatible server); default: deploy.s3 or $AWS_ENDPOINT_URL")
+    sp.add_argument("--ssh-key", metavar="FILE", help="the key to log in to an sftp store "
+                    "(default: deploy.ssh.key)")
+    sp.add_argument("--known-hosts", metavar="FILE", help="known_hosts for an sftp store "
+                    "(default: deploy.ssh.known_hosts, else ~/.ssh/known_hosts)")
     sp.add_argument("--keygen", metavar="FILE", help="write a new signing key to FILE "
                     "(0600) and FILE.pub, print the public key to give hosts, and stop")
 
@@ -95,7 +99,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         if code != 0:
             return code
     return publish(project, name, args.to, sign_key=key, keep=args.keep,
-                   options={"endpoint_url": args.endpoint_url}, out=out)
+                   options={"endpoint_url": args.endpoint_url, "ssh_key": args.ssh_key,
+                            "known_hosts": args.known_hosts}, out=out)
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
