@@ -481,3 +481,25 @@ def test_a_record_naming_a_path_outside_the_destination_is_refused(
         world.pull(dest)
     assert "the pull record is damaged" in str(err.value)
     assert (tmp_path / "outside").read_text() == "keep\n"
+
+
+def test_instances_share_a_store_and_collecting_one_keeps_the_others_blobs(
+        world: World, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root)
+    shutil.copy(root / "define/prod.json", root / "define/prod.eu.json")  # a subinstance
+    (root / "define/prod.eu.json").write_text('{"targets": {"app": {"hosts": ["e1"], '
+                                              '"recipients": ["' + world.public.replace(
+                                                  " facsimile-publish", "") + '"]}}}')
+    store = tmp_path / "store"
+    world.publish(root=root, store=store)
+    facs(root, "publish", "prod.eu", "--to", str(store), "--sign-key", str(world.sign_key),
+         check=True)
+    eu = json.loads((store / "prod.eu/app/hosts/e1/manifest.json").read_text())["payload"]
+    (root / "tmpl/_ALL_/etc/plain.conf.j2").write_text("prod only now\n")
+    (root / "tmpl/prod.eu/etc").mkdir(parents=True)
+    (root / "tmpl/prod.eu/etc/plain.conf.j2").write_text("name = {{ instance.name }}\n")
+    out = world.publish("--keep", "1", root=root, store=store)
+    assert " 0 collected" not in out  # prod's old plain.conf went
+    assert all((store / "blobs" / e["sha256"]).exists() for e in eu["files"].values())
+    assert (store / "prod.eu/app/hosts/e1/manifest.json").exists()

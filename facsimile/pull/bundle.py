@@ -68,6 +68,14 @@ def is_sha(value: Any) -> bool:
     return isinstance(value, str) and bool(_SHA.fullmatch(value))
 
 
+def segment_ok(name: str) -> bool:
+    """Whether ``name`` is one safe path segment (no '/', no leading '.')."""
+    from ..sync.manifest import inside
+
+    return isinstance(name, str) and inside(name) and "/" not in name \
+        and not name.startswith(".")
+
+
 def check_payload(payload: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
     """The files of a verified payload, every entry checked: a path inside the
     destination, a sha256, a size, a mode; a one-line refusal otherwise."""

@@ -64,6 +64,7 @@ def scopes(instance: str, project: str, targets: Mapping[str, Mapping[str, Any]]
     out = []
     for tname, spec in sorted(targets.items()):
         spec = spec or {}
+        _check_names(instance, tname, spec.get("hosts", []))
         patterns = list(spec.get("files") or ["**"])
         everyone = [p for p in patterns if "{host}" not in p]
         values = {"host": "", "instance": instance, "target": tname, "project": project}
@@ -81,6 +82,19 @@ def scopes(instance: str, project: str, targets: Mapping[str, Mapping[str, Any]]
             _seal(scope, secret, to_all, own, host_of)
             out.append(scope)
     return out
+
+
+def _check_names(instance: str, target: str, hosts: list[str]) -> None:
+    """A target and its hosts name folders of the store: one segment each."""
+    from ..define.names import host_problem
+
+    if not B.segment_ok(target):
+        raise SyncError(f"instance {instance}: the target name {target!r} cannot name a "
+                        "folder of the store (a '/', a leading '.', a control character)")
+    for h in hosts:
+        problem = host_problem(h)
+        if problem:
+            raise SyncError(f"instance {instance}, target {target}: {problem}")
 
 
 def _seal(scope: Scope, secret: set[str], to_all: list[str], own: list[str],

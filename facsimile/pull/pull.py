@@ -88,6 +88,10 @@ def pull(req: Request, keys: Sequence[str], out: Callable[[str], None] = print,
     if not keys:
         raise SyncError("give --key (the publisher's public key): a pull verifies "
                         "every manifest it applies")
+    for what, name in (("instance", req.instance), ("target", req.target),
+                       ("host", req.host)):
+        if name is not None and not B.segment_ok(name):
+            raise SyncError(f"--{what} {name!r} is not a name (a '/', a leading '.')")
     public = [load_public(k) for k in keys]
     dest = os.path.abspath(req.dest)
     state_dir = Path(req.state_dir or state_dir_of(dest))

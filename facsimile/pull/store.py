@@ -97,10 +97,11 @@ class Store:
             return []
         except Exception as exc:
             raise SyncError(f"cannot list {self.where(prefix)}: {reason(exc)}") from None
+        below = base + prefix.strip("/") + "/"  # not prod.ch1/ for prod
         out = []
         for p in found:
             p = "/" + p.lstrip("/") if base.startswith("/") else p
-            if p.startswith(base) and not is_tmp_name(posixpath.basename(p)):
+            if p.startswith(below) and not is_tmp_name(posixpath.basename(p)):
                 out.append(p[len(base):])
         return sorted(out)
 
