@@ -72,6 +72,28 @@ def _deploy() -> dict[str, Any]:
             "confirm": {"type": ["boolean", "string"],
                         "description": "Ask before pushing (true), or the word the operator "
                                        "must type (e.g. the instance name)."},
+            "keep": {"type": "integer", "minimum": 0,
+                     "description": "Generations each host keeps for facs rollback "
+                                    "(default 3; 0 keeps none)."},
+            "rollout": {
+                "type": "object", "additionalProperties": False,
+                "description": "Push in waves, health-check each host, roll a failing "
+                               "wave back.",
+                "properties": {
+                    "waves": {"type": "array", "items": {"type": ["integer", "string"]},
+                              "description": "Wave sizes: hosts or \"N%\"; the last "
+                                             "repeats."},
+                    "check": {"type": ["string", "array"], "items": {"type": "string"},
+                              "description": "Health check commands, with {host}, "
+                                             "{target}, {path}."},
+                    "check_timeout": {"type": "number", "minimum": 0},
+                    "max_failed": {"type": ["integer", "string"],
+                                   "description": "Hosts that may fail (or \"N%\") before "
+                                                  "the sync stops."},
+                    "pause": {"type": "number", "minimum": 0,
+                              "description": "Seconds between waves."},
+                },
+            },
         },
         "additionalProperties": False,
     }

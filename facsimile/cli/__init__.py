@@ -21,6 +21,7 @@ from ..errors import FacsimileError
 from .build import cmd_build, cmd_checkout, cmd_init, cmd_plan
 from .meta import SHELLS, cmd_completion, cmd_schema
 from .pull import add_commands as add_pull_commands
+from .rollback import add_commands as add_rollback_commands
 from .show import cmd_list, cmd_show
 from .state import cmd_state_rotate, cmd_state_show
 from .sync import cmd_sync
@@ -167,6 +168,7 @@ def make_parser() -> argparse.ArgumentParser:
                   EXITS_LOOK))
 
     add_pull_commands(cmd)  # publish, pull
+    add_rollback_commands(cmd)  # rollback, history
 
     sp = cmd("init", cmd_init, "create a new facsimile root with a small example")
     sp.add_argument("dir", type=Path)
@@ -266,6 +268,10 @@ def _add_sync(sp: argparse.ArgumentParser) -> None:
                     "(without a terminal a sync that asks is refused otherwise)")
     sp.add_argument("--json", action="store_true", help="print a JSON document per host "
                     '(puts, deletes, errors; {"format": 1, ...}, see docs/pages/console.md)')
+    sp.add_argument("--wave", type=int, metavar="N", help="only wave N of deploy.rollout "
+                    "(1 is the first), with its health check and rollback")
+    sp.add_argument("--no-rollout", action="store_true", help="every host at once, without "
+                    "deploy.rollout's waves and health check")
     _add_fleet(sp)
 
 

@@ -112,6 +112,7 @@ def _one(project: Project, name: str, args: argparse.Namespace,
     kw = dict(target=args.target, host=args.host, always=args.always,
               adopt_state=args.adopt_state, checksum=args.checksum, out=emit,
               fleet=Fleet(args.slice, args.engine, args.scheduler))
+    staged = dict(wave=args.wave, rollout=not args.no_rollout)
     looking = args.dry_run or args.check
     expect = saved.get(name) if saved is not None else None
     confirm = project.instance(name).data.get("deploy", {}).get("confirm")
@@ -125,7 +126,7 @@ def _one(project: Project, name: str, args: argparse.Namespace,
         expect = {r.label: r.plan for r in shown if r.plan}
     return run_sync(project, name, dry_run=args.dry_run, check=args.check,
                     repair=args.repair, expect=expect, results=results,
-                    diff=args.diff and args.dry_run, **kw)
+                    diff=args.diff and args.dry_run, **staged, **kw)
 
 
 def _ask(name: str, confirm: object, yes: bool) -> None:

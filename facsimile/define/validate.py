@@ -21,6 +21,7 @@ from .names import (
     check_relative_path,
     check_service_name,
 )
+from .rollout import parse_rollout
 from .shapes import close_match, escape, expect, str_list, suggest, typename
 
 #: keys of an instance definition that facsimile itself reads
@@ -28,7 +29,7 @@ INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules", "modes",
 #: keys of facsimile.json that belong to the project and are not inherited
 PROJECT_ONLY_KEYS = ("name", "modules", "projects", "class", "state", "sandbox")
 DEPLOY_KEYS = ("url", "exclude", "delete", "postcmd", "jobs", "ssh", "s3", "storage_options",
-               "confirm")
+               "confirm", "keep", "rollout")
 TARGET_KEYS = ("hosts", "files", "inherit", "recipients", "host_keys")
 SUBPROJECT_KEYS = ("modules", "tmpl", "extra")
 STATE_KEYS = ("recipients", "url", "ssh", "s3", "storage_options", "lock_timeout")
@@ -302,6 +303,15 @@ def check_deploy(deploy: Any, file: str, pointer: str) -> None:
         elif key == "confirm":
             if not isinstance(value, bool | str):
                 expect(value, bool, "deploy.confirm must be true, false or a word", file, p)
+        elif key == "keep":
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise DefinitionError("deploy.keep must be a whole number of generations, "
+                                      "0 or more", file=file, pointer=p)
+        elif key == "rollout":
+            try:
+                parse_rollout(value)
+            except DefinitionError as exc:
+                raise DefinitionError(exc.message, file=file, pointer=p) from None
         else:
             expect(value, dict, f"deploy.{key} must be an object", file, p)
 

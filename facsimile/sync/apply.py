@@ -20,15 +20,19 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import generations
 from .destinations.base import Destination
-from .manifest import MANIFEST, PENDING, document, record
+from .manifest import MANIFEST, OWNER, PENDING, document, record
 from .planner import HostPlan
 
 
 def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
-               meta: Mapping[str, Any] | None = None) -> int:
+               meta: Mapping[str, Any] | None = None,
+               keep: generations.Stamp | None = None) -> int:
     """Carry the plan out; the manifest last, recording ``meta`` (owner and state;
-    the old manifest's when None). Returns bytes sent.
+    the old manifest's when None). Returns bytes sent. ``keep``: a plan that
+    changes something makes the destination's next generation, keeping what it
+    replaces and deletes (see ``generations``); None or ``keep.keep == 0``: none.
 
     Before the first put, ``.facsimile/pending.json`` records the old manifest,
     any earlier pending record and every planned put: should this sync be killed
@@ -40,6 +44,8 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
     if plan.puts:
         _write_pending(dest, plan)
     _remove_leftovers(dest, plan)
+    made = generations.keep_before(dest, plan, keep) \
+        if keep is not None and keep.keep and plan.changes else None
     seen = dict(plan.seen)
     if plan.puts:
         after = dest.put_many([p.file for p in plan.puts], progress)
@@ -53,10 +59,15 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
     # every selected file is now in place: that is what facsimile owns here
     manifest = {rel: record(f, seen.get(rel)) for rel, f in plan.files.items()}
     meta = {k: v for k, v in (plan.meta if meta is None else meta).items() if v is not None}
+    meta.update({k: v for k, v in plan.meta.items() if k not in OWNER})  # the generations
+    if made is not None:
+        meta.update(generations.meta_after(plan, keep, made, meta.get("serial")))
     if plan.changes or manifest != plan.manifest or meta != plan.meta:
         dest.write_bytes(MANIFEST, document(manifest, meta))
     if plan.puts or plan.pending:
         dest.remove(PENDING)
+    if made is not None:
+        generations.prune(dest, plan.meta, meta)
     return progress.sent
 
 

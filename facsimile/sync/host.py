@@ -21,6 +21,7 @@ from typing import Any
 from . import lock
 from .apply import apply_host, human_size
 from .destinations.base import Destination
+from .generations import Stamp
 from .guard import StateStamp, refusal
 from .manifest import Manifest, read_manifest_doc
 from .planner import HostPlan, plan_host
@@ -58,6 +59,11 @@ class Mode:
     quiet: bool = False  # plan only, print nothing per file (the confirm gate's first pass)
     #: dry run: print a diff of each put, every generated value masked by this function
     diff: Callable[[str], str] | None = None
+    #: who makes the generations a change keeps, and how many (None: none kept)
+    keep: Stamp | None = None
+    #: the health check: commands run for each host that changed, after its postcmd
+    checks: tuple[str, ...] = ()
+    check_timeout: float = 30.0
 
 
 @dataclass
@@ -76,6 +82,9 @@ class HostResult:
     #: the host's part of a saved plan (see ``saved.host_doc``)
     plan: dict[str, Any] | None = None
     worker: str | None = None  # the dask worker that synced it (engines); None: here
+    #: the generation the destination was at before this sync (see ``generations``);
+    #: None when the sync failed before it knew
+    before: int | None = None
 
     @property
     def label(self) -> str:
@@ -110,24 +119,27 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
                 refused = _refusal(plan, job, mode) or _differs(plan, mode)
                 if refused:
                     return HostResult(job.target, job.host, False, refused)
-            sent = apply_host(dest, plan, mode.out, _meta(plan, mode))
+            sent = apply_host(dest, plan, mode.out, _meta(plan, mode), mode.keep)
     else:
         if plan.locked:  # left by a sync killed after its manifest: nothing else to do
             lock.clear_dead(dest)
-        sent = apply_host(dest, plan, mode.out, _meta(plan, mode))
+        sent = apply_host(dest, plan, mode.out, _meta(plan, mode), mode.keep)
     _print_deletes(label, plan, mode.out, "deleted")
     mode.out(f"  {label}: {len(plan.puts)} put, {len(plan.deletes)} deleted, "
              f"{plan.unchanged} unchanged, {human_size(sent)} sent")
     result = _result(job, plan, "ok")
     if postcmds and (plan.changes or mode.always):
-        return _run_postcmds(dest, job, result, postcmds, mode.out)
+        result = run_postcmds(dest, job, result, postcmds, mode.out)
+    if result.ok and mode.checks and (plan.changes or mode.always):
+        result = run_checks(dest, job, result, mode)
     return result
 
 
 def _result(job: Job, plan: HostPlan, message: str) -> HostResult:
     """The ``HostResult`` of a host whose plan went (or would go) as ``plan`` says."""
     return HostResult(job.target, job.host, True, message, plan.changes, plan.drift,
-                      [p.file.rel for p in plan.puts], list(plan.deletes), host_doc(plan))
+                      [p.file.rel for p in plan.puts], list(plan.deletes), host_doc(plan),
+                      before=int(plan.meta.get("generation") or 0))
 
 
 def _differs(plan: HostPlan, mode: Mode) -> str | None:
@@ -216,8 +228,8 @@ def _text(data: bytes) -> str | None:
         return None
 
 
-def _run_postcmds(dest: Destination, job: Job, result: HostResult, postcmds: list[str],
-                  out: Callable[[str], None]) -> HostResult:
+def run_postcmds(dest: Destination, job: Job, result: HostResult, postcmds: list[str],
+                 out: Callable[[str], None]) -> HostResult:
     """Run each post-command at the destination, its output prefixed by the host;
     the first that fails fails the host."""
     if not dest.runs_commands:
@@ -232,3 +244,46 @@ def _run_postcmds(dest: Destination, job: Job, result: HostResult, postcmds: lis
             result.message = f"postcmd {cmd!r} exited {code}"
             return result
     return result
+
+
+def run_checks(dest: Destination, job: Job, result: HostResult, mode: Mode) -> HostResult:
+    """The health check (``deploy.rollout.check``): each command on the host (ssh),
+    or here for a folder or S3 destination, with ``{host}``, ``{target}`` and
+    ``{path}`` (the destination's folder, or its URL on S3) filled in; the first
+    that fails or runs past ``check_timeout`` fails the host."""
+    path = dest.base if dest.has_modes else job.url
+    for template in mode.checks:
+        cmd = template.replace("{host}", job.host).replace("{target}", job.target) \
+            .replace("{path}", path)
+        if dest.runs_commands:
+            code, text = dest.run(cmd, timeout=mode.check_timeout)
+        else:
+            code, text = run_here(cmd, mode.check_timeout)
+        lines = text.splitlines()
+        for line in lines:
+            mode.out(f"{job.host}: check: {line}")
+        if code != 0:
+            result.ok = False
+            why = "ran past its timeout" if code == 124 else f"exited {code}"
+            result.message = f"health check {template!r} {why}" + (
+                f": {lines[-1].strip()}" if lines else "")
+            return result
+    return result
+
+
+def run_here(cmd: str, timeout: float) -> tuple[int, str]:
+    """Run the shell command ``cmd`` on this machine: its exit status and output;
+    past ``timeout`` seconds its whole process group is killed (status 124)."""
+    import os
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        text, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, text
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        text, _ = proc.communicate()
+        return 124, (text or "") + f"timed out after {timeout:g} s\n"

@@ -20,9 +20,11 @@ from ..errors import SyncError
 from ..globs import check_pattern, glob_regex
 from .destinations import open_destination
 from .engines import Engine, ThreadEngine
+from .generations import Stamp, restore
 from .guard import StateStamp
-from .host import HostResult, Job, Mode, sync_host
+from .host import HostResult, Job, Mode, run_postcmds, sync_host
 from .placement import jobs_of, place, uncovered
+from .rollout import Rollout, run_waves
 from .scan import LocalFile, scan_build
 from .slices import Slice, slice_jobs
 from .urls import fill
@@ -82,6 +84,9 @@ def sync_instance(
     part: Slice | None = None,
     engine: Engine | None = None,
     scan_cache: JsonCache | None = None,
+    keep: Stamp | None = None,
+    rollout: Rollout | None = None,
+    wave: int | None = None,
 ) -> int:
     """Push ``build_dir`` to every host. Exit code: 0 done or nothing to do, 1 a
     host failed (or was refused: see ``guard``; ``stamp`` is the build's state,
@@ -94,7 +99,10 @@ def sync_instance(
     ``diff``: a dry run prints a diff of each put, masked by this function;
     ``part``: only that slice of the hosts (see ``slices``); ``engine``: who runs
     the hosts' jobs (see ``engines``; None: a thread pool of ``deploy.jobs``);
-    ``scan_cache``: the digests of the build's files kept between runs (see ``scan``)."""
+    ``scan_cache``: the digests of the build's files kept between runs (see ``scan``);
+    ``keep``: who makes the generations a change keeps (see ``generations``);
+    ``rollout``: the hosts in waves with health checks (see ``rollout``; a dry run
+    or check takes them all at once), ``wave``: only that wave."""
     if not build_dir.is_dir():
         raise SyncError(f"nothing to sync: {build_dir} does not exist (build it first)")
     files = scan_build(build_dir, scan_cache)
@@ -113,17 +121,29 @@ def sync_instance(
         out(f"{verb} {instance}: no hosts to sync (no targets with hosts"
             + (" matching the filter)" if target or host or part else ")"))
         return 0
+    if dry_run or check:
+        rollout = None
     mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out,
                 stamp=stamp, adopt_state=adopt_state, checksum=checksum, expect=expect,
-                quiet=quiet, diff=diff)
+                quiet=quiet, diff=diff, keep=keep, checks=rollout.check if rollout else (),
+                check_timeout=rollout.check_timeout if rollout else 30.0)
     if not quiet:
         out(f"{verb} {instance}: {len(jobs)} host(s), "
             f"{sum(len(j.files) for j in jobs)} file(s) placed")
-    make_one = partial(_runner_for, deploy,
-                       {"project": project, "instance": instance, "root": str(root)}, mode)
+    values = {"project": project, "instance": instance, "root": str(root)}
+    make_one = partial(_runner_for, deploy, values, mode)
     engine = engine or ThreadEngine(int(deploy.get("jobs") or DEFAULT_JOBS))
     order = {(j.target, j.host): i for i, j in enumerate(jobs)}
-    done = sorted(engine.run(jobs, make_one, out), key=lambda r: order[r.target, r.host])
+    if rollout is None:
+        got = list(engine.run(jobs, make_one, out))
+    else:
+        run = engine  # the waves are ordered here; the engine runs each one
+        got = run_waves(
+            jobs, rollout, lambda js: run.run(js, make_one, out),
+            lambda js, to: run.run(js, partial(restorer_for, deploy, values, mode, to, True),
+                                   out),
+            out, only=wave)
+    done = sorted(got, key=lambda r: order[r.target, r.host])
     if results is not None:
         results.extend(done)
     return _summary(verb, instance, done, mode)
@@ -158,6 +178,38 @@ def _host_runner(deploy: Mapping[str, Any], values: Mapping[str, str],
             dest = open_destination(job.url, deploy, label)
             try:
                 return sync_host(dest, job, owned, exclude, postcmds, mode)
+            finally:
+                dest.close()
+        except Exception as exc:  # one host's failure never stops the others
+            reason = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
+            return HostResult(job.target, job.host, False, reason)
+
+    return one
+
+
+def restorer_for(deploy: Mapping[str, Any], values: Mapping[str, str], mode: Mode,
+                 to: Mapping[str, int | None], pending_only: bool,
+                 out: Callable[[str], None]) -> Callable[[Job], HostResult]:
+    """The function an engine runs to restore each job to the generation ``to``
+    maps its label to (None: the one before its current, or with ``pending_only``
+    only undo a sync that stopped half way); its postcmd runs again when
+    something was restored (an engine's ``RunnerFactory`` once bound)."""
+    postcmds = list(deploy.get("postcmd", []))
+
+    def one(job: Job) -> HostResult:
+        label = f"{job.target}/{job.host}"
+        try:
+            dest = open_destination(job.url, deploy, label)
+            try:
+                back = restore(dest, to.get(label), dest.has_modes,
+                               only_pending=pending_only and to.get(label) is None)
+                result = HostResult(job.target, job.host, True,
+                                    f"restored to generation {back.generation}",
+                                    bool(back.restored or back.deleted), puts=back.restored,
+                                    deletes=back.deleted, before=back.generation)
+                if postcmds and result.changed:
+                    result = run_postcmds(dest, job, result, postcmds, out)
+                return result
             finally:
                 dest.close()
         except Exception as exc:  # one host's failure never stops the others

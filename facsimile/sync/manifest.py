@@ -11,7 +11,8 @@ put. Both have the same shape, ``{"format": 1, "written_by": "facsimile",
 indent, a final newline. The manifest also says who wrote it (``META``): the
 ``instance`` that owns the destination, and the ``family``, ``lineage`` and
 ``serial`` of the state its files were built from; a manifest written by an
-older facsimile lacks them. ``lock`` is held by the sync applying a plan there
+older facsimile lacks them; and the generations kept there (``generation``,
+``made``, ``history``: see ``generations``). ``lock`` is held by the sync applying a plan there
 (see ``lock``).
 """
 
@@ -31,8 +32,10 @@ MANIFEST = ".facsimile/manifest.json"
 PENDING = ".facsimile/pending.json"  # what a sync under way may have put: see apply_host
 LOCK = ".facsimile/lock"  # held while a sync applies its plan: see lock.hold
 
-#: what a manifest says about its writer besides the files
-META = ("instance", "family", "lineage", "serial")
+#: what a manifest says about its writer besides the files: the owner and state
+#: (``OWNER``), and the generations kept there (see ``generations``)
+OWNER = ("instance", "family", "lineage", "serial")
+META = (*OWNER, "generation", "made", "history")
 
 Records = dict[str, dict[str, Any]]
 

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 from ..build.digests import JsonCache
 from ..build.validate import refuse_failed_checks
 from ..define.names import host_problem
-from ..errors import DefinitionError
+from ..errors import DefinitionError, SyncError
 from .fleet import Fleet
+from .generations import keep_setting, stamp_now
 from .guard import StateStamp
 from .host import HostResult
 from .jobs import sync_instance
+from .rollout import rollout_of
 
 if TYPE_CHECKING:
     from ..define import Instance
@@ -47,6 +49,8 @@ def run_sync(
     results: list[HostResult] | None = None,
     diff: bool = False,
     fleet: Fleet | None = None,
+    wave: int | None = None,
+    rollout: bool = True,
 ) -> int:
     """Push ``BUILD/<instance>`` to its hosts (see :func:`sync_instance`, which
     takes ``checksum``, ``expect``, ``quiet`` and ``results`` as they are); the
@@ -54,7 +58,9 @@ def run_sync(
     value of the instance's state masked. A host whose manifest names another
     owner, another state lineage or a newer serial is refused (``adopt_state``:
     push this state anyway). ``fleet``: the slice of hosts and the engine to
-    sync them with."""
+    sync them with. ``deploy.rollout`` takes the hosts in waves (``wave``: only
+    that one; ``rollout=False``: all at once, no health check); a change keeps
+    ``deploy.keep`` generations at each host (see ``generations``)."""
     inst = project.instance(instance)
     check_sync_args(project, inst, target, host)
     if not (dry_run or check):
@@ -62,6 +68,11 @@ def run_sync(
     stamp = state_stamp(project, inst, write=not (dry_run or check))
     deploy = deploy_settings(project, inst)
     part, engine = (fleet or Fleet()).resolve(inst, deploy)
+    staged = rollout_of(deploy) if rollout else None
+    if wave is not None and staged is None:
+        raise SyncError(f"--wave {wave}: instance {inst.name} has no deploy.rollout"
+                        + ("" if rollout else " (and --no-rollout was given)"))
+    looking = dry_run or check
     return sync_instance(
         instance=inst.name,
         project=project.name,
@@ -88,6 +99,9 @@ def run_sync(
         scan_cache=JsonCache(project.root.cache / f"scan-{inst.name}.json",
                              lambda: project.store.digest_key(write=False)),
         engine=engine,
+        keep=None if looking else stamp_now(project.root.base, keep_setting(deploy)),
+        rollout=staged,
+        wave=wave,
     )
 
 

@@ -201,6 +201,23 @@ class Destination:
             return False
         return True
 
+    def keep_copies(self, pairs: list[tuple[str, str]]) -> None:
+        """Keep a copy of each ``src`` at ``dst`` (paths relative to the base): a
+        ``src`` that is missing is skipped, a ``dst`` already there is left as it
+        is (see ``generations``). The base copies on the server (fsspec's ``copy``)."""
+        for src, dst in pairs:
+            if self.fs.exists(self.path(dst)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.copy(self.path(src), self.path(dst))
+
+    def move_many(self, pairs: list[tuple[str, str]]) -> None:
+        """Move each ``src`` to ``dst``, replacing it (a rename where the backend has one)."""
+        for src, dst in pairs:
+            self.fs.makedirs(posixpath.dirname(self.path(dst)), exist_ok=True)
+            self.fs.mv(self.path(src), self.path(dst))
+        self.prune_dirs([src for src, _ in pairs])
+
     def remove(self, rel: str) -> None:
         """Remove ``rel`` if it is there."""
         with contextlib.suppress(FileNotFoundError, OSError):
@@ -245,8 +262,9 @@ class Destination:
         return Survey({rel: self.read(rel) for rel in records}, listing,
                       self.digests([rel for rel in digests if rel in listing]))
 
-    def run(self, command: str) -> tuple[int, str]:
-        """Run ``command`` at the destination: exit status and output."""
+    def run(self, command: str, timeout: float | None = None) -> tuple[int, str]:
+        """Run ``command`` at the destination: exit status and output (124 when it
+        ran past ``timeout`` seconds)."""
         raise SyncError("post-commands run only on ssh destinations")
 
     def close(self) -> None:

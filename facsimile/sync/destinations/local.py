@@ -84,6 +84,30 @@ class LocalDestination(Destination):
                 os.unlink(tmp)
         return True
 
+    def keep_copies(self, pairs: list[tuple[str, str]]) -> None:
+        """Hard links (no copy, the mode kept); a copy where the folder cannot have them."""
+        import shutil
+
+        for src, dst in pairs:
+            final = self.path(dst)
+            os.makedirs(posixpath.dirname(final), exist_ok=True)
+            try:
+                os.link(self.path(src), final, follow_symlinks=False)
+            except (FileExistsError, FileNotFoundError):
+                continue
+            except OSError:  # another filesystem, or one without links
+                if not os.path.lexists(final) and os.path.lexists(self.path(src)):
+                    shutil.copy2(self.path(src), final, follow_symlinks=False)
+
+    def move_many(self, pairs: list[tuple[str, str]]) -> None:
+        for src, dst in pairs:
+            os.makedirs(posixpath.dirname(self.path(dst)), exist_ok=True)
+            os.replace(self.path(src), self.path(dst))
+        self.prune_dirs([src for src, _ in pairs])
+
+    def chmod(self, path: str, mode: int) -> None:
+        os.chmod(path, mode)
+
     def prune_dirs(self, rels: list[str]) -> None:
         for rel in rels:
             parent = posixpath.dirname(self.path(rel))

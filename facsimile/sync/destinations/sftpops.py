@@ -2,7 +2,8 @@
 SFTP channels (``pool``) and absolute paths: a file read whole (``read``,
 ``sha256``), a folder's entries (``scan``), folders made with their missing
 parents (``mkdirs``), a file opened as new (``open_new``), and what is left on
-a host whose write failed (``full``).
+a host whose write failed (``full``), and the links and renames of generations
+(``link_all``, ``rename_all``).
 """
 
 from __future__ import annotations
@@ -121,3 +122,31 @@ async def full(channel: Any, path: str) -> str | None:
         return "no inode left"
     free = int(vfs.bavail) * int(vfs.frsize or vfs.bsize)
     return f"{human_size(free)} free" if free < 1 << 20 else None
+
+
+async def link_all(pool: Any, label: str, pairs: list[tuple[str, str]]) -> None:
+    """Hard-link each ``src`` to ``dst`` (their folders made first), all at once: a
+    missing ``src`` is skipped, a ``dst`` already there kept."""
+    from asyncssh import SFTPError
+
+    async def one(src: str, dst: str) -> None:
+        async with pool.get() as channel:
+            try:
+                await channel.link(src, dst)
+            except SFTPError as exc:
+                if await channel.exists(dst) or not await channel.exists(src):
+                    return
+                raise SyncError(f"{label}: cannot keep a copy of {src}: {exc.reason}") from None
+
+    await mkdirs(pool, {posixpath.dirname(d) for _, d in pairs})
+    await asyncio.gather(*(one(s, d) for s, d in pairs))
+
+
+async def rename_all(pool: Any, pairs: list[tuple[str, str]]) -> None:
+    """Rename each ``src`` to ``dst``, replacing it (their folders made first), all at once."""
+    async def one(src: str, dst: str) -> None:
+        async with pool.get() as channel:
+            await channel.posix_rename(src, dst)
+
+    await mkdirs(pool, {posixpath.dirname(d) for _, d in pairs})
+    await asyncio.gather(*(one(s, d) for s, d in pairs))

@@ -309,6 +309,26 @@ class SSHDestination(Destination):
 
         return bool(self._sync(go))
 
+    def keep_copies(self, pairs: list[tuple[str, str]]) -> None:
+        """SFTP hard links (``hardlink@openssh.com``), all at once: no copy, the mode kept."""
+        if pairs:
+            self._sync(lambda: sftp.link_all(self.fs._pool, self.label,
+                                             [(self.path(a), self.path(b)) for a, b in pairs]))
+
+    def move_many(self, pairs: list[tuple[str, str]]) -> None:
+        """SFTP renames that replace (``posix-rename@openssh.com``), all at once."""
+        if pairs:
+            self._sync(lambda: sftp.rename_all(self.fs._pool,
+                                               [(self.path(a), self.path(b)) for a, b in pairs]))
+            self.prune_dirs([src for src, _ in pairs])
+
+    def chmod(self, path: str, mode: int) -> None:
+        async def run() -> None:
+            async with self.fs._pool.get() as channel:
+                await channel.chmod(path, mode)
+
+        self._sync(run)
+
     def delete_many(self, rels: list[str]) -> None:
         async def one(rel: str) -> None:
             async with self.fs._pool.get() as channel:
@@ -366,8 +386,14 @@ class SSHDestination(Destination):
         result = self.fs.execute(command, check=False)
         return int(result.exit_status or 0), str(result.stdout or "")
 
-    def run(self, command: str) -> tuple[int, str]:
-        result = self.fs.execute(command, check=False)
+    def run(self, command: str, timeout: float | None = None) -> tuple[int, str]:
+        from asyncssh import TimeoutError as SSHTimeout
+
+        try:
+            result = self.fs.execute(command, check=False, timeout=timeout)
+        except SSHTimeout as exc:
+            text = str(exc.stdout or "") + str(exc.stderr or "")
+            return 124, text + f"timed out after {timeout:g} s\n"
         text = str(result.stdout or "") + str(result.stderr or "")
         return int(result.exit_status or 0), text
 
