@@ -225,6 +225,7 @@ def test_a_file_changed_on_the_host_is_put_back(world: World, tmp_path: Path) ->
     assert code == 0 and "1 put, 1 mode fixed" in lines[-1]
 
 
+@pytest.mark.slow
 def test_keep_n_keeps_n_serials_and_collects_blobs_none_uses(world: World,
                                                             tmp_path: Path) -> None:
     root = tmp_path / "root"
@@ -369,6 +370,7 @@ def test_a_full_disk_changes_nothing_and_the_next_pull_repairs(
     assert code == 0 and len(tree(dest)) == 5
 
 
+@pytest.mark.slow
 def test_facs_pull_command_dry_run_every_and_exit_codes(world: World, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     base = [sys.executable, "-m", "facsimile.cli", "pull", "--from", str(world.store),
@@ -439,6 +441,7 @@ def test_a_bad_recipient_in_a_target_names_the_file_and_key(tmp_path: Path) -> N
     assert "define/prod.json at /targets/app/host_keys/a1:" in proc.stderr
 
 
+@pytest.mark.slow
 def test_the_worked_example_publishes_prod_to_a_folder_and_one_host_pulls(
         tmp_path: Path) -> None:
     """The repository's example: prod published with the app hosts' ssh keys and a
@@ -503,3 +506,38 @@ def test_instances_share_a_store_and_collecting_one_keeps_the_others_blobs(
     assert " 0 collected" not in out  # prod's old plain.conf went
     assert all((store / "blobs" / e["sha256"]).exists() for e in eu["files"].values())
     assert (store / "prod.eu/app/hosts/e1/manifest.json").exists()
+
+
+def test_a_failed_health_check_puts_the_host_back_until_a_newer_serial(
+        world: World, tmp_path: Path) -> None:
+    """The manifest's check (deploy.rollout.check) runs after postcmd; when it fails
+    every file goes back as it was, postcmd runs again, and that serial is not tried
+    again; a newer one that passes is applied."""
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root)
+    store = copy_store(world, tmp_path)
+    dest = tmp_path / "host" / "dest"
+    world.pull(dest, store=store)
+    before = tree(dest)
+    (root / "tmpl/_ALL_/etc/plain.conf.j2").write_text("broken\n")
+    (root / "tmpl/_ALL_/hosts/{host}/id.conf.j2").unlink()
+    (root / "tmpl/_ALL_/etc/new.conf.j2").write_text("new\n")
+    world.publish(root=root, store=store)
+    check = "grep -q name {path}/etc/plain.conf || { echo {host} is unwell; exit 3; }"
+    _resign(store, A1, world.sign_key, check=[check], check_timeout=5)
+    with pytest.raises(SyncError) as err:
+        world.pull(dest, store=store)
+    text = str(err.value)
+    assert text.startswith(f"health check {check!r} exited 3: a1 is unwell: serial")
+    assert "was taken back, the host keeps serial" in text
+    assert tree(dest) == before and not list(dest.rglob("*.facsimile-pull*"))
+    assert (tmp_path / "host/reloads").read_text().count("reloaded") == 3
+    with pytest.raises(SyncError) as err:  # not tried again
+        world.pull(dest, store=store)
+    assert "failed here before" in str(err.value) and tree(dest) == before
+    (root / "tmpl/_ALL_/etc/plain.conf.j2").write_text("name = fixed\n")
+    world.publish(root=root, store=store)
+    _resign(store, A1, world.sign_key, check=[check], check_timeout=5)
+    assert world.pull(dest, store=store)[0] == 0
+    assert (dest / "etc/plain.conf").read_text() == "name = fixed\n"
+    assert not (dest / "hosts/a1/id.conf").exists()

@@ -16,6 +16,7 @@ new, never a mix. The payload::
 
     {"format": 1, "project", "instance", "family", "target", "host" (null: shared),
      "lineage", "state_serial", "serial", "published_at", "postcmd": [...],
+     "check": [...], "check_timeout" (deploy.rollout's health check, when there is one),
      "files": {rel: {"sha256", "size", "mode", "encrypted",
                      "recipients" and "mac" when encrypted}}}
 
@@ -94,9 +95,10 @@ def check_payload(payload: Mapping[str, Any], where: str) -> dict[str, dict[str,
         if not ok:
             raise SyncError(f"{where} has a bad entry {rel!r} (not a path inside the "
                             "destination with a sha256, size and mode): nothing was changed")
-    postcmd = payload.get("postcmd", [])
-    if not isinstance(postcmd, list) or not all(isinstance(c, str) for c in postcmd):
-        raise SyncError(f"{where}: postcmd is not a list of commands: nothing was changed")
+    for key in ("postcmd", "check"):
+        commands = payload.get(key) or []
+        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+            raise SyncError(f"{where}: {key} is not a list of commands: nothing was changed")
     return files
 
 

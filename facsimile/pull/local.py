@@ -148,10 +148,13 @@ class Staged:
                 os.unlink(tmp)
         self.files.clear()
 
-    def commit(self) -> None:
-        """Rename every staged file into its place."""
+    def commit(self, undo: Any = None) -> None:
+        """Rename every staged file into its place (``undo``: a ``health.Undo``
+        that keeps each file replaced)."""
         for tmp, final, _ in self.files:
             try:
+                if undo is not None:
+                    undo.keep(final)
                 os.replace(tmp, final)
             except OSError as exc:
                 self.discard()

@@ -166,6 +166,10 @@ def publish(project: Project, instance: str, url: str, *, sign_key: str, keep: i
     base = {"format": B.FORMAT, "project": project.name, "instance": inst.name,
             "family": inst.family, "lineage": stamp.lineage, "state_serial": stamp.serial,
             "postcmd": [str(c) for c in deploy.get("postcmd", [])]}
+    rollout = deploy.get("rollout")
+    if isinstance(rollout, Mapping) and rollout.get("check"):  # sync's health check
+        base["check"] = [str(c) for c in rollout["check"]]
+        base["check_timeout"] = float(rollout.get("check_timeout") or 30)
     store = Store(url, store_options(deploy=deploy, **(options or {})), "publish")
     try:
         with store.locked():

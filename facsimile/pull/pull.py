@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 
 from ..errors import FacsimileError, SyncError
 from . import bundle as B
+from . import health as H
 from . import local as L
 from .sign import canonical, load_public, opened
 from .store import Store
@@ -122,6 +124,11 @@ def _pull(req: Request, public: list[Any], store: Store, dest: str, state_dir: P
     _check_scope(payload, req, where)
     record = L.read_record(rec_path)
     digest = hashlib.sha256(canonical(payload)).hexdigest()
+    failed = record.get("failed") or {}
+    if failed.get("digest") == digest:
+        raise SyncError(f"serial {payload['serial']} failed here before ({failed.get('reason')}"
+                        f"); the host keeps serial {record.get('serial')} until a newer one "
+                        "is published")
     _check_history(payload, record, digest, req, where)
     plan = _plan(files, record, dest)
     taken = L.others(state_dir, rec_path)
@@ -144,26 +151,62 @@ def _pull(req: Request, public: list[Any], store: Store, dest: str, state_dir: P
     if not plan.changes and not plan.adopt and record.get("digest") == digest and not pending:
         out(f"pull {req.label}: serial {serial}: up to date ({plan.unchanged} file(s))")
         return 0
+    return _apply(req, store, payload, files, plan, record, rec_path, dest, digest, out)
+
+
+def _apply(req: Request, store: Store, payload: Mapping[str, Any],
+           files: Mapping[str, dict[str, Any]], plan: Plan, record: dict[str, Any],
+           rec_path: Path, dest: str, digest: str, out: Callable[[str], None]) -> int:
+    """Carry the plan out, write the record, run postcmd and the health check; a
+    failed check puts the host back (see :mod:`.health`)."""
+    checks = [str(c) for c in payload.get("check") or []]
+    undo = H.Undo() if checks else None
     plain = {r: e.get("plain") for r, e in record["files"].items()}
-    got = _fetch(store, files, plan, dest, req, plain)
+    got = _fetch(store, files, plan, dest, req, plain, undo)
     for r in plan.chmod:
+        if undo is not None:
+            undo.keep_mode(os.path.join(dest, r))
         os.chmod(os.path.join(dest, r), files[r]["mode"])
     for r in plan.deletes:
+        if undo is not None and os.path.lexists(os.path.join(dest, r)):
+            undo.keep(os.path.join(dest, r))
         L.remove(os.path.join(dest, r), dest)
     kept = {r: record["files"][r] for r in files if r in record["files"] and r not in got
             and r not in plan.chmod and r not in plan.adopt}
     kept.update(_stats(dest, files, [*got, *plan.chmod, *plan.adopt], plain))
-    changed = plan.changes or pending
+    changed = plan.changes or bool(record.get("postcmd_pending"))
+    serial = payload["serial"]
     new = {"instance": req.instance, "target": req.target, "host": req.host,
            "lineage": payload.get("lineage"), "serial": serial, "digest": digest,
            "published_at": payload.get("published_at"), "files": kept,
-           "postcmd_pending": bool(changed and payload.get("postcmd"))}
+           "postcmd_pending": bool(changed and (payload.get("postcmd") or checks))}
     L.write_record(rec_path, new)
     out(f"pull {req.label}: serial {serial}: {len(got)} put, {len(plan.chmod)} mode fixed, "
         f"{len(plan.deletes)} deleted, {plan.unchanged} unchanged")
-    if changed and payload.get("postcmd"):
-        _postcmds(payload["postcmd"], dest, out)
-        L.write_record(rec_path, {**new, "postcmd_pending": False})
+    if not new["postcmd_pending"]:
+        return 0
+    try:
+        _postcmds(payload.get("postcmd") or [], dest, out)
+        values = {"host": req.host or socket.gethostname(), "target": req.target,
+                  "path": dest}
+        failed = H.run_checks(checks, float(payload.get("check_timeout") or 30), values, out)
+    except SyncError as exc:
+        if undo is None:
+            raise
+        failed = str(exc)
+    if failed is not None and undo is not None:
+        undo.restore()
+        with contextlib.suppress(SyncError):  # services read the old files again
+            _postcmds(payload.get("postcmd") or [], dest, out)
+        was = record.get("serial")
+        L.write_record(rec_path, {**record, "failed": {"digest": digest, "serial": serial,
+                                                      "reason": failed}})
+        raise SyncError(f"{failed}: serial {serial} was taken back, the host keeps "
+                        + (f"serial {was}" if was else "what it had")
+                        + " (a newer publish is tried again)")
+    if undo is not None:
+        undo.drop()
+    L.write_record(rec_path, {**new, "postcmd_pending": False})
     return 0
 
 
@@ -218,7 +261,7 @@ def _plan(files: Mapping[str, dict[str, Any]], record: Mapping[str, Any], dest: 
 
 
 def _fetch(store: Store, files: Mapping[str, dict[str, Any]], plan: Plan, dest: str,
-           req: Request, plain: dict[str, Any]) -> list[str]:
+           req: Request, plain: dict[str, Any], undo: H.Undo | None = None) -> list[str]:
     """Fetch, check, decrypt and stage every file to put, then rename them in;
     ``plain`` gets the sha256 of each one's clear content."""
     staged = L.Staged()
@@ -242,7 +285,7 @@ def _fetch(store: Store, files: Mapping[str, dict[str, Any]], plan: Plan, dest: 
                 data = _decrypt(data, identities, rel, e, req)
             staged.add(os.path.join(dest, rel), data, e["mode"])
             plain[rel] = hashlib.sha256(data).hexdigest()
-        staged.commit()
+        staged.commit(undo)
     except BaseException:
         staged.discard()
         raise
