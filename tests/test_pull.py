@@ -141,11 +141,17 @@ def test_publish_writes_signed_content_addressed_bundles_without_a_secret(
     assert shared["etc/app.ini"]["encrypted"] and shared["etc/app.ini"]["mode"] == 0o600
 
 
-def test_publishing_again_sends_no_blob_and_raises_the_serial(world: World,
-                                                               tmp_path: Path) -> None:
+def test_publishing_again_writes_nothing_or_only_new_blobs_and_a_new_serial(
+        world: World, tmp_path: Path) -> None:
+    """Nothing changed: nothing written. A new signing key, or a template changed:
+    a new serial, the unchanged secrets keeping their ciphertexts."""
     store = copy_store(world, tmp_path)
     before = json.loads((store / "prod/app/manifest.json").read_text())["payload"]
     out = world.publish("--no-build", store=store)
+    assert f"publish prod: nothing changed since serial {before['serial']}" in out
+    sign.keygen(tmp_path / "new.key")
+    out = facs(world.root, "publish", "prod", "--to", str(store), "--no-build",
+               "--sign-key", str(tmp_path / "new.key"), check=True).stdout
     after = json.loads((store / "prod/app/manifest.json").read_text())["payload"]
     assert " 0 new blob(s)" in out
     assert after["serial"] == before["serial"] + 1 and after["files"] == before["files"]

@@ -19,6 +19,7 @@ and the blobs no instance's ``refs.json`` names collected.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -182,7 +183,7 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
              key: Any, keep: int, mac_key: bytes, out: Callable[[str], None]) -> int:
     """Everything a publish writes, in the order the module's docstring gives."""
     existing = store.find(instance)
-    old = _current(store, instance, existing)
+    old, signed = _current(store, existing, key)
     serial = 1 + max([p.get("serial", 0) for p in old.values()]
                      + [_serial_of(rel) for rel in existing], default=0)
     reuse = {(e.get("mac"), frozenset(e.get("recipients", []))): e
@@ -198,12 +199,15 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
             entries[rel] = _entry(f, scope.sealed.get(rel), mac_key, reuse, blobs, have)
         payloads[scope.folder] = {**base, "target": scope.target, "host": scope.host,
                                   "serial": serial, "published_at": now, "files": entries}
+    if set(old) == signed and _same(old, payloads, instance):
+        out(f"publish {instance}: nothing changed since serial {serial - 1} "
+            f"({store.shown})")
+        return 0
     sent = 0
-    for sha, data in blobs.items():
-        if B.blob(sha) not in have:
-            store.write(B.blob(sha), data)
-            sent += len(data)
-    new = sum(1 for sha in blobs if B.blob(sha) not in have)
+    for sha, data in blobs.items():  # only what the store lacks
+        store.write(B.blob(sha), data)
+        sent += len(data)
+    new = len(blobs)
     used: set[str] = set().union(*(B.referenced(p) for p in payloads.values()))
     unchanged = len(used) - new
     refs = _read_refs(store, instance)
@@ -225,6 +229,16 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
     return 0
 
 
+def _same(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]],
+          instance: str) -> bool:
+    """Whether the new manifests say what the current ones do (serial and time aside)."""
+    def bare(p: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in p.items() if k not in ("serial", "published_at")}
+
+    new = {f"{instance}/{folder}/{B.MANIFEST}": p for folder, p in new.items()}
+    return set(old) == set(new) and all(bare(old[k]) == bare(new[k]) for k in new)
+
+
 def _stale(rel: str, live: set[str], kept: list[int]) -> bool:
     """Whether ``rel``, a file of the instance's folder, goes: a manifest of a target
     or host that is gone, or a kept one beyond the serials kept."""
@@ -242,11 +256,13 @@ def _entry(f: LocalFile, to: list[str] | None, mac_key: bytes,
            blobs: dict[str, bytes], have: set[str]) -> dict[str, Any]:
     """A file's manifest entry; its blob (plain or a new ciphertext) into ``blobs``
     (an unchanged secret whose ciphertext is in the store keeps it: none)."""
+    if to is None:
+        if B.blob(f.digest) not in have:
+            with open(f.path, "rb") as fh:
+                blobs[f.digest] = fh.read()
+        return {"sha256": f.digest, "size": f.size, "mode": f.mode, "encrypted": False}
     with open(f.path, "rb") as fh:
         data = fh.read()
-    if to is None:
-        blobs[f.digest] = data
-        return {"sha256": f.digest, "size": len(data), "mode": f.mode, "encrypted": False}
     from ..state.crypt import parse_recipients, seal_bytes
 
     mac = hmac.new(mac_key, data, hashlib.sha256).hexdigest()
@@ -263,24 +279,27 @@ def _entry(f: LocalFile, to: list[str] | None, mac_key: bytes,
     return entry
 
 
-def _current(store: Store, instance: str, existing: list[str]) -> dict[str, dict[str, Any]]:
-    """The payloads of the instance's current manifests (unverified: only their
-    serials and ciphertexts are used, and a ciphertext is checked by its mac)."""
-    out = {}
+def _current(store: Store, existing: list[str],
+             key: Any) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """The payloads of the instance's current manifests, and which of them verify
+    with ``key`` (those only may make a publish needless; the others give their
+    serials, and ciphertexts, each checked by its mac)."""
+    from .sign import opened
+
+    out, signed = {}, set()
     for rel in existing:
         if rel.endswith("/" + B.MANIFEST):
-            payload = _payload(store.read(rel))
-            if payload is not None:
+            data = store.read(rel) or b""
+            try:
+                payload = json.loads(data)["payload"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if isinstance(payload, dict):
                 out[rel] = payload
-    return out
-
-
-def _payload(data: bytes | None) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(data or b"")["payload"]
-        return payload if isinstance(payload, dict) else None
-    except (ValueError, KeyError, TypeError):
-        return None
+                with contextlib.suppress(SyncError):
+                    opened(data, [key.public_key()], rel)
+                    signed.add(rel)
+    return out, signed
 
 
 def _serial_of(rel: str) -> int:

@@ -6,8 +6,9 @@ has (a rollback), plan against the host's record (:mod:`.local`), fetch only
 the blobs that differ, check each one's sha256, decrypt the secrets with the
 host's identity (its ssh host key, or an age identity), stage every file,
 rename them in, delete the files this pull wrote before and the manifest no
-longer has, write the record, and run the manifest's ``postcmd`` when
-something changed. Any failure before the renames changes nothing.
+longer has, write the record, and run the manifest's ``postcmd`` and health
+check when something changed (a failed check puts the host back: :mod:`.health`).
+Any failure before the renames changes nothing.
 
 This module needs only facsimile's core: no definitions, no templates, no
 doit (``tests/test_pull.py`` runs it with those modules unimportable).
