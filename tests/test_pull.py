@@ -547,3 +547,19 @@ def test_a_failed_health_check_puts_the_host_back_until_a_newer_serial(
     assert world.pull(dest, store=store)[0] == 0
     assert (dest / "etc/plain.conf").read_text() == "name = fixed\n"
     assert not (dest / "hosts/a1/id.conf").exists()
+
+
+@pytest.mark.slow
+def test_an_output_failing_its_check_is_not_published(world: World, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root)
+    project = json.loads((root / "define/facsimile.json").read_text())
+    project["validate"] = {"etc/plain.conf": "json"}
+    (root / "define/facsimile.json").write_text(json.dumps(project))
+    store = copy_store(world, tmp_path)
+    before = (store / A1).read_bytes()
+    facs(root, "build")
+    proc = facs(root, "publish", "prod", "--to", str(store), "--no-build", "--sign-key",
+                str(world.sign_key))
+    assert proc.returncode == 1 and "failing their checks" in proc.stderr
+    assert (store / A1).read_bytes() == before

@@ -151,8 +151,11 @@ def publish(project: Project, instance: str, url: str, *, sign_key: str, keep: i
 
     if keep < 1:
         raise SyncError("--keep must be 1 or more (the manifest hosts read is kept)")
+    from ..build.validate import refuse_failed_checks
+
     key = load_private(sign_key)
     inst = project.instance(instance)
+    refuse_failed_checks(project, inst.name)  # as a sync does: nothing leaves
     build_dir = project.root.build / inst.name
     if not build_dir.is_dir():
         raise SyncError(f"nothing to publish: {build_dir} does not exist (build it first)")
