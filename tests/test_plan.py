@@ -219,3 +219,17 @@ def test_diff_masks_a_rotated_away_secret_on_a_changed_line(built: Path) -> None
     assert old_pw not in proc.stdout and old_pw.upper() not in proc.stdout
     assert state["modules"]["db_user"]["value"] not in proc.stdout
     assert "-pw = ********" in proc.stdout
+
+
+def test_diff_of_the_project_version_file_edited_or_chmoded(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"dodo.py": "from facsimile.dodo import *  # noqa: F403\n",
+                          "define/facsimile.json": {"name": "demo", "version": "2.1"},
+                          "define/a.json": {}, "define/b.json": {}})
+    doit(tmp_path, check=True)
+    (tmp_path / "BUILD/a/etc/demo.version").chmod(0o600)
+    (tmp_path / "BUILD/b/etc/demo.version").write_text("2.0\n")
+    proc = facs(tmp_path, "plan", "--diff")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot render" not in proc.stdout
+    assert "  (the content of BUILD/a/etc/demo.version is the same)\n" in proc.stdout
+    assert "-2.0\n+2.1\n" in proc.stdout

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import render as R
 from ..build import Build
+from ..build.make import version_bytes
 from ..errors import FacsimileError
 from ..mask import MASK, mask_text, state_values
 from ..state import State
@@ -139,6 +140,9 @@ def diff_output(build: Build, item: Stale) -> str:
                                     state)["module"]
         new = (json.dumps(masked_mod[o.name], indent=2, sort_keys=True) + "\n").encode()
         masked_new = new.decode().splitlines(keepends=True)
+    elif o.kind == "version":  # etc/<project>.version: no template to render
+        new = version_bytes(build.context(inst, write=False, sub=o.sub)["project"]["version"])
+        masked_new = new.decode().splitlines(keepends=True)
     else:
         ctx = build.context(inst, write=False, sub=o.sub)
         search = build.search(inst, o.sub)
@@ -162,7 +166,9 @@ def diff_output(build: Build, item: Stale) -> str:
     )
     text = "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n"
                    for ln in lines)
-    if not text:  # e.g. a rotated password: the only change is behind the mask
+    if not text and old == new:  # only its mode changed
+        text = f"  (the content of {item.path} is the same)\n"
+    elif not text:  # e.g. a rotated password: the only change is behind the mask
         text = f"  (no difference in {item.path} once generated values are masked)\n"
     return text
 
