@@ -563,3 +563,19 @@ def test_an_output_failing_its_check_is_not_published(world: World, tmp_path: Pa
                 str(world.sign_key))
     assert proc.returncode == 1 and "failing their checks" in proc.stderr
     assert (store / A1).read_bytes() == before
+
+
+def test_a_file_another_pull_wrote_is_not_written_over(world: World, tmp_path: Path) -> None:
+    """Two instances pulled into one destination: the second may not take a file
+    the first one wrote (as a sync refuses a destination another instance owns)."""
+    store = copy_store(world, tmp_path)
+    dest = tmp_path / "dest"
+    world.pull(dest, store=store)
+    shutil.copytree(store / "prod", store / "other")
+    _resign(store, "other/app/hosts/a1/manifest.json", world.sign_key, instance="other")
+    req = Request(str(store), "other", "app", "a1", str(dest),
+                  identities=(str(world.a1_key),))
+    with pytest.raises(SyncError) as err:
+        pull(req, [world.public], lambda line: None)
+    assert "is written by the pull of prod.app: two pulls must not write one file" \
+        in str(err.value)

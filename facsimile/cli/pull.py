@@ -94,6 +94,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     project = load_project(args)
     name = project.instance(args.instance).name
+    from ..build.checkouts import check_out
+
+    check_out(project, [name], verify=True)  # a moved tag: refused, as facs sync does
     if not args.no_build:
         code = run_doit(project, ["run", f"build:{name}"])
         if code != 0:
