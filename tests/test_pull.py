@@ -579,3 +579,34 @@ def test_a_file_another_pull_wrote_is_not_written_over(world: World, tmp_path: P
         pull(req, [world.public], lambda line: None)
     assert "is written by the pull of prod.app: two pulls must not write one file" \
         in str(err.value)
+
+
+def test_keys_are_read_from_a_file_a_line_base64_or_pem_and_others_refused(
+        tmp_path: Path) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    line = sign.keygen(tmp_path / "k")
+    key = sign.load_public(line)
+    raw = base64.b64encode(key.public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)).decode()
+    pem = key.public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo).decode()
+    for form in (f"{tmp_path}/k.pub", line, raw, pem):
+        assert sign.fingerprint(sign.load_public(form)) == sign.fingerprint(key)
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+    with pytest.raises(SyncError, match="a key is already there; it was not replaced"):
+        sign.keygen(tmp_path / "k")
+    pkcs8 = tmp_path / "pkcs8.pem"  # a PEM private key signs as well as the OpenSSH one
+    pkcs8.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()))
+    assert sign.load_private(pkcs8) and sign.load_private(tmp_path / "k")
+    with pytest.raises(SyncError, match="cannot read the public key: No such file"):
+        sign.load_public(f"{tmp_path}/missing.pub")
+    rsa = tmp_path / "rsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "1024", "-N", "", "-f", str(rsa)],
+                   check=True)
+    with pytest.raises(SyncError, match="is a RSAPublicKey, not an Ed25519 key"):
+        sign.load_public(f"{rsa}.pub")
+    with pytest.raises(SyncError, match="not an Ed25519 key"):
+        sign.load_private(rsa)

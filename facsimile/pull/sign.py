@@ -100,11 +100,15 @@ def load_public(text: str) -> Ed25519PublicKey:
     line, a PEM public key, or the raw key in base64 (32 bytes)."""
     shown = text if len(text) < 60 else text[:40] + "…"
     data = text.strip()
-    if not data.startswith(("ssh-", "-----")) and os.path.exists(data):
+    # a path, not a key in base64 (32 bytes in base64 end with "=")
+    path = "/" in data and not data.endswith("=")
+    if not data.startswith(("ssh-", "-----")) and (path or os.path.exists(data)):
         try:
             data = Path(data).read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SyncError(f"cannot read the public key: {exc}", file=text) from None
+        except OSError as exc:
+            raise SyncError(f"cannot read the public key: {exc.strerror}", file=text) from None
+        except UnicodeDecodeError:
+            raise SyncError("not a public key file (not text)", file=text) from None
         shown = text
     try:
         if data.startswith("ssh-"):
