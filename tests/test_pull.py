@@ -610,3 +610,18 @@ def test_keys_are_read_from_a_file_a_line_base64_or_pem_and_others_refused(
         sign.load_public(f"{rsa}.pub")
     with pytest.raises(SyncError, match="not an Ed25519 key"):
         sign.load_private(rsa)
+
+
+def test_the_signing_key_may_be_given_as_its_text_in_the_environment(
+        world: World, tmp_path: Path) -> None:
+    from conftest import run
+
+    store = copy_store(world, tmp_path)
+    key = world.sign_key.read_text()
+    proc = run([sys.executable, "-m", "facsimile.cli", "publish", "prod", "--to", str(store),
+                "--no-build"], cwd=world.root, env={"FACSIMILE_SIGNING_KEY": key})
+    assert proc.returncode == 0 and "nothing changed since serial" in proc.stdout
+    proc = run([sys.executable, "-m", "facsimile.cli", "publish", "prod", "--to", str(store),
+                "--no-build"], cwd=world.root, env={"FACSIMILE_SIGNING_KEY": key[:60]})
+    assert proc.returncode == 1 and key[40:60] not in proc.stderr
+    assert "FACSIMILE_SIGNING_KEY: not an unencrypted Ed25519 private key" in proc.stderr

@@ -26,7 +26,7 @@ def add_commands(cmd: Callable[..., Any]) -> None:
     sp.add_argument("--to", metavar="URL", help="where: file:///srv/bundles (or a path), "
                     "s3://bucket/prefix, sftp://user@host/path")
     sp.add_argument("--sign-key", metavar="FILE", help="the Ed25519 private key to sign "
-                    "with (default: $FACSIMILE_SIGNING_KEY)")
+                    "with (default: $FACSIMILE_SIGNING_KEY, a file or the key's text)")
     sp.add_argument("--keep", type=int, default=3, metavar="N", help="serials kept at the "
                     "store (default 3); blobs none of them uses are deleted")
     sp.add_argument("--no-build", action="store_true", help="publish BUILD/ as it is")

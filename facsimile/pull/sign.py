@@ -76,11 +76,16 @@ def keygen(path: str | Path) -> str:
 
 
 def load_private(path: str | Path) -> Ed25519PrivateKey:
-    """The Ed25519 private key of a PEM (PKCS#8) or OpenSSH file (unencrypted)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise SyncError(f"cannot read the signing key: {exc.strerror}", file=path) from None
+    """The Ed25519 private key of a PEM (PKCS#8) or OpenSSH file (unencrypted), or
+    that key's text itself (``FACSIMILE_SIGNING_KEY`` holding a CI secret)."""
+    if str(path).lstrip().startswith("-----BEGIN"):
+        data, path = str(path).strip().encode() + b"\n", "FACSIMILE_SIGNING_KEY"
+    else:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise SyncError(f"cannot read the signing key: {exc.strerror}",
+                            file=path) from None
     try:
         if b"OPENSSH PRIVATE KEY" in data:
             key: Any = ser.load_ssh_private_key(data, None)
