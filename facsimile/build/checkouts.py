@@ -71,8 +71,8 @@ def _notice(co: Checkout, base: Path, tmpl: str) -> None:
     _NOTICED.add(co.tmpl)
     shown = os.path.relpath(co.tmpl, base)
     print(f"facsimile: notice: {shown} has no {ALL}/ or instance layers: its files are used "
-          f"as one layer below tmpl/{ALL}; move them to {tmpl}/{ALL}/ (see docs/pages/templates.md, "
-          '"Templates in the application repository")', file=sys.stderr)
+          f"as one layer below tmpl/{ALL}; move them to {tmpl}/{ALL}/ (see "
+          'docs/pages/templates.md, "Templates in the application repository")', file=sys.stderr)
 
 
 def present(src: C.Source, src_dir: Path) -> bool:

@@ -10,7 +10,8 @@ from .. import state as S
 from ..lookup import state_rows, want_named
 from .common import load_project, out
 
-#: the version of ``facs state show --json``'s shape (docs/pages/console.md, "Machine-readable output")
+#: the version of ``facs state show --json``'s shape (docs/pages/console.md,
+#: "Machine-readable output")
 STATE_FORMAT = 1
 
 
