@@ -27,10 +27,10 @@ def make_root(tmp: Path, deploy: dict, hosts: list[str] = HOSTS) -> Path:
     root = tmp / "root"
     write_tree(root, {
         "dodo.py": DODO,
-        "define/facsimile.json": {"name": "shop", "version": 1, "deploy": deploy},
+        "define/facsimile.json": {"name": "shop", "release": 1, "deploy": deploy},
         "define/modules.json": {"db": {}},
         "define/dev.json": {"targets": {"web": {"hosts": hosts}}},
-        "tmpl/_ALL_/etc/app.conf": "version {{ instance.version }}\n",
+        "tmpl/_ALL_/etc/app.conf": "version {{ instance.release }}\n",
         "tmpl/_ALL_/etc/db.ini": "password = {{ module.db.password }}\n",
         "tmpl/_ALL_/etc/old.conf": "only in version 1\n",
     })
@@ -41,7 +41,7 @@ def make_root(tmp: Path, deploy: dict, hosts: list[str] = HOSTS) -> Path:
 def version_2(root: Path) -> None:
     """Change a file, delete one, add one."""
     data = json.loads((root / "define/facsimile.json").read_text())
-    data["version"] = 2
+    data["release"] = 2
     (root / "define/facsimile.json").write_text(json.dumps(data))
     (root / "tmpl/_ALL_/etc/old.conf").unlink()
     (root / "tmpl/_ALL_/etc/new.conf").write_text("new in version 2\n")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import generations
+from . import generations, killpoints
 from .destinations.base import Destination
 from .manifest import MANIFEST, OWNER, PENDING, document, record
 from .planner import HostPlan
@@ -46,6 +46,7 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
     _remove_leftovers(dest, plan)
     made = generations.keep_before(dest, plan, keep) \
         if keep is not None and keep.keep and plan.changes else None
+    killpoints.reached("kept")
     seen = dict(plan.seen)
     if plan.puts:
         after = dest.put_many([p.file for p in plan.puts], progress)
@@ -62,6 +63,7 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
     meta.update({k: v for k, v in plan.meta.items() if k not in OWNER})  # the generations
     if made is not None:
         meta.update(generations.meta_after(plan, keep, made, meta.get("serial")))
+    killpoints.reached("manifest")
     if plan.changes or manifest != plan.manifest or meta != plan.meta:
         dest.write_bytes(MANIFEST, document(manifest, meta))
     if plan.puts or plan.pending:

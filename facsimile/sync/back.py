@@ -13,7 +13,7 @@ from ..errors import SyncError
 from .destinations import open_destination
 from .engines import ThreadEngine
 from .generations import describe
-from .host import Job, Mode
+from .host import Job
 from .jobs import DEFAULT_JOBS, restorer_for
 from .manifest import read_manifest_doc
 from .placement import jobs_of, place
@@ -55,9 +55,7 @@ def run_rollback(project: Project, instance: str, *, to: int | None = None,
     if not jobs:
         out(f"rollback {instance}: no hosts")
         return 0
-    values = {"project": project.name, "instance": instance, "root": str(project.root.base)}
-    factory = partial(restorer_for, deploy, values, Mode(out=out),
-                      {f"{j.target}/{j.host}": to for j in jobs}, False)
+    factory = partial(restorer_for, deploy, {f"{j.target}/{j.host}": to for j in jobs}, False)
     engine = ThreadEngine(int(deploy.get("jobs") or DEFAULT_JOBS))
     order = {(j.target, j.host): i for i, j in enumerate(jobs)}
     done = sorted(engine.run(jobs, factory, out), key=lambda r: order[r.target, r.host])

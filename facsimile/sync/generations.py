@@ -27,6 +27,7 @@ file already back is left alone.
 from __future__ import annotations
 
 import getpass
+import json
 import socket
 import subprocess
 import time
@@ -36,10 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SyncError
+from . import killpoints
 from .destinations.base import Destination, listing_roots
 from .manifest import MANIFEST, PENDING, Manifest, document, parse_record, read_manifest_doc
 
 GENERATIONS = ".facsimile/generations"
+#: where a rollback records the generation it goes to (see ``restore``)
+ROLLBACK = ".facsimile/rollback.json"
 DEFAULT_KEEP = 3
 
 
@@ -57,6 +61,8 @@ class Stamp:
     when: str = ""
     by: str = ""
     commit: str | None = None
+    #: a health check follows: the generation is recorded unchecked until it passes
+    checks: bool = False
 
 
 def stamp_now(root: Path, keep: int) -> Stamp:
@@ -117,8 +123,29 @@ def meta_after(plan: Any, stamp: Stamp, n: int, serial: Any) -> dict[str, Any]:
     entry = {"generation": n, "when": stamp.when, "by": stamp.by, "commit": stamp.commit,
              "serial": serial, "put": len(plan.puts), "deleted": len(plan.deletes),
              "previous": plan.raw is not None}
+    if stamp.checks:
+        entry["checked"] = False
     history = [h for h in plan.meta.get("history", []) if isinstance(h, dict)]
     return {"generation": n, "made": n, "history": [*history, entry][-max(stamp.keep, 1):]}
+
+
+def unchecked(meta: Mapping[str, Any]) -> bool:
+    """Whether the destination's current generation still waits for its health
+    check (a sync was killed or stopped before it ran or passed)."""
+    current = meta.get("generation")
+    return any(isinstance(h, dict) and h.get("generation") == current
+               and h.get("checked") is False for h in meta.get("history", []))
+
+
+def mark_checked(dest: Destination) -> None:
+    """Record that the destination's current generation passed its health check."""
+    doc = read_manifest_doc(dest)
+    if not unchecked(doc.meta):
+        return
+    history = [{**h, "checked": True} if isinstance(h, dict)
+               and h.get("generation") == doc.meta.get("generation") else h
+               for h in doc.meta.get("history", [])]
+    dest.write_bytes(MANIFEST, document(doc.files, {**doc.meta, "history": history}))
 
 
 def prune(dest: Destination, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
@@ -178,11 +205,15 @@ def restore(dest: Destination, to: int | None, has_modes: bool,
         return Restored(int(doc.meta.get("generation") or 0), restored, deleted)
     current = int(doc.meta.get("generation") or 0)
     goal = current - 1 if to is None else to
+    if to is None:  # a rollback killed half way goes on to where it was going
+        goal = _under_way(dest, doc.meta, goal)
     possible = kept_generations(doc.meta)
     if goal > current or (goal < current and goal not in possible):
         have = ", ".join(str(g) for g in possible) or "none"
         raise SyncError(f"{dest.label}: generation {goal} is not kept there (it is at "
                         f"generation {current}; it can go back to: {have})")
+    if goal < current:
+        dest.write_bytes(ROLLBACK, json.dumps({"to": goal, "made": made(doc.meta)}).encode())
     while current > goal:
         prev = _previous(dest, doc, current)
         r, d = _step(dest, prev, doc.files, folder(current), {**prev.meta,
@@ -193,6 +224,22 @@ def restore(dest: Destination, to: int | None, has_modes: bool,
         doc = read_manifest_doc(dest)
         current = int(doc.meta.get("generation") or 0)
     return Restored(current, restored, deleted)
+
+
+def _under_way(dest: Destination, meta: Mapping[str, Any], goal: int) -> int:
+    """The generation the last rollback at ``dest`` went to, when no sync came
+    after it (its record stays): ``facs rollback`` run again, after a kill or
+    for the hosts it could not reach, takes no host further back than the first
+    run meant to; else ``goal``."""
+    data = dest.read(ROLLBACK)
+    try:
+        mark = json.loads(data) if data is not None else None
+    except ValueError:
+        return goal
+    if isinstance(mark, dict) and mark.get("made") == made(meta) \
+            and isinstance(mark.get("to"), int) and mark["to"] <= goal + 1:
+        return int(mark["to"])
+    return goal
 
 
 def _previous(dest: Destination, doc: Manifest, n: int) -> Manifest:
@@ -253,6 +300,7 @@ def _step(dest: Destination, want: Manifest, now: Mapping[str, Any], base: str,
         dest.chmod(dest.path(rel), mode)
     if drop:
         dest.delete_many(drop)
+    killpoints.reached("restored")
     dest.write_bytes(MANIFEST, document(want.files, meta))
     return [rel for _, rel in moves] + [rel for rel, _ in modes], drop
 

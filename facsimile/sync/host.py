@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import lock
+from . import killpoints, lock
 from .apply import apply_host, human_size
 from .destinations.base import Destination
-from .generations import Stamp
+from .generations import Stamp, mark_checked, unchecked
 from .guard import StateStamp, refusal
 from .manifest import Manifest, read_manifest_doc
 from .planner import HostPlan, plan_host
@@ -130,8 +130,14 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
     result = _result(job, plan, "ok")
     if postcmds and (plan.changes or mode.always):
         result = run_postcmds(dest, job, result, postcmds, mode.out)
-    if result.ok and mode.checks and (plan.changes or mode.always):
+    waiting = bool(mode.checks) and not plan.changes and unchecked(plan.meta)
+    if waiting:  # its sync was killed before the check: check it now, restore it if it fails
+        mode.out(f"  {label}: generation {result.before} was never checked: checking it now")
+        result.changed, result.before = True, (result.before or 1) - 1
+    if result.ok and mode.checks and (plan.changes or mode.always or waiting):
         result = run_checks(dest, job, result, mode)
+        if result.ok and mode.keep is not None and mode.keep.keep:
+            mark_checked(dest)
     return result
 
 
@@ -252,6 +258,7 @@ def run_checks(dest: Destination, job: Job, result: HostResult, mode: Mode) -> H
     ``{path}`` (the destination's folder, or its URL on S3) filled in; the first
     that fails or runs past ``check_timeout`` fails the host."""
     path = dest.base if dest.has_modes else job.url
+    killpoints.reached("check")
     for template in mode.checks:
         cmd = template.replace("{host}", job.host).replace("{target}", job.target) \
             .replace("{path}", path)

@@ -123,6 +123,8 @@ def sync_instance(
         return 0
     if dry_run or check:
         rollout = None
+    if keep is not None and rollout is not None and rollout.check:
+        keep = replace(keep, checks=True)
     mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out,
                 stamp=stamp, adopt_state=adopt_state, checksum=checksum, expect=expect,
                 quiet=quiet, diff=diff, keep=keep, checks=rollout.check if rollout else (),
@@ -140,7 +142,7 @@ def sync_instance(
         run = engine  # the waves are ordered here; the engine runs each one
         got = run_waves(
             jobs, rollout, lambda js: run.run(js, make_one, out),
-            lambda js, to: run.run(js, partial(restorer_for, deploy, values, mode, to, True),
+            lambda js, to: run.run(js, partial(restorer_for, deploy, to, True),
                                    out),
             out, only=wave)
     done = sorted(got, key=lambda r: order[r.target, r.host])
@@ -187,8 +189,7 @@ def _host_runner(deploy: Mapping[str, Any], values: Mapping[str, str],
     return one
 
 
-def restorer_for(deploy: Mapping[str, Any], values: Mapping[str, str], mode: Mode,
-                 to: Mapping[str, int | None], pending_only: bool,
+def restorer_for(deploy: Mapping[str, Any], to: Mapping[str, int | None], pending_only: bool,
                  out: Callable[[str], None]) -> Callable[[Job], HostResult]:
     """The function an engine runs to restore each job to the generation ``to``
     maps its label to (None: the one before its current, or with ``pending_only``

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from ...errors import SyncError
+from .. import killpoints
 from ..scan import LocalFile
 
 TMP_SUFFIX = ".facsimile-tmp"
@@ -154,6 +155,7 @@ class Destination:
         for f in files:
             self.put(f)
             progress(f.size)
+            killpoints.reached("put")
 
     def put(self, f: LocalFile) -> None:
         """Write ``f`` to a temporary name next to its place, then rename it in."""

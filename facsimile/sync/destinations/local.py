@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...errors import SyncError
+from .. import killpoints
 from ..scan import LocalFile
 from .base import (
     Destination,
@@ -103,6 +104,7 @@ class LocalDestination(Destination):
         for src, dst in pairs:
             os.makedirs(posixpath.dirname(self.path(dst)), exist_ok=True)
             os.replace(self.path(src), self.path(dst))
+            killpoints.reached("move")
         self.prune_dirs([src for src, _ in pairs])
 
     def chmod(self, path: str, mode: int) -> None:
