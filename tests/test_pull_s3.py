@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from pullworld import A1, World, tree
 from servers import free_port
-from test_pull import A1, World, tree
 
 from facsimile.errors import SyncError
 from facsimile.pull.store import Store

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from pullworld import World, tree
 from servers import sshd  # noqa: F401  (fixture)
-from test_pull import World, tree
 
 pytestmark = pytest.mark.slow
 
