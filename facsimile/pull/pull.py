@@ -132,7 +132,7 @@ def _pull(req: Request, public: list[Any], store: Store, dest: str, state_dir: P
                         "is published")
     _check_history(payload, record, digest, req, where)
     plan = _plan(files, record, dest)
-    taken = L.others(state_dir, rec_path)
+    taken = L.others(state_dir, rec_path) if plan.fetch else {}
     clash = sorted(r for r in plan.fetch if r in taken)
     if clash:
         raise SyncError(f"{clash[0]} at {dest} is written by the pull of {taken[clash[0]]}: "
