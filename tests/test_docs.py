@@ -15,8 +15,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,13 +109,16 @@ def fresh_example(dest: Path) -> Path:
 
 
 def environment(home: Path) -> dict[str, str]:
-    """This Python's scripts first on PATH, unbuffered output, no user settings."""
+    """This Python's scripts first on PATH, unbuffered output, no user settings (an empty
+    ``HOME``; the user's site-packages still found, for a ``pip install --user``)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FACSIMILE_", "DOIT_"))
            and k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
-    bindir = str(Path(sys.executable).parent)
-    env.update(PATH=bindir + os.pathsep + env.get("PATH", ""), PYTHONUNBUFFERED="1",
-               HOME=str(home), LC_ALL="C.UTF-8", COLUMNS="100", NO_COLOR="1")
+    scripts = [str(Path(sys.executable).parent), sysconfig.get_path("scripts"),
+               os.path.join(site.getuserbase(), "bin")]
+    env.update(PATH=os.pathsep.join([*scripts, env.get("PATH", "")]), PYTHONUNBUFFERED="1",
+               PYTHONUSERBASE=site.getuserbase(), HOME=str(home), LC_ALL="C.UTF-8",
+               COLUMNS="100", NO_COLOR="1")
     return env
 
 
