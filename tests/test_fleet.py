@@ -20,6 +20,7 @@ from daskcluster import DaskCluster, dask_cluster  # noqa: F401  (fixture)
 from servers import free_port, sshd  # noqa: F401  (fixture)
 from test_sync import SFTP, Dest, sync
 
+from facsimile.sync.generations import GENERATIONS
 from facsimile.sync.manifest import LOCK
 from facsimile.sync.slices import Slice, parse_slice, slice_of
 
@@ -57,8 +58,10 @@ def synced(out: str) -> list[str]:
 
 
 def files(base: Path, host: str) -> set[str]:
+    """The files at a host, but for the generations it keeps (tests/test_rollout.py)."""
     top = base / host
-    return {p.relative_to(top).as_posix() for p in top.rglob("*") if p.is_file()}
+    return {p.relative_to(top).as_posix() for p in top.rglob("*")
+            if p.is_file() and not p.relative_to(top).as_posix().startswith(GENERATIONS)}
 
 
 def test_slice_specs() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DODO, doit, facs, write_tree
+from daskcluster import dask_cluster  # noqa: F401  (fixture)
 from servers import s3server, sshd  # noqa: F401  (fixtures)
 from test_sync import Dest
 
@@ -180,3 +181,33 @@ def test_a_first_sync_rolled_back_gives_back_the_hosts_own_files(tmp_path: Path)
                   if p.is_file() and ".facsimile" not in p.parts) == ["etc/app.conf",
                                                                       "etc/other"]
     assert (base / "h1/etc/app.conf").read_text() == "the host's own\n"
+
+
+def test_waves_on_a_dask_cluster_and_in_a_slice(
+        tmp_path: Path, dask_cluster) -> None:  # noqa: F811
+    """The client orders the waves and the workers sync, check and restore; a
+    slice takes its waves from its own hosts."""
+    base = tmp_path / "dest"
+    rollout = {"waves": [1, "100%"], "check": ["test {host} != h1"]}
+    root = make_root(tmp_path, {"url": f"file://{base}/{{host}}", "rollout": rollout})
+    sync(root, "--no-rollout")
+    marks = {h: dest_mtimes(base / h) for h in HOSTS}
+    version_2(root)
+    out = sync(root, "--engine", "dask", "--scheduler", dask_cluster.address, code=1)
+    assert "wave 1 of 2: 1 host(s): h1" in out and "wave 2" not in out
+    assert "web/h1: FAILED: health check" in out and "restored to generation 1" in out
+    assert (base / "h1/etc/app.conf").read_text() == "version 1\n"
+    assert all(dest_mtimes(base / h) == marks[h] for h in HOSTS[1:])
+    from facsimile.sync.slices import slice_of
+
+    other = [h for h in HOSTS if slice_of(h, 2) != slice_of("h1", 2)]
+    part = slice_of(other[0], 2)
+    out = sync(root, "--slice", f"{part}/2", "--engine", "dask", "--scheduler",
+               dask_cluster.address)
+    assert f"wave 1 of {min(2, len(other))}: 1 host(s): {other[0]}" in out
+    assert all((base / h / "etc/app.conf").read_text() == "version 2\n" for h in other)
+
+
+def dest_mtimes(top: Path) -> dict[str, int]:
+    return {p.relative_to(top).as_posix(): p.stat().st_mtime_ns for p in top.rglob("*")
+            if p.is_file()}
