@@ -298,3 +298,23 @@ def test_the_signing_key_may_be_given_as_its_text_in_the_environment(
                 "--no-build"], cwd=world.root, env={"FACSIMILE_SIGNING_KEY": key[:60]})
     assert proc.returncode == 1 and key[40:60] not in proc.stderr
     assert "FACSIMILE_SIGNING_KEY: not an unencrypted Ed25519 private key" in proc.stderr
+
+
+@pytest.mark.slow
+def test_json_documents_of_publish_and_pull(world: World, tmp_path: Path) -> None:
+    store = copy_store(world, tmp_path)
+    proc = facs(world.root, "publish", "prod", "--to", str(store), "--no-build", "--json",
+                "--sign-key", str(world.sign_key), check=True)
+    doc = json.loads(proc.stdout)
+    assert doc["format"] == 1 and doc["changed"] is False and doc["manifests"] == 3
+    assert "nothing changed" in proc.stderr
+    base = ["pull", "--from", str(store), "--instance", "prod", "--target", "app",
+            "--host", "a1", "--key", world.public, "--dest", str(tmp_path / "d"), "--json"]
+    proc = facs(tmp_path, *base, "--dry-run", "--identity", str(world.a1_key))
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 2 and doc["ok"] and doc["exit"] == 2
+    assert sorted(doc["puts"]) == ["etc/app.ini", "etc/plain.conf", "hosts/a1/id.conf",
+                                   "hosts/a1/node.conf"] and doc["unchanged"] == 0
+    proc = facs(tmp_path, *base, "--identity", str(world.a2_key))
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1 and not doc["ok"] and "is encrypted to" in doc["errors"][0]

@@ -8,12 +8,15 @@ definitions, templates or doit to run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+#: the version of ``facs publish --json`` and ``facs pull --json``'s shape
+JSON_FORMAT = 1
 EXITS_PULL = ("exit codes: 0 done or nothing to do, 2 a dry run found changes, 1 error "
               "(refused, unreachable, a usage error)")
 
@@ -36,6 +39,8 @@ def add_commands(cmd: Callable[..., Any]) -> None:
                     "(default: deploy.ssh.key)")
     sp.add_argument("--known-hosts", metavar="FILE", help="known_hosts for an sftp store "
                     "(default: deploy.ssh.known_hosts, else ~/.ssh/known_hosts)")
+    sp.add_argument("--json", action="store_true", help="print a JSON document (serial, "
+                    'blobs sent, collected; {"format": 1, ...}); the summary goes to stderr')
     sp.add_argument("--keygen", metavar="FILE", help="write a new signing key to FILE "
                     "(0600) and FILE.pub, print the public key to give hosts, and stop")
 
@@ -64,6 +69,9 @@ def add_commands(cmd: Callable[..., Any]) -> None:
     sp.add_argument("--every", type=float, metavar="SECONDS", help="pull again every "
                     "SECONDS, for ever (a failed pull is reported and retried)")
     sp.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    sp.add_argument("--json", action="store_true", help="print a JSON document per pull "
+                    '(one a line with --every: {"format": 1, "ok", "serial", "puts", ...}); '
+                    "the lines for people go to stderr")
     sp.add_argument("--endpoint-url", metavar="URL", help="the S3 endpoint (default "
                     "$AWS_ENDPOINT_URL)")
     sp.add_argument("--ssh-key", metavar="FILE", help="the key to log in to an sftp store")
@@ -101,9 +109,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
         code = run_doit(project, ["run", f"build:{name}"])
         if code != 0:
             return code
-    return publish(project, name, args.to, sign_key=key, keep=args.keep,
+    report: dict[str, Any] = {}
+    code = publish(project, name, args.to, sign_key=key, keep=args.keep,
                    options={"endpoint_url": args.endpoint_url, "ssh_key": args.ssh_key,
-                            "known_hosts": args.known_hosts}, out=out)
+                            "known_hosts": args.known_hosts},
+                   out=_stderr if args.json else out, report=report)
+    if args.json:
+        print(json.dumps({"format": JSON_FORMAT, **report}, sort_keys=True), flush=True)
+    return code
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -115,16 +128,29 @@ def cmd_pull(args: argparse.Namespace) -> int:
     def say(text: str = "") -> None:
         print(text, flush=True)
 
+    def once(store: Store | None) -> int:
+        """One pull; with ``--json`` its document on stdout, an error in it too."""
+        if not args.json:
+            return pull(req, args.key, say, store=store)
+        report: dict[str, Any] = {}
+        try:
+            code = pull(req, args.key, _stderr, store=store, report=report)
+        except FacsimileError as exc:
+            _document(req, report, 1, str(exc))
+            raise
+        _document(req, report, code, None)
+        return code
+
     req = Request(args.url, args.instance, args.target, args.host, args.dest,
                   args.state_dir, tuple(args.identity), args.dry_run, args.adopt_state,
                   store_options(args.endpoint_url, args.ssh_key, args.known_hosts))
     if not args.every:
-        return pull(req, args.key, say)
+        return once(None)
     done, store = 0, None
     while True:
         try:  # one connection to the store for every round while it works
             store = store or Store(req.url, req.options, "pull")
-            code = pull(req, args.key, say, store=store)
+            code = once(store)
         except FacsimileError as exc:
             print(f"facs: error: {exc}", file=sys.stderr, flush=True)
             code = 1
@@ -135,3 +161,16 @@ def cmd_pull(args: argparse.Namespace) -> int:
         if args.count and done >= args.count:
             return code
         time.sleep(args.every)
+
+
+def _stderr(text: str = "") -> None:
+    """With ``--json``, the lines meant for people go to stderr."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def _document(req: Any, report: dict[str, Any], code: int, error: str | None) -> None:
+    """Print one pull's JSON document."""
+    doc = {"format": JSON_FORMAT, "ok": error is None, "exit": code,
+           "instance": req.instance, "target": req.target, "host": req.host,
+           "dry_run": req.dry_run, "errors": [error] if error else [], **report}
+    print(json.dumps(doc, sort_keys=True), flush=True)

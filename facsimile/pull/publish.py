@@ -142,9 +142,10 @@ def secret_outputs(project: Project, inst: Instance, files: Mapping[str, LocalFi
 
 
 def publish(project: Project, instance: str, url: str, *, sign_key: str, keep: int = 3,
-            options: Mapping[str, Any] | None = None,
-            out: Callable[[str], None] = print) -> int:
-    """Publish ``BUILD/<instance>`` to the store at ``url``; the exit code (0)."""
+            options: Mapping[str, Any] | None = None, out: Callable[[str], None] = print,
+            report: dict[str, Any] | None = None) -> int:
+    """Publish ``BUILD/<instance>`` to the store at ``url``; the exit code (0).
+    ``report`` gets the serial and the counts the summary line gives (``--json``)."""
     from ..sync.run import deploy_settings, state_stamp
     from ..sync.scan import scan_build
     from .store import store_options
@@ -177,13 +178,15 @@ def publish(project: Project, instance: str, url: str, *, sign_key: str, keep: i
     store = Store(url, store_options(deploy=deploy, **(options or {})), "publish")
     try:
         with store.locked():
-            return _publish(store, inst.name, found, base, key, keep, mac_key, out)
+            return _publish(store, inst.name, found, base, key, keep, mac_key, out,
+                            {} if report is None else report)
     finally:
         store.close()
 
 
 def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, Any],
-             key: Any, keep: int, mac_key: bytes, out: Callable[[str], None]) -> int:
+             key: Any, keep: int, mac_key: bytes, out: Callable[[str], None],
+             report: dict[str, Any]) -> int:
     """Everything a publish writes, in the order the module's docstring gives."""
     existing = store.find(instance)
     old, signed = _current(store, existing, key)
@@ -202,7 +205,9 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
             entries[rel] = _entry(f, scope.sealed.get(rel), mac_key, reuse, blobs, have)
         payloads[scope.folder] = {**base, "target": scope.target, "host": scope.host,
                                   "serial": serial, "published_at": now, "files": entries}
+    report.update(instance=instance, url=store.shown, manifests=len(payloads))
     if set(old) == signed and _same(old, payloads, instance):
+        report.update(serial=serial - 1, changed=False)
         out(f"publish {instance}: nothing changed since serial {serial - 1} "
             f"({store.shown})")
         return 0
@@ -226,6 +231,8 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
     live = {f"{instance}/{folder}" for folder in payloads}
     store.delete([rel for rel in existing if _stale(rel, live, kept)])
     collected = _collect(store, have | {B.blob(sha) for sha in blobs}, out)
+    report.update(serial=serial, changed=True, new_blobs=new, sent=sent,
+                  unchanged_blobs=unchanged, collected=collected, kept=kept)
     out(f"publish {instance}: serial {serial}, {len(payloads)} manifest(s), {new} new "
         f"blob(s) ({_size(sent)}), {unchanged} unchanged, {collected} collected; "
         f"{len(kept)} serial(s) kept ({store.shown})")

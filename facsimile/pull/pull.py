@@ -85,9 +85,10 @@ def state_dir_of(dest: str) -> str:
 
 
 def pull(req: Request, keys: Sequence[str], out: Callable[[str], None] = print,
-         store: Store | None = None) -> int:
+         store: Store | None = None, report: dict[str, Any] | None = None) -> int:
     """One pull (see the module's docstring); 0 done or nothing to do, 2 a dry run
-    found changes; an error is raised (``SyncError``: one line)."""
+    found changes; an error is raised (``SyncError``: one line). ``report`` gets
+    the serial and the files put, mode-fixed, deleted and unchanged (``--json``)."""
     if not keys:
         raise SyncError("give --key (the publisher's public key): a pull verifies "
                         "every manifest it applies")
@@ -104,14 +105,15 @@ def pull(req: Request, keys: Sequence[str], out: Callable[[str], None] = print,
     try:
         # a dry run writes nothing, not even the lock
         with contextlib.nullcontext() if req.dry_run else L.locked(rec_path.with_suffix(".lock")):
-            return _pull(req, public, store, dest, state_dir, rec_path, out)
+            return _pull(req, public, store, dest, state_dir, rec_path, out,
+                         {} if report is None else report)
     finally:
         if own:
             store.close()
 
 
 def _pull(req: Request, public: list[Any], store: Store, dest: str, state_dir: Path,
-          rec_path: Path, out: Callable[[str], None]) -> int:
+          rec_path: Path, out: Callable[[str], None], report: dict[str, Any]) -> int:
     rel = B.manifest(req.instance, req.target, req.host)
     where = store.where(rel)
     data = store.read(rel)
@@ -138,6 +140,8 @@ def _pull(req: Request, public: list[Any], store: Store, dest: str, state_dir: P
         raise SyncError(f"{clash[0]} at {dest} is written by the pull of {taken[clash[0]]}: "
                         "two pulls must not write one file; nothing was changed")
     serial = payload["serial"]
+    report.update(serial=serial, puts=list(plan.fetch), modes=list(plan.chmod),
+                  deletes=list(plan.deletes), unchanged=plan.unchanged)
     if req.dry_run:
         for r, why in plan.fetch.items():
             out(f"  {req.label}: put {r} ({why})")
