@@ -127,9 +127,12 @@ def test_wave_option_and_no_rollout(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == ["h1"]
     out = sync(root, "--wave", "3", code=1)
     assert "--wave 3: this rollout has 2 wave(s) of 4 host(s)" in out
-    out = sync(root, "--no-rollout")
-    assert "wave" not in out
+    out = sync(root, "--wave", "2")  # the same hosts as on the first run
+    assert "wave 2 of 2: 3 host(s): h2, h3, h4" in out and "1 host(s) up to date" in out
     assert sorted(p.name for p in (tmp_path / "dest").iterdir()) == HOSTS
+    version_2(root)
+    out = sync(root, "--no-rollout")
+    assert "wave" not in out and out.count(": 2 put, 1 deleted") == 4
 
 
 def test_history_and_rollback_to_a_generation(dest: Dest, tmp_path: Path) -> None:

@@ -110,7 +110,9 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
     if mode.dry_run:
         if mode.diff is not None and not mode.quiet:
             _print_diffs(dest, job, plan, mode.diff, mode.out)
-        return _print_plan(job, plan, mode)
+        shown = _print_plan(job, plan, mode)
+        shown.changed = shown.changed or (bool(mode.checks) and unchecked(plan.meta))
+        return shown
     if plan.changes:
         with lock.hold(dest):
             doc = read_manifest_doc(dest)  # another sync may have gone first

@@ -139,12 +139,7 @@ def sync_instance(
     if rollout is None:
         got = list(engine.run(jobs, make_one, out))
     else:
-        run = engine  # the waves are ordered here; the engine runs each one
-        got = run_waves(
-            jobs, rollout, lambda js: run.run(js, make_one, out),
-            lambda js, to: run.run(js, partial(restorer_for, deploy, to, True),
-                                   out),
-            out, only=wave)
+        got = _staged(jobs, rollout, engine, deploy, values, mode, out, wave)
     done = sorted(got, key=lambda r: order[r.target, r.host])
     if results is not None:
         results.extend(done)
@@ -187,6 +182,31 @@ def _host_runner(deploy: Mapping[str, Any], values: Mapping[str, str],
             return HostResult(job.target, job.host, False, reason)
 
     return one
+
+
+def _staged(jobs: list[Job], rollout: Rollout, engine: Engine, deploy: Mapping[str, Any],
+            values: Mapping[str, str], mode: Mode, out: Callable[[str], None],
+            wave: int | None) -> list[HostResult]:
+    """A sync in waves (see ``rollout``): first every host planned at once (no
+    change made), then the waves over the hosts with something to do (or a
+    health check owed, or a failure), the engine running each wave; a host with
+    nothing to do is done after that one look, as in a sync without waves."""
+    look = replace(mode, dry_run=True, quiet=True)
+    first = {r.label: r for r in engine.run(jobs, partial(_runner_for, deploy, values, look),
+                                            out)}
+    def todo(j: Job) -> bool:
+        r = first[f"{j.target}/{j.host}"]
+        return r.changed or not r.ok
+
+    settled = [replace(first[f"{j.target}/{j.host}"], message="ok", plan=None)
+               for j in jobs if not todo(j)]
+    if settled and not mode.quiet:
+        out(f"{len(settled)} host(s) up to date")
+    make_one = partial(_runner_for, deploy, values, mode)
+    return settled + run_waves(
+        jobs, rollout, lambda js: engine.run(js, make_one, out),
+        lambda js, to: engine.run(js, partial(restorer_for, deploy, to, True), out),
+        out, only=wave, todo=todo)
 
 
 def restorer_for(deploy: Mapping[str, Any], to: Mapping[str, int | None], pending_only: bool,

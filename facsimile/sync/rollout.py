@@ -64,10 +64,13 @@ Restore = Callable[[list[Job], Mapping[str, int | None]], Iterator[HostResult]]
 
 
 def run_waves(jobs: list[Job], rollout: Rollout, sync: Run, restore: Restore,
-              out: Callable[[str], None], only: int | None = None) -> list[HostResult]:
+              out: Callable[[str], None], only: int | None = None,
+              todo: Callable[[Job], bool] = lambda job: True) -> list[HostResult]:
     """Sync ``jobs`` wave by wave with ``sync``; ``restore`` takes hosts back. The
     results, the restored hosts' marked failed with why. ``only``: just that wave
-    (1 is the first)."""
+    (1 is the first). ``todo``: whether a host has something to do; the waves are
+    made of every job (a host is in the same wave on every run) and a wave syncs
+    only its hosts with something to do."""
     every = waves(jobs, rollout)
     if only is not None and not 1 <= only <= len(every):
         raise SyncError(f"--wave {only}: this rollout has {len(every)} wave(s) of "
@@ -75,8 +78,9 @@ def run_waves(jobs: list[Job], rollout: Rollout, sync: Run, restore: Restore,
     allowed = rollout.allowed(len(jobs))
     results: list[HostResult] = []
     failed = 0
-    for number, wave in enumerate(every, 1):
-        if only is not None and number != only:
+    for number, whole in enumerate(every, 1):
+        wave = [j for j in whole if todo(j)]
+        if (only is not None and number != only) or not wave:
             continue
         if results and rollout.pause:
             time.sleep(rollout.pause)
