@@ -3,6 +3,7 @@ half-written on the host, and the next pull repairs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -245,3 +246,24 @@ def test_a_file_another_pull_wrote_is_not_written_over(world: World, tmp_path: P
         pull(req, [world.public], lambda line: None)
     assert "is written by the pull of prod.app: two pulls must not write one file" \
         in str(err.value)
+
+
+def test_a_ciphertext_slipped_into_the_store_is_never_signed(world: World,
+                                                             tmp_path: Path) -> None:
+    """Someone who can write to the store replaces a secret's blob in the current
+    manifest: the next publish seals the secret anew instead of signing theirs."""
+    from facsimile.state.crypt import parse_recipients, seal_bytes
+
+    store = copy_store(world, tmp_path)
+    path = store / "prod/app/manifest.json"
+    doc = json.loads(path.read_text())
+    entry = doc["payload"]["files"]["etc/app.ini"]
+    evil = seal_bytes(b"secret = theirs\n", parse_recipients(entry["recipients"])).encode()
+    sha = hashlib.sha256(evil).hexdigest()
+    (store / "blobs" / sha).write_bytes(evil)
+    entry.update(sha256=sha, size=len(evil))
+    path.write_text(json.dumps(doc))
+    world.publish("--no-build", store=store)
+    for rel in ("prod/app/manifest.json", A1):
+        assert json.loads((store / rel).read_text())["payload"]["files"][
+            "etc/app.ini"]["sha256"] != sha

@@ -192,8 +192,10 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
     old, signed = _current(store, existing, key)
     serial = 1 + max([p.get("serial", 0) for p in old.values()]
                      + [_serial_of(rel) for rel in existing], default=0)
+    # ciphertexts are kept only from manifests this key signed: one slipped into the
+    # store by someone else is never signed anew
     reuse = {(e.get("mac"), frozenset(e.get("recipients", []))): e
-             for p in old.values() for e in p.get("files", {}).values()
+             for rel in signed for e in old[rel].get("files", {}).values()
              if isinstance(e, dict) and e.get("encrypted") and B.is_sha(e.get("sha256"))}
     have = set(store.find(B.BLOBS))
     blobs: dict[str, bytes] = {}
@@ -292,8 +294,8 @@ def _entry(f: LocalFile, to: list[str] | None, mac_key: bytes,
 def _current(store: Store, existing: list[str],
              key: Any) -> tuple[dict[str, dict[str, Any]], set[str]]:
     """The payloads of the instance's current manifests, and which of them verify
-    with ``key`` (those only may make a publish needless; the others give their
-    serials, and ciphertexts, each checked by its mac)."""
+    with ``key`` (only those may keep a ciphertext or make a publish needless; the
+    others give their serials)."""
     from .sign import opened
 
     out, signed = {}, set()
