@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
 from .errors import (
@@ -12,7 +14,19 @@ from .errors import (
     SyncError,
     TemplateError,
 )
-from .project import Project
+
+if TYPE_CHECKING:
+    from .project import Project
+
+
+def __getattr__(name: str) -> Any:
+    """``facsimile.Project``, imported when first asked for: ``facs`` and ``doit``
+    answer a no-op (:mod:`facsimile.noop`) without loading the project machinery."""
+    if name == "Project":
+        from .project import Project
+
+        return Project
+    raise AttributeError(f"module 'facsimile' has no attribute {name!r}")
 
 __all__ = [
     "BuildError",

@@ -9,10 +9,16 @@ stages for anything to decide or compute. Errors are one line on stderr
 
 from __future__ import annotations
 
+import sys
+
+from .. import noop
+
+if noop.is_facs(sys.argv):
+    noop.answer_facs(sys.argv[1:])  # a no-op the record answers ends the process here
+
 import argparse
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn

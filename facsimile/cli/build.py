@@ -94,10 +94,24 @@ def build_document(outcome: Any, names: list[str], code: int) -> dict[str, Any]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the stale outputs; exit 2 when there are any."""
+    from .. import noop
+    from ..build import Build
     from ..plan import print_plan
 
     project = load_project(args)
-    return print_plan(project, args.instances, diff=args.diff, as_json=args.json, out=out)
+    build, lines = Build(project), []
+
+    def kept(text: str = "") -> None:
+        lines.append(text)
+        out(text)
+
+    code = print_plan(project, args.instances, diff=args.diff, as_json=args.json, out=kept,
+                      build=build)
+    if code == 0 and not args.diff:  # nothing stale: the no-op record may answer it next
+        noop.write_record(build, [i.name for i in project.select(args.instances)],
+                          (noop.plan_key(args.instances, args.json), 0,
+                           "".join(f"{line}\n" for line in lines)))
+    return code
 
 
 def cmd_init(args: argparse.Namespace) -> int:

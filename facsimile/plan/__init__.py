@@ -94,11 +94,12 @@ def print_plan(
     diff: bool = False,
     as_json: bool = False,
     out: Callable[[str], None] = print,
+    build: Build | None = None,
 ) -> int:
     """Print the plan; exit code 0 when nothing is stale, 2 when something is,
     1 when an output cannot be made or fails its ``validate`` check (said on its own
-    line, with or without a diff)."""
-    build = Build(project)
+    line, with or without a diff). ``build``: the run's session, made here if not given."""
+    build = build or Build(project)
     plan = make_plan(build, instances)
     for s in plan.stale:
         problem = render_error(build, s)

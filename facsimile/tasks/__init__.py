@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import define as D
-from ..build import DB_FILE, Build
-from ..build.collector import collector_paused
-from ..errors import FacsimileError
-from .console import configure
-from .generate import generate, use_doits_db
-from .invocation import Invocation, doit_command, invocation_loader
-from .mode import decide
-from .reporter import Reporter
+if TYPE_CHECKING:
+    from .. import define as D
+    from ..build import Build
+    from .invocation import Invocation
+    from .reporter import Reporter
 
 __all__ = ["Reporter", "doit_config", "generate", "guarded_tasks", "invocation_loader"]
+
+# Imported when first used: doit loads the database backend (tasks.fast.doitdb)
+# before it reads dodo.py, and a no-op answered by facsimile.noop needs nothing
+# else of this package.
+_LAZY = {"Reporter": ".reporter", "generate": ".generate", "invocation_loader": ".invocation"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def guarded_tasks(make: Callable[[], Build],
@@ -31,6 +40,14 @@ def guarded_tasks(make: Callable[[], Build],
     """Tasks from ``generate(make())``, in the mode of the doit command creating
     them (``run``, from :func:`invocation_loader`; else found on the stack); a
     user error is one line and exit 1, no traceback."""
+    from ..build.collector import collector_paused
+    from ..errors import FacsimileError
+    from .console import configure
+    from .generate import generate, use_doits_db
+    from .invocation import doit_command
+    from .mode import decide
+    from .record import arm_record
+
     run = run or doit_command()
     configure(None if run is None else run.params.get("verbosity"))
     try:
@@ -41,6 +58,7 @@ def guarded_tasks(make: Callable[[], Build],
             use_doits_db(build)
             extra = [dict(t) for t in build.project.tasks()]
             mode = decide(run, build.project.instances, selected=False, extra_tasks=bool(extra))
+            arm_record(build, mode, run, extra=bool(extra))
             yield from generate(build, mode, extra_tasks=extra)
     except FacsimileError as exc:
         print(f"facsimile: error: {exc}", file=sys.stderr)
@@ -52,6 +70,9 @@ def guarded_tasks(make: Callable[[], Build],
 
 def doit_config(root: D.Root | None) -> dict[str, Any]:
     """DOIT_CONFIG for a root: facsimile's database backend and reporter."""
+    from ..build.check import DB_FILE
+    from .reporter import Reporter
+
     cfg: dict[str, Any] = {
         "backend": "facsimile",
         "default_tasks": ["build"],

@@ -22,6 +22,7 @@ from typing import Any
 from doit.reporter import ExecutedOnlyReporter
 
 from . import console as K
+from .record import settle
 
 
 def _ours(task: Any) -> bool:
@@ -62,6 +63,7 @@ class Reporter(ExecutedOnlyReporter):
         self._pending: list[str] = []
         self._flushed = time.monotonic()
         self.outcome = K.outcome()
+        self._bad = False  # a task failed, or doit stopped: no no-op record
 
     # ------------------------------------------------------------ the run's outputs
 
@@ -162,7 +164,12 @@ class Reporter(ExecutedOnlyReporter):
             self.made(task.name, _reasons(task))
         self._finished(task)
 
+    def runtime_error(self, msg: str) -> None:
+        self._bad = True
+        super().runtime_error(msg)
+
     def add_failure(self, task: Any, fail: Any) -> None:
+        self._bad = True
         if not _ours(task):
             super().add_failure(task, fail)
             self._record_failure(task.name, fail.get_msg())
@@ -212,6 +219,7 @@ class Reporter(ExecutedOnlyReporter):
         if self.interrupted or any(self.counts.values()):
             self.write(K.summary(self.counts, interrupted=bool(self.interrupted), left=left))
         self.flush()
+        settle(not (self.interrupted or self._bad or self.counts["failed"]))
         if self.interrupted:
             raise SystemExit(130)
 

@@ -10,6 +10,17 @@ off; the outputs and their records are the same.
 
 from __future__ import annotations
 
-from .batch import FastRun, batch_action, stale_action
+from typing import Any
 
 __all__ = ["FastRun", "batch_action", "stale_action"]
+
+
+def __getattr__(name: str) -> Any:
+    """:mod:`.batch`'s names, imported when first asked for: doit loads the
+    database backend (:mod:`.doitdb`) before it reads ``dodo.py``, and a no-op
+    answered by :mod:`facsimile.noop` needs nothing else of this package."""
+    if name in __all__:
+        from . import batch
+
+        return getattr(batch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

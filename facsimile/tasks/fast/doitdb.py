@@ -33,8 +33,10 @@ from doit.cmd_dumpdb import DumpDB
 from doit.dependency import JsonDB
 
 from ...atomic import write_atomic
-from ...build.check import shape_problem
-from ...build.collector import collector_paused
+
+# doit loads its backends before it reads dodo.py: the build machinery
+# (facsimile.build) is imported when a database is first read, so that a no-op
+# the record answers (facsimile.noop) does not load it
 
 
 class FacsimileDB(JsonDB):
@@ -60,6 +62,8 @@ class FacsimileDB(JsonDB):
         try:
             with open(self.name, encoding="utf-8") as fh:
                 text = fh.read()
+            from ...build.collector import collector_paused
+
             with collector_paused():
                 data = json.loads(text)
         except FileNotFoundError:
@@ -177,6 +181,8 @@ def damaged(name: str, why: str) -> NoReturn:
 
 def check_records(name: str, data: Any) -> None:
     """Stop the run when ``data`` is not doit's database as facsimile writes it."""
+    from ...build.check import shape_problem
+
     problem = shape_problem(data)
     if problem:
         damaged(name, problem)
