@@ -175,6 +175,9 @@ def test_facs_pull_command_dry_run_every_and_exit_codes(world: World, tmp_path: 
     assert loop.returncode == 0, loop.stderr
     assert loop.stdout.count("pull prod/app (a2):") == 2 and "up to date" in loop.stdout
     assert run("--dry-run").returncode == 0
+    away = subprocess.run([*base[:5], str(tmp_path / "gone"), *base[6:], "--every", "0.01",
+                           "--count", "2"], capture_output=True, text=True, timeout=60)
+    assert away.returncode == 1 and away.stderr.count("facs: error: no manifest at") == 2
     bad = subprocess.run([*base[:-2], "--identity", str(world.a1_key), "--dest",
                           str(tmp_path / "other")], capture_output=True, text=True,
                          timeout=60)

@@ -8,6 +8,7 @@ definitions, templates or doit to run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -151,11 +152,14 @@ def cmd_pull(args: argparse.Namespace) -> int:
         try:  # one connection to the store for every round while it works
             store = store or Store(req.url, req.options, "pull")
             code = once(store)
-        except FacsimileError as exc:
-            print(f"facs: error: {exc}", file=sys.stderr, flush=True)
+        except Exception as exc:  # the loop outlives a store that is away for a while
+            why = str(exc) if isinstance(exc, FacsimileError) else \
+                f"{type(exc).__name__}: {exc}"
+            print(f"facs: error: {why}", file=sys.stderr, flush=True)
             code = 1
             if store is not None:
-                store.close()
+                with contextlib.suppress(Exception):
+                    store.close()
             store = None
         done += 1
         if args.count and done >= args.count:
