@@ -23,7 +23,7 @@ EXITS_PULL = ("exit codes: 0 done or nothing to do, 2 a dry run found changes, 1
 
 
 def add_commands(cmd: Callable[..., Any]) -> None:
-    """Register ``publish`` and ``pull`` with the parser's ``cmd`` helper."""
+    """Register ``publish`` and ``pull`` through ``cmd``, the parser's command maker."""
     sp = cmd("publish", cmd_publish, "build an instance and write it to a store as signed "
              "bundles (one manifest per target and per host) that hosts pull")
     sp.add_argument("instance", nargs="?", help="the instance to publish")
