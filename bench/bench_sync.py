@@ -4,6 +4,12 @@ Makes a build of N small files (default 10,000), starts OpenSSH's sshd with a
 generated key, and times facsimile's first sync and no-op sync beside
 ``rsync -a --checksum --delete`` over the same sshd to another folder.
 
+With ``--safety``, what pushing safely costs: N hosts (default 20) of 30
+files, a no-op sync with ``deploy.rollout`` (three waves and a health check)
+against one without, and a one-file change keeping generations
+(``deploy.keep``) against one keeping none, taken in turn round after round;
+the figures are the medians of the rounds' ratios (goals 1.1x and 1.2x).
+
 With ``--hosts``, a fleet instead: one instance of 30 files on each of N hosts
 (folders on the one sshd), synced by facsimile at each ``--jobs`` value (in a
 child process, whose max RSS is printed) beside one rsync per host through
@@ -11,6 +17,7 @@ child process, whose max RSS is printed) beside one rsync per host through
 
     python bench/bench_sync.py [--files 10000]
     python bench/bench_sync.py --hosts 10,100,1000 [--jobs 8,16,32]
+    python bench/bench_sync.py --safety [--files 20] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import start_sshd, stop
 
 from facsimile.build.digests import JsonCache
+from facsimile.define.rollout import parse_rollout
 from facsimile.sync import sync_instance
+from facsimile.sync.generations import Stamp
 
 
 def make_build(build: Path, n: int) -> None:
@@ -63,7 +72,12 @@ def main() -> int:
     ap.add_argument("--hosts", type=numbers, help="fleet mode: host counts, e.g. 10,100,1000")
     ap.add_argument("--jobs", type=numbers, default=[8, 16, 32],
                     help="fleet mode: deploy.jobs values to time (default 8,16,32)")
+    ap.add_argument("--safety", action="store_true", help="the cost of deploy.rollout and "
+                    "deploy.keep (--files is then the number of hosts, default 20)")
+    ap.add_argument("--rounds", type=int, default=7, help="safety mode: rounds (default 7)")
     args = ap.parse_args()
+    if args.safety:
+        return safety_main(20 if args.files == 10_000 else args.files, args.rounds)
     if not shutil.which("rsync"):
         raise SystemExit("rsync is not installed (apt-get install rsync)")
     if args.hosts:
@@ -208,6 +222,53 @@ def fleet_main(counts: list[int], jobs: list[int]) -> int:
                 print(f"{name:<18}{cells} {r:>11.2f}s")
             best = min(range(len(jobs)), key=lambda i: sum(t[i] for _, t in rows))
             print(f"best jobs for {n} hosts: {jobs[best]}")
+        return 0
+    finally:
+        stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def safety_main(n: int, rounds: int) -> int:
+    """``--safety``: the no-op with a rollout and the change keeping generations,
+    each against the same sync without, in turn, on two sets of ``n`` hosts."""
+    import statistics
+
+    work = Path(tempfile.mkdtemp(prefix="facs-safety-bench-"))
+    proc, server = start_sshd(work)
+    try:
+        build = work / "BUILD/dev"
+        make_build(build, FLEET_FILES)
+        hosts = [f"h{i:03d}" for i in range(n)]
+        rollout = parse_rollout({"waves": [1, "10%", "100%"], "check": ["true"]})
+
+        def run(folder: str, *, keep: bool, staged: bool) -> float:
+            deploy = server.deploy(str(work / folder))
+            start = time.perf_counter()
+            code = sync_instance(instance="dev", project="bench", root=work, build_dir=build,
+                                 deploy=deploy, targets={"app": {"hosts": hosts}},
+                                 out=lambda s: None, keep=Stamp(3) if keep else None,
+                                 rollout=rollout if staged else None)
+            assert code == 0
+            return time.perf_counter() - start
+
+        run("plain", keep=False, staged=False)
+        run("safe", keep=True, staged=True)
+        noop, change = [], []
+        for i in range(rounds):
+            pair = [run("plain", keep=True, staged=False), run("safe", keep=True, staged=True)]
+            noop.append(pair[1] / pair[0])
+            one = build / "etc/d1/f1.conf"
+            one.write_text(f"round {i}\n")
+            plain = run("plain", keep=False, staged=False)
+            kept = run("safe", keep=True, staged=False)
+            change.append(kept / plain)
+        print(f"\npushing safely: {n} hosts x {FLEET_FILES} files over sshd on 127.0.0.1, "
+              f"{rounds} rounds (median of the rounds' ratios, min-max)")
+        for name, ratios, goal in (("no-op with rollout / without", noop, 1.1),
+                                   ("one change keeping 3 generations / none", change, 1.2)):
+            med = statistics.median(ratios)
+            print(f"{name:<42} {med:>5.2f}x  ({min(ratios):.2f}-{max(ratios):.2f}) "
+                  f"goal <= {goal}x: {'met' if med <= goal else 'NOT met'}")
         return 0
     finally:
         stop(proc)

@@ -61,7 +61,7 @@ def files(base: Path, host: str) -> set[str]:
     """The files at a host, but for the generations it keeps (tests/test_rollout.py)."""
     top = base / host
     return {p.relative_to(top).as_posix() for p in top.rglob("*")
-            if p.is_file() and not p.relative_to(top).as_posix().startswith(GENERATIONS)}
+            if p.is_file() and not p.relative_to(top).as_posix().startswith(GENERATIONS + "/")}
 
 
 def test_slice_specs() -> None:

@@ -3,11 +3,12 @@ sync can be undone byte for byte (``deploy.keep``, default 3; 0 keeps none).
 
 A sync that changes a destination makes its next generation ``N`` (the
 manifest's ``generation``; ``made`` counts every one ever made there, so a
-number is never used twice). Before its first put it keeps, in
-``.facsimile/generations/N/``, the manifest it replaces (``previous.json``)
-and every file it will replace or delete, as they are (``files/<path>``): a
-hard link where the destination has them (a folder, sftp), so keeping costs
-no copy and keeps the mode; a server-side copy on S3. A kept copy is never
+number is never used twice). Before its first put it keeps, in the one folder
+``.facsimile/generations/``, the manifest it replaces (``N=manifest.json``)
+and every file it will replace or delete, as they are (``N-<path, quoted>``):
+a hard link where the destination has them (a folder, sftp), so keeping costs
+no copy and keeps the mode; a server-side copy on S3. One flat folder: no
+folder to make or remove per generation (each a round trip to a host). A kept copy is never
 overwritten: a sync killed half way and run again finds the copies of the
 files as they were before either run. The manifest's ``history`` lists the
 kept generations (when, by whom, the root's commit, the state serial, how
@@ -27,14 +28,16 @@ file already back is left alone.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 from ..errors import SyncError
 from . import killpoints
@@ -47,9 +50,33 @@ ROLLBACK = ".facsimile/rollback.json"
 DEFAULT_KEEP = 3
 
 
-def folder(n: int) -> str:
-    """The folder of generation ``n`` at a destination."""
-    return f"{GENERATIONS}/{n}"
+#: kept files a history entry names (``kept``) at most; a larger one is listed
+NAMED = 64
+
+
+def previous_name(n: int) -> str:
+    """Where generation ``n`` keeps the manifest it replaced."""
+    return f"{GENERATIONS}/{n}=manifest.json"
+
+
+def kept_name(n: int, rel: str) -> str:
+    """Where generation ``n`` keeps the file ``rel`` as it was: the path quoted into
+    one name (``=`` and a digest when that would be too long a name)."""
+    token = quote(rel, safe="")
+    if len(token) > 200:
+        token = "=" + hashlib.sha256(rel.encode()).hexdigest()
+    return f"{GENERATIONS}/{n}-{token}"
+
+
+def kept_files(dest: Destination, n: int, known: Iterable[str]) -> dict[str, str]:
+    """``{rel: kept name}`` of the files generation ``n`` kept at ``dest`` (one
+    listing); ``known``: the paths it may have kept under a digest name."""
+    prefix = f"{GENERATIONS}/{n}-"
+    names = {name for name in dest.listing([GENERATIONS]) if name.startswith(prefix)}
+    found = {unquote(name[len(prefix):]): name for name in names
+             if not name[len(prefix):].startswith("=")}
+    found.update({rel: kept_name(n, rel) for rel in known if kept_name(n, rel) in names})
+    return found
 
 
 @dataclass(frozen=True)
@@ -104,25 +131,30 @@ def made(meta: Mapping[str, Any]) -> int:
     return max(int(meta.get("made") or 0), int(meta.get("generation") or 0))
 
 
+def to_keep(plan: Any) -> list[str]:
+    """The files at the destination that the sync of ``plan`` replaces or deletes."""
+    return [*(p.file.rel for p in plan.puts if p.file.rel in plan.seen), *plan.deletes]
+
+
 def keep_before(dest: Destination, plan: Any, stamp: Stamp) -> int:
-    """Keep what the sync of ``plan`` will replace or delete, in the folder of its
-    generation; that generation's number."""
+    """Keep what the sync of ``plan`` will replace or delete as its generation;
+    that generation's number."""
     n = made(plan.meta) + 1
-    base = folder(n)
-    pairs = [(rel, f"{base}/files/{rel}")
-             for rel in [*(p.file.rel for p in plan.puts if p.file.rel in plan.seen),
-                         *plan.deletes]]
+    pairs = [(rel, kept_name(n, rel)) for rel in to_keep(plan)]
     if plan.raw is not None:
-        pairs.append((MANIFEST, f"{base}/previous.json"))
+        pairs.append((MANIFEST, previous_name(n)))
     dest.keep_copies(pairs)
     return n
 
 
 def meta_after(plan: Any, stamp: Stamp, n: int, serial: Any) -> dict[str, Any]:
     """The generation entries of the manifest a sync of ``plan`` writes as generation ``n``."""
+    kept = to_keep(plan)
     entry = {"generation": n, "when": stamp.when, "by": stamp.by, "commit": stamp.commit,
              "serial": serial, "put": len(plan.puts), "deleted": len(plan.deletes),
              "previous": plan.raw is not None}
+    if len(kept) <= NAMED:
+        entry["kept"] = sorted(kept)
     if stamp.checks:
         entry["checked"] = False
     history = [h for h in plan.meta.get("history", []) if isinstance(h, dict)]
@@ -149,18 +181,25 @@ def mark_checked(dest: Destination) -> None:
 
 
 def prune(dest: Destination, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
-    """Remove the folders of the generations the new manifest no longer lists."""
+    """Remove what the generations the new manifest no longer lists kept."""
     kept = {h.get("generation") for h in after.get("history", [])}
+    names: list[str] = []
     for h in before.get("history", []):
-        if isinstance(h, dict) and h.get("generation") not in kept:
-            remove_folder(dest, folder(int(h["generation"])))
+        if isinstance(h, dict) and isinstance(h.get("generation"), int) \
+                and h["generation"] not in kept:
+            names += _names(dest, h["generation"], h.get("kept"))
+    if names:
+        dest.remove_many(names)
 
 
-def remove_folder(dest: Destination, rel: str) -> None:
-    """Remove every file below ``rel`` (and the folders left empty)."""
-    found = dest.listing([rel])
-    if found:
-        dest.delete_many(sorted(found))
+def _names(dest: Destination, n: int, kept: Any, known: Iterable[str] = ()) -> list[str]:
+    """Everything generation ``n`` keeps at ``dest``: from its history entry's
+    ``kept`` list, else from a listing."""
+    if isinstance(kept, list):
+        files = [kept_name(n, rel) for rel in kept if isinstance(rel, str)]
+    else:
+        files = list(kept_files(dest, n, known).values())
+    return [previous_name(n), *files]
 
 
 @dataclass
@@ -192,12 +231,12 @@ def restore(dest: Destination, to: int | None, has_modes: bool,
     restored: list[str] = []
     deleted: list[str] = []
     if pending.raw is not None:  # a sync stopped there before its manifest: undo it
-        r, d = _step(dest, doc, {**pending.files, **doc.files}, folder(made(doc.meta) + 1),
-                     doc.meta, has_modes)
+        n = made(doc.meta) + 1
+        r, d, names = _step(dest, doc, {**pending.files, **doc.files}, n, doc.meta, has_modes)
         restored += r
         deleted += d
         dest.remove(PENDING)
-        remove_folder(dest, folder(made(doc.meta) + 1))
+        dest.remove_many(names)
         doc = read_manifest_doc(dest)
         if to is None:
             return Restored(int(doc.meta.get("generation") or 0), restored, deleted)
@@ -216,11 +255,11 @@ def restore(dest: Destination, to: int | None, has_modes: bool,
         dest.write_bytes(ROLLBACK, json.dumps({"to": goal, "made": made(doc.meta)}).encode())
     while current > goal:
         prev = _previous(dest, doc, current)
-        r, d = _step(dest, prev, doc.files, folder(current), {**prev.meta,
-                     "made": made(doc.meta)}, has_modes)
+        r, d, names = _step(dest, prev, doc.files, current,
+                            {**prev.meta, "made": made(doc.meta)}, has_modes)
         restored += r
         deleted += d
-        remove_folder(dest, folder(current))
+        dest.remove_many(names)
         doc = read_manifest_doc(dest)
         current = int(doc.meta.get("generation") or 0)
     return Restored(current, restored, deleted)
@@ -248,7 +287,7 @@ def _previous(dest: Destination, doc: Manifest, n: int) -> Manifest:
                   if isinstance(h, dict) and h.get("generation") == n), None)
     if entry is None:
         raise SyncError(f"{dest.label}: generation {n} is not kept there")
-    rel = f"{folder(n)}/previous.json"
+    rel = previous_name(n)
     data = dest.read(rel)
     if data is None:
         if entry.get("previous"):
@@ -258,14 +297,14 @@ def _previous(dest: Destination, doc: Manifest, n: int) -> Manifest:
     return parse_record(dest, rel, data)
 
 
-def _step(dest: Destination, want: Manifest, now: Mapping[str, Any], base: str,
-          meta: Mapping[str, Any], has_modes: bool) -> tuple[list[str], list[str]]:
-    """Make ``dest`` hold what ``want`` lists, from the kept copies in ``base``:
-    move back each file that differs, delete each of ``now`` (facsimile's own
-    files) that ``want`` lacks, write ``want`` as the manifest with ``meta``."""
-    kept_at = f"{base}/files/"
-    backups = {rel[len(kept_at):] for rel in dest.listing([f"{base}/files"])}
-    rels = sorted(set(want.files) | set(now) | backups)
+def _step(dest: Destination, want: Manifest, now: Mapping[str, Any], n: int,
+          meta: Mapping[str, Any], has_modes: bool) -> tuple[list[str], list[str], list[str]]:
+    """Make ``dest`` hold what ``want`` lists, from the copies generation ``n``
+    kept: move back each file that differs, delete each of ``now`` (facsimile's
+    own files) that ``want`` lacks, write ``want`` as the manifest with ``meta``.
+    The files restored and deleted, and the names of what is left of ``n``."""
+    backups = kept_files(dest, n, [*want.files, *now])
+    rels = sorted(set(want.files) | set(now) | set(backups))
     listing = dest.listing(listing_roots(rels))
     digests = dest.digests([r for r in rels if r in listing and r in want.files])
     moves: list[tuple[str, str]] = []
@@ -281,7 +320,7 @@ def _step(dest: Destination, want: Manifest, now: Mapping[str, Any], base: str,
         if same and mode_ok:
             continue
         if rel in backups:
-            moves.append((kept_at + rel, rel))
+            moves.append((backups[rel], rel))
         elif same:
             modes.append((rel, int(rec["mode"])))
         else:
@@ -291,7 +330,7 @@ def _step(dest: Destination, want: Manifest, now: Mapping[str, Any], base: str,
                         "(changed on the host since); nothing more was changed")
     # a file the undone sync replaced or deleted that the older manifest does not
     # list (a file of the host's own in an owned folder) goes back too
-    moves += [(kept_at + rel, rel) for rel in sorted(backups) if rel not in want.files]
+    moves += [(backups[rel], rel) for rel in sorted(backups) if rel not in want.files]
     drop = sorted(rel for rel in now if rel not in want.files and rel not in backups
                   and rel in listing)
     if moves:
@@ -302,7 +341,9 @@ def _step(dest: Destination, want: Manifest, now: Mapping[str, Any], base: str,
         dest.delete_many(drop)
     killpoints.reached("restored")
     dest.write_bytes(MANIFEST, document(want.files, meta))
-    return [rel for _, rel in moves] + [rel for rel, _ in modes], drop
+    moved = {name for name, _ in moves}
+    left = [previous_name(n), *(name for name in backups.values() if name not in moved)]
+    return [rel for _, rel in moves] + [rel for rel, _ in modes], drop, left
 
 
 def describe(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -312,7 +353,7 @@ def describe(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
     for h in reversed(meta.get("history", [])):
         if isinstance(h, dict):
-            out.append({**{k: v for k, v in h.items() if k != "previous"},
+            out.append({**{k: v for k, v in h.items() if k not in ("previous", "kept")},
                         "current": h.get("generation") == current})
     return out
 

@@ -225,6 +225,11 @@ class Destination:
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.rm_file(self.path(rel))
 
+    def remove_many(self, rels: list[str]) -> None:
+        """Remove each of ``rels`` that is there; folders are left as they are."""
+        for rel in rels:
+            self.remove(rel)
+
     def digests(self, rels: list[str]) -> dict[str, str | None]:
         """The sha256 of each file at the destination (None where missing)."""
         out: dict[str, str | None] = {}

@@ -6,6 +6,7 @@ Settings come from ``deploy.s3`` (key, secret, endpoint_url, region).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,6 +33,11 @@ class S3Destination(Destination):
     def delete_many(self, rels: list[str]) -> None:
         if rels:
             self.fs.rm([self.path(r) for r in rels])
+
+    def remove_many(self, rels: list[str]) -> None:
+        if rels:  # one batched request; a key that is not there is no error
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm([self.path(r) for r in rels])
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         self.fs.pipe_file(self.path(rel), data)

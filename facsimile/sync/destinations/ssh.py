@@ -329,7 +329,7 @@ class SSHDestination(Destination):
 
         self._sync(run)
 
-    def delete_many(self, rels: list[str]) -> None:
+    def remove_many(self, rels: list[str]) -> None:
         async def one(rel: str) -> None:
             async with self.fs._pool.get() as channel:
                 with contextlib.suppress(Exception):
@@ -338,7 +338,11 @@ class SSHDestination(Destination):
         async def run() -> None:
             await asyncio.gather(*(one(r) for r in rels))
 
-        self._sync(run)
+        if rels:
+            self._sync(run)
+
+    def delete_many(self, rels: list[str]) -> None:
+        self.remove_many(rels)
         self.prune_dirs(rels)
 
     def prune_dirs(self, rels: list[str]) -> None:
