@@ -837,3 +837,24 @@ def test_a_manifest_entry_outside_the_destination_deletes_nothing(
     assert f"{record} is damaged" in out and "nothing was deleted" in out
     assert victim.read_text() == "not facsimile's\n"
     assert {p: p.read_bytes() for p in top.rglob("*") if p.is_file()} == before
+
+
+def test_a_fan_out_file_reaches_its_host_whose_name_has_dots(tmp_path: Path) -> None:
+    """``tmpl/_ALL_/hosts/{host}/...`` goes to that host only, names with dots too."""
+    base = tmp_path / "d"
+    root = tmp_path / "root"
+    write_tree(root, {
+        "dodo.py": DODO,
+        "define/facsimile.json": {"name": "shop", "deploy": {"url": f"file://{base}/{{host}}"}},
+        "define/dev.json": {"targets": {"web": {"hosts": ["web1.ch1", "web2.ch1"]}}},
+        "tmpl/_ALL_/hosts/{host}/node.conf": "node {{ this.name }}\n",
+    })
+    out = sync(root)
+    assert "no host receives it" not in out
+    for h in ("web1.ch1", "web2.ch1"):
+        assert d_files(base / h) == {f"hosts/{h}/node.conf": f"node {h}\n".encode()}
+
+
+def d_files(top: Path) -> dict[str, bytes]:
+    return {p.relative_to(top).as_posix(): p.read_bytes() for p in top.rglob("*")
+            if p.is_file() and ".facsimile" not in p.parts}

@@ -115,14 +115,10 @@ def _seal(scope: Scope, secret: set[str], to_all: list[str], own: list[str],
 
 
 def fanned_out(project: Project, inst: Instance) -> dict[str, str]:
-    """``{rel: host}`` of the ``{host}`` fan-out outputs, by the host's own name
-    (:func:`facsimile.sync.run.host_outputs` gives it as a recorded path segment,
-    ``app1\\.prod`` for ``app1.prod``)."""
-    from ..render.tracking import segment
+    """``{rel: host}`` of the ``{host}`` fan-out outputs, by the host's own name."""
     from ..sync.run import host_outputs
 
-    names = {segment(h): h for h, _ in inst.hosts}
-    return {rel: names.get(h, h) for rel, h in host_outputs(project, inst).items()}
+    return host_outputs(project, inst)
 
 
 def secret_outputs(project: Project, inst: Instance, files: Mapping[str, LocalFile]) -> set[str]:

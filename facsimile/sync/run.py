@@ -131,12 +131,16 @@ def masker(project: Project, inst: Instance) -> Callable[[str], str]:
 
 def host_outputs(project: Project, inst: Instance) -> dict[str, str]:
     """``{rel: host}`` of the outputs a ``{host}`` fan-out template made (the
-    build's ``Output.this`` is ``hosts.<host>``): each goes to its host only."""
+    build's ``Output.this`` is ``hosts.<host>``, the host's name a recorded path
+    segment: ``app1\\.prod`` for ``app1.prod``): each goes to its host only."""
     from ..build import Build
+    from ..render.tracking import segment
 
+    names = {segment(h): h for h, _ in inst.hosts}
     outputs = Build(project).outputs(inst)
-    return {rel: o.this.removeprefix("hosts.") for rel, o in outputs.items()
-            if o.this and o.this.startswith("hosts.")}
+    return {rel: names.get(seg, seg) for rel, o in outputs.items()
+            if o.this and o.this.startswith("hosts.")
+            for seg in [o.this.removeprefix("hosts.")]}
 
 
 def state_stamp(project: Project, inst: Instance, *, write: bool) -> StateStamp:
