@@ -277,6 +277,7 @@ def run_checks(dest: Destination, job: Job, result: HostResult, mode: Mode) -> H
             result.message = f"health check {template!r} {why}" + (
                 f": {lines[-1].strip()}" if lines else "")
             return result
+    mode.out(f"  {job.target}/{job.host}: health check passed")
     return result
 
 
