@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 
 from .errors import (
@@ -15,7 +13,10 @@ from .errors import (
     TemplateError,
 )
 
+TYPE_CHECKING = False  # typing itself is not imported: a no-op needs nothing of it
 if TYPE_CHECKING:
+    from typing import Any
+
     from .project import Project
 
 

@@ -69,7 +69,7 @@ def _env() -> list[Any]:
     mask = os.umask(0o022)
     os.umask(mask)
     skip = (DEBUG_VAR, *OFF_VARS)
-    env = sorted((k, v) for k, v in os.environ.items()
+    env = sorted([k, v] for k, v in os.environ.items()
                  if k.startswith(("FACSIMILE_", "DOIT_")) and k not in skip)
     return [FORMAT, sys.version, sys.executable, mask, env]
 
@@ -219,13 +219,13 @@ def answer_doit(argv: list[str]) -> None:
     args = argv[1:] if argv[:1] == ["run"] else list(argv)
     if not all(a == "build" or (a.startswith("build:") and "/" not in a) for a in args):
         return
-    rec = _valid(find_base())
-    if rec is None:
-        return
+    base = find_base()
+    rec = _valid(base)
     names = [] if not args or "build" in args else [a[6:] for a in args]
-    chosen = _instances(rec, names)
-    if chosen is not None:
+    chosen = None if rec is None else _instances(rec, names)
+    if rec is not None and chosen is not None:
         _finish(_summary(rec, chosen), 0)
+    _begin(base)
 
 
 def is_facs(argv: list[str]) -> bool:
@@ -247,15 +247,16 @@ def answer_facs(argv: list[str]) -> None:
     names = [a for a in rest if a != "--json"] if command == "plan" else rest
     if any(a.startswith("-") for a in names):
         return
-    rec = _valid(find_base())
+    base = find_base()
+    rec = _valid(base)
     chosen = None if rec is None else _instances(rec, names)
-    if rec is None or chosen is None:
-        return
-    if command == "build":
-        _finish(_summary(rec, chosen), 0)
-    answer = rec.get("plans", {}).get(plan_key(names, as_json))
-    if isinstance(answer, list) and len(answer) == 2:
-        _finish(str(answer[1]), int(answer[0]))
+    if rec is not None and chosen is not None:
+        if command == "build":
+            _finish(_summary(rec, chosen), 0)
+        answer = rec.get("plans", {}).get(plan_key(names, as_json))
+        if isinstance(answer, list) and len(answer) == 2:
+            _finish(str(answer[1]), int(answer[0]))
+    _begin(base)
 
 
 def plan_key(names: Iterable[str], as_json: bool) -> str:
@@ -302,6 +303,36 @@ def _add(tree: dict[str, list[str]], base: str, folder: str, name: str) -> None:
         names.append(name)
 
 
+_begun: tuple[str, dict[str, list[str]], str] | None = None
+
+
+def _sources(base: str) -> dict[str, list[str]] | None:
+    """The sources a run reads (definitions, templates, extras, checkouts, subprojects,
+    the root's files but the database), as a tree for :func:`stats`."""
+    tree: dict[str, list[str]] = {}
+    for top in ("define", "tmpl", "extra", "SRC", "projects"):
+        if not _walk(os.path.join(base, top), tree, base):
+            return None
+    for name in _ROOT_FILES:
+        if name != ".doit.db":
+            _add(tree, base, base, name)
+    return tree
+
+
+def _begin(base: str | None) -> None:
+    """A full run starts: note its sources' stats, so that a record is written only
+    when none changed while it ran (an edit then may not be in what it built)."""
+    global _begun
+    tree = _sources(base) if base is not None and enabled() else None
+    _begun = None if tree is None or base is None else \
+        (base, tree, blake2b(stats(base, tree).tobytes()).hexdigest())
+
+
+def _unchanged_since_begun(base: str) -> bool:
+    return _begun is not None and _begun[0] == base and \
+        blake2b(stats(base, _begun[1]).tobytes()).hexdigest() == _begun[2]
+
+
 def _code(tree: dict[str, list[str]], base: str) -> None:
     """The Python files of every module loaded (facsimile, its libraries, the class
     module): an upgrade or an edit of one goes the full way."""
@@ -326,7 +357,7 @@ def record(base: str, folders: Iterable[str], counts: dict[str, int], every: lis
 def _record(base: str, folders: Iterable[str], counts: dict[str, int], every: list[str],
             plan: tuple[str, int, str] | None) -> None:
     key = _mac_key(base)
-    if key is None:
+    if key is None or not _unchanged_since_begun(base):
         return
     tree: dict[str, list[str]] = {}
     for top in ("define", "tmpl", "extra", "state", "BUILD", *sorted(set(folders))):

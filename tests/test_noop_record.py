@@ -19,11 +19,17 @@ MARK = "no-op answered from .facsimile/noop.json"
 FAST = {"FACSIMILE_DEBUG_FASTNOOP": "1"}
 OFF = {"FACSIMILE_NOOP_RECORD": "0"}
 
-SHOPEXT = '''from facsimile import Project
+SHOPEXT = '''import os
+from pathlib import Path
+
+from facsimile import Project
 
 
 class Shop(Project):
     def extra_context(self, inst):
+        if os.environ.get("EDIT_WHILE_BUILDING"):  # a user's edit while the run reads
+            tmpl = Path(self.root.base, "tmpl/_ALL_/etc/app.ini.j2")
+            tmpl.write_text(tmpl.read_text().replace("port =", "port ="))
         return {"flavour": "vanilla"}
 '''
 
@@ -198,13 +204,17 @@ def test_facs_goes_the_full_way_after_a_change(recorded: Path, args: list[str]) 
 
 
 def test_the_environment_goes_the_full_way(recorded: Path) -> None:
-    assert MARK not in fast_doit(recorded, env={"FACSIMILE_ANYTHING": "1"}).stderr
-    assert MARK not in fast_doit(recorded, env={"FACSIMILE_FAST": "0"}).stderr
-    assert MARK not in fast_doit(recorded, env=OFF).stderr
     for args in (["list"], ["info", "build:dev"], ["-n", "2"], ["build:dev/etc/app.ini"],
                  ["clean", "-n", "build:dev/etc/app.ini"]):
         assert MARK not in fast_doit(recorded, *args).stderr, args
-    assert MARK in fast_doit(recorded).stderr
+    assert MARK in fast_doit(recorded).stderr  # those left the record as it was
+    assert MARK not in fast_doit(recorded, env={"FACSIMILE_FAST": "0"}).stderr
+    assert MARK not in fast_doit(recorded, env=OFF).stderr
+    assert MARK in fast_doit(recorded).stderr  # switched off: neither read nor written
+    other = {"FACSIMILE_ANYTHING": "1"}
+    assert MARK not in fast_doit(recorded, env=other).stderr
+    assert MARK in fast_doit(recorded, env=other).stderr  # recorded for that environment
+    assert MARK not in fast_doit(recorded).stderr
 
 
 @pytest.mark.parametrize("how", ["flipped byte", "forged", "truncated"])
@@ -236,3 +246,12 @@ def test_a_failed_build_removes_the_record(recorded: Path) -> None:
     path.write_text(good)
     proc = fast_doit(recorded)
     assert proc.returncode == 0 and MARK not in proc.stderr
+
+
+def test_an_edit_while_a_run_reads_makes_no_record(recorded: Path) -> None:
+    (recorded / ".facsimile/noop.json").unlink()
+    touch(recorded / "define/dev.json")
+    proc = fast_doit(recorded, env={"EDIT_WHILE_BUILDING": "1"})
+    assert proc.returncode == 0 and MARK not in proc.stderr
+    assert not (recorded / ".facsimile/noop.json").exists()
+    assert MARK not in fast_doit(recorded).stderr
