@@ -214,3 +214,25 @@ def test_waves_on_a_dask_cluster_and_in_a_slice(
 def dest_mtimes(top: Path) -> dict[str, int]:
     return {p.relative_to(top).as_posix(): p.stat().st_mtime_ns for p in top.rglob("*")
             if p.is_file()}
+
+
+def test_a_host_that_fails_its_rollback_is_named_and_retried_by_the_next(
+        tmp_path: Path) -> None:
+    base = tmp_path / "dest"
+    root = make_root(tmp_path, {"url": f"file://{base}/{{host}}"}, hosts=["h1", "h2"])
+    sync(root)
+    version_2(root)
+    sync(root)
+    (base / "h2").rename(tmp_path / "away")  # h2 cannot be reached
+    proc = facs(root, "rollback", "dev")
+    assert proc.returncode == 1
+    assert "web/h2: FAILED: web/h2: nothing to roll back" in proc.stdout
+    assert "1 host(s) ok, 1 failed; run it again to retry the failed ones" in proc.stdout
+    assert (base / "h1/etc/app.conf").read_text() == "version 1\n"
+    (tmp_path / "away").rename(base / "h2")
+    proc = facs(root, "rollback", "dev")  # h2 now; h1 stays at generation 1
+    assert proc.returncode == 0, proc.stdout
+    for h in ("h1", "h2"):
+        assert (base / h / "etc/app.conf").read_text() == "version 1\n"
+        assert (base / h / "etc/old.conf").exists() and not (base / h / "etc/new.conf").exists()
+        assert json.loads((base / h / ".facsimile/manifest.json").read_text())["generation"] == 1

@@ -247,6 +247,9 @@ def restore(dest: Destination, to: int | None, has_modes: bool,
     if to is None:  # a rollback killed half way goes on to where it was going
         goal = _under_way(dest, doc.meta, goal)
     possible = kept_generations(doc.meta)
+    if goal < 0:
+        raise SyncError(f"{dest.label}: nothing to roll back: it keeps no generation "
+                        "(never synced here, or deploy.keep is 0)")
     if goal > current or (goal < current and goal not in possible):
         have = ", ".join(str(g) for g in possible) or "none"
         raise SyncError(f"{dest.label}: generation {goal} is not kept there (it is at "
