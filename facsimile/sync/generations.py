@@ -8,9 +8,9 @@ number is never used twice). Before its first put it keeps, in the one folder
 and every file it will replace or delete, as they are (``N-<path, quoted>``):
 a hard link where the destination has them (a folder, sftp), so keeping costs
 no copy and keeps the mode; a server-side copy on S3. One flat folder: no
-folder to make or remove per generation (each a round trip to a host). A kept copy is never
-overwritten: a sync killed half way and run again finds the copies of the
-files as they were before either run. The manifest's ``history`` lists the
+folder to make or remove per generation (each a round trip to a host). A
+kept copy is never overwritten: a sync killed half way and run again finds
+the copies of the files as they were before either run. The manifest's ``history`` lists the
 kept generations (when, by whom, the root's commit, the state serial, how
 many files were put and deleted); the oldest beyond ``deploy.keep`` is
 removed after the manifest.
@@ -21,8 +21,8 @@ generation at a time down to the one asked for. Each step reads back the
 digest of every file involved, moves the kept copy of each that differs back
 into place (a rename), deletes the files the undone generation added (only
 ones its manifest lists: facsimile's own), writes the older manifest, and
-removes the generation's folder. Every step can be killed and run again: a
-file already back is left alone.
+removes what is left of the generation. Every step can be killed and run
+again: a file already back is left alone.
 """
 
 from __future__ import annotations
@@ -192,13 +192,13 @@ def prune(dest: Destination, before: Mapping[str, Any], after: Mapping[str, Any]
         dest.remove_many(names)
 
 
-def _names(dest: Destination, n: int, kept: Any, known: Iterable[str] = ()) -> list[str]:
+def _names(dest: Destination, n: int, kept: Any) -> list[str]:
     """Everything generation ``n`` keeps at ``dest``: from its history entry's
     ``kept`` list, else from a listing."""
     if isinstance(kept, list):
         files = [kept_name(n, rel) for rel in kept if isinstance(rel, str)]
     else:
-        files = list(kept_files(dest, n, known).values())
+        files = list(kept_files(dest, n, ()).values())
     return [previous_name(n), *files]
 
 
@@ -258,8 +258,11 @@ def restore(dest: Destination, to: int | None, has_modes: bool,
         dest.write_bytes(ROLLBACK, json.dumps({"to": goal, "made": made(doc.meta)}).encode())
     while current > goal:
         prev = _previous(dest, doc, current)
+        still = {h.get("generation") for h in doc.meta.get("history", []) if isinstance(h, dict)}
+        history = [h for h in prev.meta.get("history", [])  # not those pruned since
+                   if isinstance(h, dict) and h.get("generation") in still]
         r, d, names = _step(dest, prev, doc.files, current,
-                            {**prev.meta, "made": made(doc.meta)}, has_modes)
+                            {**prev.meta, "history": history, "made": made(doc.meta)}, has_modes)
         restored += r
         deleted += d
         dest.remove_many(names)
