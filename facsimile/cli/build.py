@@ -95,7 +95,7 @@ def build_document(outcome: Any, names: list[str], code: int) -> dict[str, Any]:
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the stale outputs; exit 2 when there are any."""
     from .. import noop
-    from ..build import Build
+    from ..build import Build, stamp
     from ..plan import print_plan
 
     project = load_project(args)
@@ -108,9 +108,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     code = print_plan(project, args.instances, diff=args.diff, as_json=args.json, out=kept,
                       build=build)
     if code == 0 and not args.diff:  # nothing stale: the no-op record may answer it next
-        noop.write_record(build, [i.name for i in project.select(args.instances)],
-                          (noop.plan_key(args.instances, args.json), 0,
-                           "".join(f"{line}\n" for line in lines)))
+        stamp.write_record(build, [i.name for i in project.select(args.instances)],
+                           (noop.plan_key(args.instances, args.json), 0,
+                            "".join(f"{line}\n" for line in lines)))
     return code
 
 

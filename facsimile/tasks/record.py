@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import noop
+from ..build import stamp
 
 if TYPE_CHECKING:
     from ..build import Build
@@ -43,6 +44,6 @@ def settle(ok: bool) -> None:
     build, chosen = armed
     base = str(build.root.base)
     if not ok:
-        noop.forget(base)
+        stamp.forget(base)
         return
-    noop.write_record(build, chosen)
+    stamp.write_record(build, chosen)

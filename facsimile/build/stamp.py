@@ -1,0 +1,170 @@
+"""Writing the no-op record (:mod:`facsimile.noop`, which reads it): what a run that
+left every output of its instances up to date depended on, as stats.
+
+The record lists every file and folder of ``define/``, ``tmpl/``, ``extra/``,
+``state/``, ``BUILD/`` and the layer folders the run listed (checkouts,
+subprojects), the root's ``dodo.py``, ``.doit.db``, ``doit.cfg`` and
+``pyproject.toml``, and the Python file of every module loaded (facsimile, its
+libraries, the class module), with the digest of their stats. It is written
+only when the run's sources did not move while it ran (:func:`begin`, at its
+start) and when no entry is newer than :data:`SETTLE_NS` (a later change could
+keep the same timestamp); a run that failed removes it (:func:`forget`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..atomic import write_atomic
+from ..noop import RECORD, ROOT_FILES, digest, enabled, env, holds, mac, mac_key, read, stats
+from ..state.files import Local
+
+SETTLE_NS = 100_000_000  # entries newer than this when written make no record
+COARSE_SETTLE_NS = 2_100_000_000  # the same on a file system of whole-second times
+_SKIP_DIRS = (".git", ".hg", ".svn", "__pycache__")
+
+
+def _walk(folder: str, tree: dict[str, list[str]], base: str) -> bool:
+    """Every folder and file below ``folder`` into ``tree``; False when it holds a
+    link to a folder (then no record: the files behind it would not be seen)."""
+    _add(tree, base, *os.path.split(folder))
+    stack = [folder]
+    while stack:
+        path = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                if e.name in _SKIP_DIRS:
+                    continue
+                stack.append(e.path)
+            _add(tree, base, path, e.name)
+            if e.is_symlink():
+                real = os.path.realpath(e.path)
+                if os.path.isdir(real):
+                    return False
+                _add(tree, base, *os.path.split(real))
+    return True
+
+
+def _add(tree: dict[str, list[str]], base: str, folder: str, name: str) -> None:
+    """Add ``folder/name`` (``folder`` relative to ``base`` when inside it)."""
+    if folder == base:
+        folder = ""
+    elif folder.startswith(base + os.sep):
+        folder = folder[len(base) + 1:].replace(os.sep, "/")
+    names = tree.setdefault(folder, [])
+    if name not in names[-1:]:
+        names.append(name)
+
+
+_begun: tuple[str, dict[str, list[str]], str] | None = None
+
+
+def _sources(base: str) -> dict[str, list[str]] | None:
+    """The sources a run reads (definitions, templates, extras, checkouts, subprojects,
+    the root's files but the database), as a tree for :func:`stats`."""
+    tree: dict[str, list[str]] = {}
+    for top in ("define", "tmpl", "extra", "SRC", "projects"):
+        if not _walk(os.path.join(base, top), tree, base):
+            return None
+    for name in ROOT_FILES:
+        if name != ".doit.db":
+            _add(tree, base, base, name)
+    return tree
+
+
+def begin(base: str) -> None:
+    """A full run starts: note its sources' stats, so that a record is written only
+    when none changed while it ran (an edit then may not be in what it built)."""
+    global _begun
+    tree = _sources(base)
+    _begun = None if tree is None else (base, tree, digest(stats(base, tree)))
+
+
+def _unchanged_since_begun(base: str) -> bool:
+    return _begun is not None and _begun[0] == base and \
+        digest(stats(base, _begun[1])) == _begun[2]
+
+
+def _code(tree: dict[str, list[str]], base: str) -> None:
+    """The Python files of every module loaded (facsimile, its libraries, the class
+    module): an upgrade or an edit of one goes the full way."""
+    for mod in list(sys.modules.values()):
+        path = getattr(mod, "__file__", None)
+        if isinstance(path, str) and os.path.isabs(path):
+            _add(tree, base, *os.path.split(path))
+
+
+def record(base: str, folders: Iterable[str], counts: dict[str, int], every: list[str],
+           plan: tuple[str, int, str] | None = None) -> None:
+    """Write (or extend) the record after a run that left every output of the instances
+    in ``counts`` (name -> its number of outputs) up to date. ``folders``: the layer
+    folders the run listed; ``every``: all instance names; ``plan``: (key, exit code,
+    text) of a plan that found nothing to do. Best effort: never fails a run."""
+    try:
+        _record(base, folders, counts, every, plan)
+    except Exception:  # the record only saves time
+        pass
+
+
+def _record(base: str, folders: Iterable[str], counts: dict[str, int], every: list[str],
+            plan: tuple[str, int, str] | None) -> None:
+    key = mac_key(base)
+    if key is None or not _unchanged_since_begun(base):
+        return
+    tree: dict[str, list[str]] = {}
+    for top in ("define", "tmpl", "extra", "state", "BUILD", *sorted(set(folders))):
+        if not _walk(os.path.join(base, top), tree, base):
+            return
+    for name in ("SRC", *ROOT_FILES):
+        _add(tree, base, base, name)
+    _code(tree, base)
+    rec: dict[str, Any] = {"env": env(), "all": sorted(every), "counts": dict(counts),
+                           "plans": {}}
+    old = read(base, key)
+    if old is not None and old.get("all") == rec["all"] and holds(base, old):
+        for folder, names in old["tree"].items():  # all as it was: this run adds to it
+            have = tree.setdefault(folder, [])
+            seen = set(have)
+            have.extend(n for n in names if n not in seen)
+        rec["counts"] = {**old.get("counts", {}), **counts}
+        rec["plans"] = dict(old.get("plans", {}))
+    if plan is not None:
+        rec["plans"][plan[0]] = [plan[1], plan[2]]
+    now = stats(base, tree)
+    stamps = [t for i in range(0, len(now), 4) for t in now[i + 1:i + 3] if t >= 0]
+    coarse = bool(stamps) and all(t % 1_000_000 == 0 for t in stamps)
+    if stamps and max(stamps) > time.time_ns() - (COARSE_SETTLE_NS if coarse else SETTLE_NS):
+        return  # an entry this new may change again within its timestamp
+    rec["tree"], rec["stats"] = tree, digest(now)
+    body = json.dumps(rec, separators=(",", ":")).encode()
+    os.makedirs(os.path.join(base, ".facsimile"), exist_ok=True)
+    write_atomic(os.path.join(base, RECORD), mac(key, body) + b"\n" + body)
+
+
+def write_record(build: Any, chosen: list[str], plan: tuple[str, int, str] | None = None) -> None:
+    """Record that every output of the instances ``chosen`` is up to date, for a
+    :class:`facsimile.build.Build` whose run found or left them so. Not for a
+    project with tasks of its own (a no-op runs them) nor remote state."""
+    project = build.project
+    if not enabled() or list(project.tasks()) or not isinstance(project.store.backend, Local):
+        return
+    counts = {n: len(build.outputs(project.instances[n])) for n in chosen}
+    record(str(build.root.base), list(build.index.folders), counts, list(project.instances),
+           plan)
+
+
+def forget(base: str) -> None:
+    """Remove the record (a run that did not end up to date)."""
+    try:
+        os.unlink(os.path.join(base, RECORD))
+    except OSError:
+        pass
