@@ -30,6 +30,9 @@ EXAMPLE = ("define", "tmpl", "extra", "bench", "dodo.py")
 EXIT = re.compile(r"#\s*exit\s+(\d+)(?::[^#]*)?$")
 ELLIPSIS = "..."
 ANY = "<ANY>"
+#: a page of more commands than this is marked slow (each costs ~0.15 s of CPU, mostly
+#: Python starting facs or doit)
+QUICK_COMMANDS = 20
 
 
 @dataclass
@@ -151,7 +154,16 @@ def check(page: Path, where: Path) -> None:
                         "\n--- it printed:\n" + proc.stdout, pytrace=False)
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda p: p.relative_to(REPO).as_posix())
+def scenarios() -> list:
+    """Each page a test; a page of more than :data:`QUICK_COMMANDS` commands is marked
+    slow (CI runs it; the quick subset keeps the README's walk and the shorter pages)."""
+    return [pytest.param(page, id=page.relative_to(REPO).as_posix(),
+                         marks=[pytest.mark.slow]
+                         if len(commands(page.read_text())) > QUICK_COMMANDS else [])
+            for page in pages()]
+
+
+@pytest.mark.parametrize("page", scenarios())
 def test_every_console_block_runs_and_prints_what_the_page_shows(page: Path,
                                                                   tmp_path: Path) -> None:
     check(page, tmp_path)
