@@ -217,7 +217,8 @@ def answer_doit(argv: list[str]) -> None:
     args = argv[1:] if argv[:1] == ["run"] else list(argv)
     if all(a == "build" or (a.startswith("build:") and "/" not in a) for a in args):
         names = [] if not args or "build" in args else [a[6:] for a in args]
-        _answer(names, lambda rec, chosen: (_summary(rec, chosen), 0))
+        _answer(names, lambda rec, chosen: (_summary(rec, chosen), 0) if rec["dodo"] is True
+                else None)
 
 
 def is_facs(argv: list[str]) -> bool:

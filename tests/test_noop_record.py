@@ -255,3 +255,11 @@ def test_an_edit_while_a_run_reads_makes_no_record(recorded: Path) -> None:
     assert proc.returncode == 0 and MARK not in proc.stderr
     assert not (recorded / ".facsimile/noop.json").exists()
     assert MARK not in fast_doit(recorded).stderr
+
+
+def test_a_dodo_py_of_its_own_is_never_answered(recorded: Path) -> None:
+    """Its own tasks or DOIT_CONFIG may make plain doit do more than build."""
+    (recorded / "dodo.py").write_text(DODO + "DOIT_CONFIG = {**DOIT_CONFIG, 'verbosity': 2}\n")
+    for _ in range(2):
+        assert MARK not in fast_doit(recorded).stderr
+    assert MARK in fast_facs(recorded, "build").stderr  # facs build reads no dodo.py

@@ -94,6 +94,17 @@ def _unchanged_since_begun(base: str) -> bool:
         digest(stats(base, _begun[1])) == _begun[2]
 
 
+def _plain_dodo(path: str) -> bool:
+    """Whether ``dodo.py`` is the one line ``from facsimile.dodo import *``: one with
+    tasks or a config of its own may make plain ``doit`` do more than build."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            code = [line.split("#", 1)[0].strip() for line in fh]
+    except (OSError, ValueError):
+        return False
+    return [c for c in code if c] == ["from facsimile.dodo import *"]
+
+
 def _code(tree: dict[str, list[str]], base: str) -> None:
     """The Python files of every module loaded (facsimile, its libraries, the class
     module): an upgrade or an edit of one goes the full way."""
@@ -128,7 +139,7 @@ def _record(base: str, folders: Iterable[str], counts: dict[str, int], every: li
         _add(tree, base, base, name)
     _code(tree, base)
     rec: dict[str, Any] = {"env": env(), "all": sorted(every), "counts": dict(counts),
-                           "plans": {}}
+                           "plans": {}, "dodo": _plain_dodo(os.path.join(base, "dodo.py"))}
     old = read(base, key)
     if old is not None and old.get("all") == rec["all"] and holds(base, old):
         for folder, names in old["tree"].items():  # all as it was: this run adds to it
