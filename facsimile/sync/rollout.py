@@ -116,4 +116,4 @@ def _take_back(back: list[HostResult], wave: list[Job], restore: Restore,
             first.message = "its wave failed: " + (r.message if r.ok
                                                    else f"NOT restored: {r.message}")
         if over or not first.ok:
-            out(f"  {r.label}: {'restored' if r.ok else 'restore FAILED'}: {r.message}")
+            out(f"  {r.label}: " + (r.message if r.ok else f"restore FAILED: {r.message}"))
