@@ -15,8 +15,13 @@ With ``--hosts``, a fleet instead: one instance of 30 files on each of N hosts
 child process, whose max RSS is printed) beside one rsync per host through
 ``xargs -P 8``, first sync, no-op and one file changed on every host.
 
-    python bench/bench_sync.py [--files 10000]
-    python bench/bench_sync.py --hosts 10,100,1000 [--jobs 8,16,32]
+With ``--latency MS``, both tools reach the sshd through a TCP proxy on
+127.0.0.1 (``latency_proxy.py``) that adds MS of round trip (half each way,
+and one round trip per new connection), as a network between sites would;
+on loopback alone the CPU decides, over a network the round trips do.
+
+    python bench/bench_sync.py [--files 10000] [--latency 50]
+    python bench/bench_sync.py --hosts 10,100,1000 [--jobs 8,16,32] [--latency 50]
     python bench/bench_sync.py --safety [--files 20] [--rounds 7]
 """
 
@@ -34,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from servers import start_sshd, stop
+from servers import SSHServer, free_port, start_sshd, stop, wait_port
 
 from facsimile.build.digests import JsonCache
 from facsimile.define.rollout import parse_rollout
@@ -53,6 +58,28 @@ def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def with_latency(work: Path, server: SSHServer, rtt_ms: float,
+                 procs: list[subprocess.Popen]) -> SSHServer:
+    """``server`` as seen through a proxy adding ``rtt_ms`` of round trip (its
+    process appended to ``procs``); ``server`` itself when ``rtt_ms`` is 0."""
+    if not rtt_ms:
+        return server
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("latency_proxy.py")),
+                             str(port), str(server.port), str(rtt_ms)],
+                            stdout=subprocess.DEVNULL)
+    procs.append(proc)
+    wait_port(port, proc)
+    known = work / "known_hosts_proxy"
+    key = server.known_hosts.read_text().split(None, 1)[1]
+    known.write_text(f"[127.0.0.1]:{port} {key}")
+    return SSHServer(port, server.key, known, server.user)
+
+
+def where(rtt_ms: float) -> str:
+    return f"on 127.0.0.1 with {rtt_ms:g} ms round trip" if rtt_ms else "on 127.0.0.1"
 
 
 def numbers(text: str) -> list[int]:
@@ -75,16 +102,20 @@ def main() -> int:
     ap.add_argument("--safety", action="store_true", help="the cost of deploy.rollout and "
                     "deploy.keep (--files is then the number of hosts, default 20)")
     ap.add_argument("--rounds", type=int, default=7, help="safety mode: rounds (default 7)")
+    ap.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                    help="round trip (ms) added between the tools and the sshd by a TCP proxy")
     args = ap.parse_args()
     if args.safety:
         return safety_main(20 if args.files == 10_000 else args.files, args.rounds)
     if not shutil.which("rsync"):
         raise SystemExit("rsync is not installed (apt-get install rsync)")
     if args.hosts:
-        return fleet_main(args.hosts, args.jobs)
+        return fleet_main(args.hosts, args.jobs, args.latency)
     work = Path(tempfile.mkdtemp(prefix="facs-sync-bench-"))
     proc, server = start_sshd(work)
+    procs = [proc]
     try:
+        server = with_latency(work, server, args.latency, procs)
         build = work / "BUILD/dev"
         make_build(build, args.files)
         deploy = server.deploy(str(work / "facs-dest"))
@@ -115,7 +146,7 @@ def main() -> int:
         one = build / "etc/d1/f1.conf"
         one.write_text(one.read_text().replace("7919", "7920"))
         rows.append(("one file changed", timed(facs_sync), timed(rsync)))
-        print(f"\nsync benchmark: {args.files} files over sshd on 127.0.0.1")
+        print(f"\nsync benchmark: {args.files} files over sshd {where(args.latency)}")
         print(f"{'scenario':<20} {'facsimile':>10} {'rsync':>8} {'ratio':>6}")
         for name, f, r in rows:
             print(f"{name:<20} {f:>9.2f}s {r:>7.2f}s {f / r:>6.2f}")
@@ -126,7 +157,8 @@ def main() -> int:
               f"FAIL  destination differs: {extra[:3]}")
         return 0 if not extra else 1
     finally:
-        stop(proc)
+        for p in reversed(procs):
+            stop(p)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -205,15 +237,17 @@ def fleet_run(work: Path, server, n: int, jobs: list[int]) -> list[tuple[str, li
     return rows
 
 
-def fleet_main(counts: list[int], jobs: list[int]) -> int:
+def fleet_main(counts: list[int], jobs: list[int], rtt_ms: float = 0.0) -> int:
     """``--hosts``: the fleet table for each host count, ratios against rsync."""
     work = Path(tempfile.mkdtemp(prefix="facs-fleet-bench-"))
     proc, server = start_sshd(work)
+    procs = [proc]
     try:
+        server = with_latency(work, server, rtt_ms, procs)
         head = "".join(f" {'jobs ' + str(j):>14}" for j in jobs)
         for n in counts:
             rows = fleet_run(work, server, n, jobs)
-            print(f"\nfleet: {n} hosts x {FLEET_FILES} files over one sshd on 127.0.0.1"
+            print(f"\nfleet: {n} hosts x {FLEET_FILES} files, one sshd {where(rtt_ms)},"
                   f" (facsimile s and ratio to rsync -P {RSYNC_PARALLEL})")
             print(f"{'scenario':<18}{head} {'rsync -P ' + str(RSYNC_PARALLEL):>12}")
             for name, times in rows:
@@ -224,7 +258,8 @@ def fleet_main(counts: list[int], jobs: list[int]) -> int:
             print(f"best jobs for {n} hosts: {jobs[best]}")
         return 0
     finally:
-        stop(proc)
+        for p in reversed(procs):
+            stop(p)
         shutil.rmtree(work, ignore_errors=True)
 
 
