@@ -9,6 +9,10 @@ subprocesses in it, as a user runs them:
     (c) one value changed (one output)   (d) one template changed (N outputs)
     (e) no-op again (median)             (f) doit list --all --status
     (g) facs plan on a no-op, when the installed facsimile has it
+    (n) with --ninja: the no-op of ``doit`` and of ``facs plan`` against a ``ninja``
+        no-op over the same files (a build.ninja whose edges read each output's
+        definition files and templates and write a file per output), taken in turn
+        round after round; goals: GOAL_NINJA_X and GOAL_PLAN_NINJA_X
     (s) with --state-modes: the no-op with state sealed to an age recipient (a demo
         identity made in the work folder), and with that state at a file:// URL,
         each in its own copy of the root, taken in turn with the plain no-op
@@ -58,6 +62,8 @@ GOAL_FULL_X = 1.5
 GOAL_NOOP_S = 1.0
 GOAL_NOOP_X = 0.5
 GOAL_STATE_X = 1.2  # a no-op with sealed or remote state, against plain state's
+GOAL_NINJA_X = 2.0  # a no-op against a ninja no-op over the same files
+GOAL_PLAN_NINJA_X = 1.2  # facs plan on a no-op, against the same ninja no-op
 STALE_ALLOWANCE = 0.1  # seconds a run with anything stale may add to a no-op
 
 
@@ -413,6 +419,85 @@ def state_modes(rep: Report, root: Path, work: Path, repeat: int) -> dict[str, f
     return out
 
 
+def write_ninja(root: Path, folder: Path, n: int, m: int) -> None:
+    """``folder/build.ninja``: per instance one edge that writes a file per output
+    (``folder/out/i<k>/conf/t<j>.conf``) from that instance's definition files and
+    every template: ninja's no-op stats all of them against its log, as facsimile's
+    record does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    common = [root / "define/facsimile.json", root / "define/modules.json",
+              root / "tmpl/_lib/header.inc",
+              *(root / f"tmpl/_ALL_/conf/t{j}.conf.j2" for j in range(m))]
+    lines = ["rule write", "  command = touch $out", ""]
+    for i in range(n):
+        outs = " ".join(f"out/i{i}/conf/t{j}.conf" for j in range(m))
+        ins = " ".join(str(p) for p in [root / f"define/i{i}.json",
+                                        root / f"define/regions/r{i % REGIONS}.json", *common])
+        lines.append(f"build {outs}: write {ins}")
+    (folder / "build.ninja").write_text("\n".join(lines) + "\n")
+    for i in range(n):
+        (folder / f"out/i{i}/conf").mkdir(parents=True, exist_ok=True)
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of the finished children so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def ninja_noops(rep: Report, root: Path, work: Path, n: int, m: int,
+                repeat: int) -> tuple[float, float, float]:
+    """(n): ``ninja``, ``doit`` and ``facs plan`` no-ops taken in turn, round after
+    round (a machine's drift falls on all three alike); their medians. The CPU time
+    of each is shown too: on a machine that others share it moves less than the wall
+    time."""
+    folder = work / "ninja"
+    shutil.rmtree(folder, ignore_errors=True)
+    write_ninja(root, folder, n, m)
+    subprocess.run(["ninja", "-C", str(folder)], check=True, capture_output=True)
+    floor = work / "doit-start"  # doit's own start: a dodo.py that ends the process
+    floor.mkdir(exist_ok=True)
+    (floor / "dodo.py").write_text("import os\nos._exit(0)\n")
+    keys = ("ninja", "doit", "plan", "start", "python")
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
+    build = root / "BUILD"
+    for k in range(repeat):
+        for key, where, args in (("start", floor, ["doit"]), ("python", floor, ["this"])):
+            c = _cpu()
+            times[key].append(run(where, *args)[0])
+            cpu[key].append(_cpu() - c)
+        c, start = _cpu(), time.perf_counter()
+        proc = subprocess.run(["ninja", "-C", str(folder)], check=True, capture_output=True,
+                              text=True)
+        times["ninja"].append(time.perf_counter() - start)
+        cpu["ninja"].append(_cpu() - c)
+        rep.check(f"(n) ninja no-op #{k + 1}: no work", "no work to do" in proc.stdout,
+                  proc.stdout[-200:])
+        c = _cpu()
+        t, diff = timed_build(root, build)
+        cpu["doit"].append(_cpu() - c)
+        times["doit"].append(t)
+        rep.check(f"(n) doit no-op #{k + 1}: nothing rebuilt", not diff, f"{len(diff)} changed")
+        c = _cpu()
+        t, proc = run(root, "facsimile.cli", "plan")
+        cpu["plan"].append(_cpu() - c)
+        times["plan"].append(t)
+        rep.check(f"(n) facs plan no-op #{k + 1}: nothing to do",
+                  proc.stdout.startswith("plan: nothing to do"), proc.stdout[-200:])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    for label, key in (("ninja", "ninja"), ("doit", "doit"), ("facs plan", "plan"),
+                       ("doit's start alone", "start"), ("python -m this", "python")):
+        rep.row(f"(n) no-op, {label} (median of {repeat})", med[key], 0,
+                f"{med[key] / med['ninja']:.2f}x ninja; cpu {med_cpu[key]:.3f} s = "
+                f"{med_cpu[key] / med_cpu['ninja']:.2f}x; runs: "
+                + " ".join(f"{t:.3f}" for t in times[key]))
+    return med["ninja"], med["doit"], med["plan"]
+
+
 def startup(root: Path) -> float:
     """A fresh interpreter importing what a run imports, and doing nothing else."""
     start = time.perf_counter()
@@ -453,6 +538,10 @@ def main() -> int:
     ap.add_argument("--warm", action="store_true",
                     help="also time a second full build with the model cache and state kept")
     ap.add_argument("--no-floor", action="store_true", help="skip the doit-alone floor")
+    ap.add_argument("--ninja", action="store_true",
+                    help="also time the no-op of doit and facs plan against ninja's")
+    ap.add_argument("--noop-only", action="store_true",
+                    help="only the full build and the no-ops (with --ninja: against ninja)")
     ap.add_argument("--state-modes", action="store_true",
                     help="also time the no-op with sealed state and with remote (file://) state")
     args = ap.parse_args()
@@ -477,7 +566,13 @@ def main() -> int:
     rep = Report(base, inproc)
     floor = None if args.no_floor else doit_floor(work, n * m)
     boot = startup(root)
-    noop = scenarios(rep, root, n, m, args.repeat, args.warm)
+    if args.noop_only:
+        t, diff = timed_build(root, root / "BUILD")
+        rep.row("(a) full build, from scratch", t, len(diff), "resolves, makes state")
+        noop = noop_median(rep, root, root / "BUILD", "(b) no-op", args.repeat)
+    else:
+        noop = scenarios(rep, root, n, m, args.repeat, args.warm)
+    ninja = ninja_noops(rep, root, work, n, m, args.repeat) if args.ninja else None
     modes = state_modes(rep, root, work, args.repeat) if args.state_modes else {}
 
     print(f"\nfacsimile build benchmark: {n} instances x {m} templates = {n * m} outputs"
@@ -513,6 +608,14 @@ def main() -> int:
         (f"no-op <= {GOAL_NOOP_X}x the loop", noop <= GOAL_NOOP_X * base,
          f"{noop / base:.2f}x ({noop / inproc:.2f}x)"),
     ]
+    if ninja is not None:
+        base_n, doit_n, plan_n = ninja
+        goals.append((f"no-op <= {GOAL_NINJA_X}x ninja's", doit_n <= GOAL_NINJA_X * base_n,
+                      f"{doit_n / base_n:.2f}x ({doit_n:.3f} s, ninja {base_n:.3f} s)"))
+        goals.append((f"facs plan no-op <= {GOAL_PLAN_NINJA_X}x ninja's",
+                      plan_n <= GOAL_PLAN_NINJA_X * base_n,
+                      f"{plan_n / base_n:.2f}x ({plan_n:.3f} s; {plan_n / doit_n:.2f}x the doit "
+                      "no-op)"))
     for label, ratio in modes.items():
         goals.append((f"no-op with {label} state <= {GOAL_STATE_X}x plain's",
                       ratio <= GOAL_STATE_X, f"{ratio:.2f}x (median of the rounds' ratios)"))
@@ -527,6 +630,8 @@ def main() -> int:
     # in-process loop is the measure (the script's also pays its start-up).
     per_output = inproc / (n * m)
     for key, label, count in (("(c)", "one value change", 1), ("(d)", "one template change", n)):
+        if key not in by_name:
+            continue  # --noop-only
         extra = by_name[key] - noop
         allowed = STALE_ALLOWANCE + GOAL_FULL_X * per_output * count
         goals.append((f"{label} = no-op + {count} output(s)", extra <= allowed,
