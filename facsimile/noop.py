@@ -17,6 +17,10 @@ else (a stat that differs, a damaged or forged record, no key, other commands
 or options) goes the full way, silently. A folder's stat changes when an entry
 is added or removed, so a new template or a stray file in ``BUILD/`` is seen.
 
+What a project class reads besides the files above (another file, the clock,
+other environment variables) is not seen: a project whose context depends on
+such things sets ``FACSIMILE_NOOP_RECORD=0``.
+
 This module imports only the standard library (not even OpenSSL): it runs
 before doit's tasks, Jinja2 or the definitions are loaded.
 ``FACSIMILE_NOOP_RECORD=0`` (or ``FACSIMILE_FAST=0``) turns it off.

@@ -263,3 +263,28 @@ def test_a_dodo_py_of_its_own_is_never_answered(recorded: Path) -> None:
     for _ in range(2):
         assert MARK not in fast_doit(recorded).stderr
     assert MARK in fast_facs(recorded, "build").stderr  # facs build reads no dodo.py
+
+
+def test_a_checkout_changed_goes_the_full_way(tmp_path: Path) -> None:
+    """A template edited in a source checkout, then the checkout's version bumped."""
+    from test_checkout_layers import ROOT, V1, V2, make_repo
+    from test_seed import BASE
+
+    repo = make_repo(tmp_path / "apprepo", V1, V2)
+    root = tmp_path / "root"
+    write_tree(root, {**BASE, **ROOT, "define/modules.json": {
+        "app": {"repo": str(repo), "version": "v1"}, "worker": {}}})
+    doit(root, check=True)
+    assert MARK not in fast_doit(root).stderr  # writes the record
+    assert MARK in fast_doit(root).stderr
+    [tmpl] = root.glob("SRC/*/config/facsimile/tmpl/_ALL_/etc/same.conf.j2")
+    for change in (lambda r: edit(str(tmpl.relative_to(root)), "same", "SAME")(r),
+                   edit("define/modules.json", '"v1"', '"v2"')):
+        twin = copy_of(root, tmp_path, f"twin{len(list(tmp_path.iterdir()))}")
+        for r in (root, twin):
+            change(r)
+        proc = fast_doit(root)
+        assert MARK not in proc.stderr
+        off = doit(twin, env=OFF)
+        assert (proc.returncode, proc.stdout) == (off.returncode, off.stdout)
+        assert "facsimile: 0 built" not in proc.stdout and same_bytes(root, twin)
