@@ -30,22 +30,23 @@ _SKIP_DIRS = (".git", ".hg", ".svn", "__pycache__")
 
 
 def _walk(folder: str, tree: dict[str, list[str]], base: str) -> bool:
-    """Every folder and file below ``folder`` into ``tree``; False when it holds a
-    link to a folder (then no record: the files behind it would not be seen)."""
-    _add(tree, base, *os.path.split(folder))
+    """Every folder below ``folder`` (listed: its own stat too) and every file in
+    them into ``tree``; False when one holds a link to a folder (then no record: the
+    files behind it would not be seen)."""
     stack = [folder]
     while stack:
         path = stack.pop()
+        tree.setdefault("+" + _key(base, path), [])
         try:
             entries = list(os.scandir(path))
         except (FileNotFoundError, NotADirectoryError):
             continue
         for e in entries:
             if e.is_dir(follow_symlinks=False):
-                if e.name in _SKIP_DIRS:
-                    continue
-                stack.append(e.path)
-            _add(tree, base, path, e.name)
+                if e.name not in _SKIP_DIRS:
+                    stack.append(e.path)
+                continue
+            _add(tree, base, path, e.name, listed=True)
             if e.is_symlink():
                 real = os.path.realpath(e.path)
                 if os.path.isdir(real):
@@ -54,13 +55,19 @@ def _walk(folder: str, tree: dict[str, list[str]], base: str) -> bool:
     return True
 
 
-def _add(tree: dict[str, list[str]], base: str, folder: str, name: str) -> None:
-    """Add ``folder/name`` (``folder`` relative to ``base`` when inside it)."""
+def _key(base: str, folder: str) -> str:
+    """``folder`` as a key of the tree: relative to ``base`` when inside it."""
     if folder == base:
-        folder = ""
-    elif folder.startswith(base + os.sep):
-        folder = folder[len(base) + 1:].replace(os.sep, "/")
-    names = tree.setdefault(folder, [])
+        return ""
+    if folder.startswith(base + os.sep):
+        return folder[len(base) + 1:].replace(os.sep, "/")
+    return folder
+
+
+def _add(tree: dict[str, list[str]], base: str, folder: str, name: str, *,
+         listed: bool = False) -> None:
+    """Add the file ``folder/name`` (to a listed folder's entry when ``listed``)."""
+    names = tree.setdefault(("+" if listed else "") + _key(base, folder), [])
     if name not in names[-1:]:
         names.append(name)
 
