@@ -30,7 +30,6 @@ from .pull import add_commands as add_pull_commands
 from .rollback import add_commands as add_rollback_commands
 from .show import cmd_list, cmd_show
 from .state import cmd_state_rotate, cmd_state_show
-from .sync import cmd_sync
 
 EPILOG = """\
 The root is the nearest folder above the working directory with
@@ -80,6 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """``facs sync``, its module imported only when it runs (the sync stack and
+    its ssh and S3 backends cost every other command 40 ms)."""
+    from .sync import cmd_sync as run
+
+    return run(args)
 
 
 def _usage(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
