@@ -67,7 +67,9 @@ def held(d: Dest, host: str) -> dict[str, object]:
 def test_a_failing_check_on_wave_1_restores_it_and_leaves_the_rest_untouched(
         dest: Dest, tmp_path: Path) -> None:
     rollout = {"waves": [1, "50%"], "check": ["test {host} != h1"], "max_failed": 0}
-    root = make_root(tmp_path, {**dest.deploy, "rollout": rollout})
+    log = tmp_path / "postcmd.log"
+    root = make_root(tmp_path, {**dest.deploy, "rollout": rollout,
+                                "postcmd": [f"echo ran >> {log}"]})
     sync(root, "--no-rollout")
     before = {h: held(dest, h) for h in HOSTS}
     marks = {h: dest.mtimes(h) for h in HOSTS}
@@ -83,6 +85,8 @@ def test_a_failing_check_on_wave_1_restores_it_and_leaves_the_rest_untouched(
     manifest = json.loads(dest.files("h1")[".facsimile/manifest.json"])
     assert manifest["generation"] == 1 and "etc/old.conf" in manifest["files"]
     assert not [k for k in dest.files("h1") if k.startswith(".facsimile/generations/2")]
+    if dest.kind == "sftp":  # postcmd runs on ssh hosts: after the sync, and after the restore
+        assert log.read_text().count("ran") == len(HOSTS) + 2
     # the next sync without the failing check goes through every wave
     out = sync(root, "--no-rollout")
     assert all(held(dest, h)["etc/new.conf"] for h in HOSTS)
