@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
-FORMAT = 2
+FORMAT = 3
 RECORD = os.path.join(".facsimile", "noop.json")
 OFF_VARS = ("FACSIMILE_NOOP_RECORD", "FACSIMILE_FAST")
 DEBUG_VAR = "FACSIMILE_DEBUG_FASTNOOP"  # set: the fast answer says so on stderr
@@ -135,33 +135,19 @@ def read(base: str, key: bytes) -> dict[str, Any] | None:
 
 def stats(base: str, tree: dict[str, list[str]]) -> array[int]:
     """``(size, mtime_ns, ctime_ns, inode)`` of every entry of ``tree`` (a folder,
-    relative to ``base`` unless absolute, -> names in it), in order; -1s for one not
-    there. A folder whose key starts with ``+`` was listed: its own stat comes first
-    (it moves when an entry is added or removed). Each folder is opened once and
-    its entries are looked up in it."""
+    relative to ``base`` unless absolute, -> paths below it, ``.`` for itself), in
+    order; -1s for one not there. Each folder is opened once and its paths are
+    looked up from it (one call each)."""
     out: array[int] = array("q")
     ext, lstat = out.extend, os.lstat
-    for key, names in tree.items():
-        listed = key[:1] == "+"
-        folder = key[1:] if listed else key
+    for folder, names in tree.items():
         path = folder if folder[:1] == "/" else f"{base}/{folder}" if folder else base
-        if not names:  # a folder of folders: one look-up, no opening
-            try:
-                st = os.stat(path)
-            except OSError:
-                ext(_ABSENT)
-                continue
-            ext((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-            continue
         try:
             fd = os.open(path, _DIR_FLAGS)
         except OSError:
-            ext(_ABSENT * (len(names) + listed))
+            ext(_ABSENT * len(names))
             continue
         try:
-            if listed:
-                st = os.fstat(fd)
-                ext((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
             for name in names:
                 try:
                     st = lstat(name, dir_fd=fd)

@@ -29,25 +29,25 @@ COARSE_SETTLE_NS = 2_100_000_000  # the same on a file system of whole-second ti
 _SKIP_DIRS = (".git", ".hg", ".svn", "__pycache__")
 
 
-def _walk(folder: str, tree: dict[str, list[str]], base: str) -> bool:
-    """Every folder below ``folder`` (listed: its own stat too) and every file in
-    them into ``tree``; False when one holds a link to a folder (then no record: the
-    files behind it would not be seen)."""
-    stack = [folder]
+def _walk(top: str, tree: dict[str, list[str]], base: str) -> bool:
+    """``top`` itself (``.``) and every folder and file below it, as paths from it,
+    into ``tree``; False when one is a link to a folder (then no record: the files
+    behind it would not be seen)."""
+    names = tree.setdefault(_key(base, top), [])
+    names.append(".")
+    stack = [(top, "")]
     while stack:
-        path = stack.pop()
-        tree.setdefault("+" + _key(base, path), [])
+        path, prefix = stack.pop()
         try:
             entries = list(os.scandir(path))
         except (FileNotFoundError, NotADirectoryError):
             continue
         for e in entries:
+            names.append(prefix + e.name)
             if e.is_dir(follow_symlinks=False):
                 if e.name not in _SKIP_DIRS:
-                    stack.append(e.path)
-                continue
-            _add(tree, base, path, e.name, listed=True)
-            if e.is_symlink():
+                    stack.append((e.path, f"{prefix}{e.name}/"))
+            elif e.is_symlink():
                 real = os.path.realpath(e.path)
                 if os.path.isdir(real):
                     return False
@@ -64,12 +64,22 @@ def _key(base: str, folder: str) -> str:
     return folder
 
 
-def _add(tree: dict[str, list[str]], base: str, folder: str, name: str, *,
-         listed: bool = False) -> None:
-    """Add the file ``folder/name`` (to a listed folder's entry when ``listed``)."""
-    names = tree.setdefault(("+" if listed else "") + _key(base, folder), [])
+def _add(tree: dict[str, list[str]], base: str, folder: str, name: str) -> None:
+    """Add the file ``folder/name``."""
+    names = tree.setdefault(_key(base, folder), [])
     if name not in names[-1:]:
         names.append(name)
+
+
+def _tops(base: str, folders: Iterable[str]) -> list[str]:
+    """The folders to walk: the root's, then the run's layer folders that are not
+    below one of them (an absent one there shows as a change of its parent)."""
+    tops = [os.path.join(base, t) for t in ("define", "tmpl", "extra", "state", "BUILD")]
+    out = list(tops)
+    for f in sorted(set(folders)):
+        if not any(f == t or f.startswith(t + os.sep) for t in tops):
+            out.append(f)
+    return out
 
 
 _begun: tuple[str, dict[str, list[str]], str] | None = None
@@ -139,8 +149,8 @@ def _record(base: str, folders: Iterable[str], counts: dict[str, int], every: li
     if key is None or not _unchanged_since_begun(base):
         return
     tree: dict[str, list[str]] = {}
-    for top in ("define", "tmpl", "extra", "state", "BUILD", *sorted(set(folders))):
-        if not _walk(os.path.join(base, top), tree, base):
+    for top in _tops(base, folders):
+        if not _walk(top, tree, base):
             return
     for name in ("SRC", *ROOT_FILES):
         _add(tree, base, base, name)
