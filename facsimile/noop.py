@@ -66,9 +66,9 @@ def env() -> list[Any]:
     mask = os.umask(0o022)
     os.umask(mask)
     skip = (DEBUG_VAR, *OFF_VARS)
-    env = sorted([k, v] for k, v in os.environ.items()
-                 if k.startswith(("FACSIMILE_", "DOIT_")) and k not in skip)
-    return [FORMAT, sys.version, sys.executable, mask, env]
+    found = sorted([k, v] for k, v in os.environ.items()
+                   if k.startswith(("FACSIMILE_", "DOIT_")) and k not in skip)
+    return [FORMAT, sys.version, sys.executable, mask, found]
 
 
 def find_base(start: str | None = None) -> str | None:
@@ -87,7 +87,7 @@ def find_base(start: str | None = None) -> str | None:
 
 
 def mac_key(base: str) -> bytes | None:
-    """The record's HMAC key, from the root's digest key (plain, or sealed and opened
+    """The record's MAC key, from the root's digest key (plain, or sealed and opened
     with this run's identity); None when there is none or it cannot be read."""
     state = os.path.join(base, "state")
     try:
@@ -193,12 +193,16 @@ def _instances(rec: dict[str, Any], names: list[str]) -> list[str] | None:
 
 
 def _finish(text: str, code: int) -> None:
-    """Print ``text``, say so on stderr when asked, and end the process with ``code``."""
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    if os.environ.get(DEBUG_VAR):
-        sys.stderr.write("facsimile: no-op answered from .facsimile/noop.json\n")
-        sys.stderr.flush()
+    """Print ``text``, say so on stderr when asked, and end the process with ``code``
+    (at once: nothing else of the process is to run, nor to be cleaned up)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if os.environ.get(DEBUG_VAR):
+            sys.stderr.write("facsimile: no-op answered from .facsimile/noop.json\n")
+            sys.stderr.flush()
+    except OSError:  # the reader went away (``doit | head``): nothing left to tell
+        pass
     os._exit(code)
 
 
