@@ -35,15 +35,16 @@ def arm_record(build: Build, mode: RunMode, run: Invocation | None, *, extra: bo
     _armed = (build, chosen)
 
 
-def settle(ok: bool) -> None:
-    """The run is over: write the record when it went well, else remove it."""
+def settle(ok: bool, *, changed: bool = False) -> None:
+    """The run is over: write the record when it went well and ``changed`` nothing in
+    ``BUILD/`` (what it just wrote is too new to record: the next no-op writes it),
+    remove it when it did not go well."""
     global _armed
     armed, _armed = _armed, None
     if armed is None:
         return
     build, chosen = armed
-    base = str(build.root.base)
     if not ok:
-        stamp.forget(base)
-        return
-    stamp.write_record(build, chosen)
+        stamp.forget(str(build.root.base))
+    elif not changed:
+        stamp.write_record(build, chosen)

@@ -219,7 +219,8 @@ class Reporter(ExecutedOnlyReporter):
         if self.interrupted or any(self.counts.values()):
             self.write(K.summary(self.counts, interrupted=bool(self.interrupted), left=left))
         self.flush()
-        settle(not (self.interrupted or self._bad or self.counts["failed"]))
+        settle(not (self.interrupted or self._bad or self.counts["failed"]),
+               changed=bool(self.counts["built"] or self.counts["deleted"]))
         if self.interrupted:
             raise SystemExit(130)
 
