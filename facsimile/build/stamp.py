@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..atomic import write_atomic
@@ -131,10 +131,10 @@ def _code(tree: dict[str, list[str]], base: str) -> None:
             _add(tree, base, *os.path.split(path))
 
 
-def record(base: str, folders: Iterable[str], counts: dict[str, int], every: list[str],
-           plan: tuple[str, int, str] | None = None) -> None:
+def record(base: str, folders: Iterable[str], counts: Callable[[], dict[str, int]],
+           every: list[str], plan: tuple[str, int, str] | None = None) -> None:
     """Write (or extend) the record after a run that left every output of the instances
-    in ``counts`` (name -> its number of outputs) up to date. ``folders``: the layer
+    in ``counts()`` (name -> its number of outputs) up to date. ``folders``: the layer
     folders the run listed; ``every``: all instance names; ``plan``: (key, exit code,
     text) of a plan that found nothing to do. Best effort: never fails a run."""
     try:
@@ -143,11 +143,12 @@ def record(base: str, folders: Iterable[str], counts: dict[str, int], every: lis
         pass
 
 
-def _record(base: str, folders: Iterable[str], counts: dict[str, int], every: list[str],
-            plan: tuple[str, int, str] | None) -> None:
+def _record(base: str, folders: Iterable[str], counts: Callable[[], dict[str, int]],
+            every: list[str], plan: tuple[str, int, str] | None) -> None:
     key = mac_key(base)
-    if key is None or not _unchanged_since_begun(base):
-        return
+    if key is None or _fresh(stats(base, {"": list(ROOT_FILES)})) \
+            or not _unchanged_since_begun(base):
+        return  # the database just written (the usual case) is seen before any walk
     tree: dict[str, list[str]] = {}
     for top in _tops(base, folders):
         if not _walk(top, tree, base):
@@ -155,27 +156,38 @@ def _record(base: str, folders: Iterable[str], counts: dict[str, int], every: li
     for name in ("SRC", *ROOT_FILES):
         _add(tree, base, base, name)
     _code(tree, base)
-    rec: dict[str, Any] = {"env": env(), "all": sorted(every), "counts": dict(counts),
+    rec: dict[str, Any] = {"env": env(), "all": sorted(every), "counts": counts(),
                            "plans": {}, "dodo": _plain_dodo(os.path.join(base, "dodo.py"))}
     old = read(base, key)
-    if old is not None and old.get("all") == rec["all"] and holds(base, old):
-        for folder, names in old["tree"].items():  # all as it was: this run adds to it
-            have = tree.setdefault(folder, [])
-            seen = set(have)
-            have.extend(n for n in names if n not in seen)
-        rec["counts"] = {**old.get("counts", {}), **counts}
+    now = stats(base, tree)
+    if old is not None and old.get("all") == rec["all"] and (
+            digest(now) == old.get("stats") if old.get("tree") == tree else holds(base, old)):
+        # as it was when written: this run adds its instances (and entries) to it
+        if old["tree"] != tree:
+            for folder, names in old["tree"].items():
+                have = tree.setdefault(folder, [])
+                seen = set(have)
+                have.extend(n for n in names if n not in seen)
+            now = stats(base, tree)
+        rec["counts"] = {**old.get("counts", {}), **rec["counts"]}
         rec["plans"] = dict(old.get("plans", {}))
     if plan is not None:
         rec["plans"][plan[0]] = [plan[1], plan[2]]
-    now = stats(base, tree)
-    stamps = [t for i in range(0, len(now), 4) for t in now[i + 1:i + 3] if t >= 0]
-    coarse = bool(stamps) and all(t % 1_000_000 == 0 for t in stamps)
-    if stamps and max(stamps) > time.time_ns() - (COARSE_SETTLE_NS if coarse else SETTLE_NS):
-        return  # an entry this new may change again within its timestamp
+    if _fresh(now):
+        return
     rec["tree"], rec["stats"] = tree, digest(now)
     body = json.dumps(rec, separators=(",", ":")).encode()
     os.makedirs(os.path.join(base, ".facsimile"), exist_ok=True)
     write_atomic(os.path.join(base, RECORD), mac(key, body) + b"\n" + body)
+
+
+def _fresh(found: Any) -> bool:
+    """Whether an entry of :func:`stats` is too new to record: it may change again
+    within its timestamp."""
+    stamps = [t for i in range(0, len(found), 4) for t in found[i + 1:i + 3] if t >= 0]
+    coarse = bool(stamps) and all(t % 1_000_000 == 0 for t in stamps)
+    return bool(stamps) and \
+        max(stamps) > time.time_ns() - (COARSE_SETTLE_NS if coarse else SETTLE_NS)
 
 
 def write_record(build: Any, chosen: list[str], plan: tuple[str, int, str] | None = None) -> None:
@@ -185,7 +197,9 @@ def write_record(build: Any, chosen: list[str], plan: tuple[str, int, str] | Non
     project = build.project
     if not enabled() or list(project.tasks()) or not isinstance(project.store.backend, Local):
         return
-    counts = {n: len(build.outputs(project.instances[n])) for n in chosen}
+    def counts() -> dict[str, int]:
+        return {n: len(build.outputs(project.instances[n])) for n in chosen}
+
     record(str(build.root.base), list(build.index.folders), counts, list(project.instances),
            plan)
 
