@@ -249,6 +249,7 @@ def _damage(root: Path, content: Any) -> None:
 @pytest.mark.parametrize("content", [c[1] for c in DOIT_DB], ids=[c[0] for c in DOIT_DB])
 @pytest.mark.parametrize("command", [("build",), ("list", "--all"), ("build", "-n", "2"),
                                      ("dumpdb",)])
+@pytest.mark.slow
 def test_a_damaged_doit_db_is_one_line_through_doit(base: Path, content: Any,
                                                     command: tuple[str, ...]) -> None:
     doit(base, check=True)

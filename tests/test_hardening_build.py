@@ -161,6 +161,7 @@ def test_extra_context_scalars_and_lists_are_tracked(shop: Path) -> None:
                                   "{{ {}[module.app.password|upper] }}",
                                   "{{ (module.app.password|upper) + 1 }}",
                                   "{{ instance.app[module.app.password[2:]] }}"])
+@pytest.mark.slow
 def test_a_failed_render_that_read_a_secret_shows_no_value(shop: Path, expr: str) -> None:
     write_tree(shop, {"tmpl/_ALL_/etc/leak.j2": f"a\n{expr}\n"})
     proc = doit(shop)

@@ -647,6 +647,7 @@ def test_version(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("bad", ["a b;id", "h#1", "h?x", "a..b", ".h", "h.", "a/b", "-x"])
+@pytest.mark.slow
 def test_host_names_sync_would_refuse_are_refused_when_definitions_are_read(
         tmp_path: Path, bad: str) -> None:
     """One rule for host names: a name sync would refuse (it is filled into URLs and

@@ -69,6 +69,7 @@ def test_secret_reading_outputs_are_0600(built: Path) -> None:
     assert plan(built) == (0, {})
 
 
+@pytest.mark.slow
 def test_sync_puts_the_build_modes_and_a_mode_change(built: Path) -> None:
     facs(built, "sync", "dev", check=True)
     dest = built / "DEPLOY/dev/h1"
@@ -117,6 +118,7 @@ def test_modes_glob_wins_and_a_change_rechmods_exactly_what_it_must(built: Path)
     assert plan(built) == (0, {})
 
 
+@pytest.mark.slow
 def test_project_modes_reach_every_instance(built: Path) -> None:
     set_modes(built, "facsimile", {"share/*.txt": "640"})
     _, stale = plan(built)
@@ -125,6 +127,7 @@ def test_project_modes_reach_every_instance(built: Path) -> None:
     assert mode(built / "BUILD/prod/share/logo.txt") == 0o640
 
 
+@pytest.mark.slow
 def test_a_template_that_starts_reading_a_password(built: Path) -> None:
     path = built / "tmpl/_ALL_/etc/app/plain.ini.j2"
     path.write_text("name = {{ module.app.name }}\npw = {{ module.app.password }}\n")
@@ -133,6 +136,7 @@ def test_a_template_that_starts_reading_a_password(built: Path) -> None:
     assert plan(built) == (0, {})
 
 
+@pytest.mark.slow
 def test_chmod_of_a_template_or_in_build(built: Path) -> None:
     os.chmod(built / "tmpl/_ALL_/etc/app/plain.ini.j2", 0o640)
     os.chmod(built / "tmpl/_ALL_/etc/app/app.ini.j2", 0o640)  # reads a secret: no matter
@@ -158,6 +162,7 @@ def test_chmod_of_a_template_or_in_build(built: Path) -> None:
     ({"etc/*": "0200"}, "bad mode '0200'"),
     ({"../etc/*": "0640"}, "would escape the destination"),
 ])
+@pytest.mark.slow
 def test_bad_modes_are_definition_errors(built: Path, modes: object, message: str) -> None:
     path = built / "define/dev.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "modes": modes}))
@@ -168,6 +173,7 @@ def test_bad_modes_are_definition_errors(built: Path, modes: object, message: st
 
 
 @pytest.mark.parametrize("env", [{"FACSIMILE_FAST": "0"}, {"FACSIMILE_JOBS": "1"}])
+@pytest.mark.slow
 def test_modes_change_without_batches(built: Path, env: dict[str, str]) -> None:
     set_modes(built, "prod", {"etc/*.conf": "0640"})
     proc = doit(built, env=env, check=True)

@@ -98,11 +98,13 @@ def test_each_change_has_its_reason(built: Path, change, expect) -> None:
     assert plan(built) == (0, {})
 
 
+@pytest.mark.slow
 def test_unread_value_is_not_stale(built: Path) -> None:
     edit_json(built / "define/facsimile.json", {"unused.x": 5})
     assert plan(built) == (0, {})
 
 
+@pytest.mark.slow
 def test_diff_shows_change_and_masks_state(built: Path) -> None:
     state = json.loads((built / "state/prod/state.json").read_text())
     old_pw = state["modules"]["db_user"]["value"]
@@ -116,6 +118,7 @@ def test_diff_shows_change_and_masks_state(built: Path) -> None:
     assert "password = ********" in proc.stdout
 
 
+@pytest.mark.slow
 def test_diff_names_binary_files(built: Path) -> None:
     write_tree(built, {"extra/_ALL_/img.bin": b"\x00\x01\x02"})
     doit(built, check=True)
@@ -135,6 +138,7 @@ def test_plan_without_state_says_what_it_would_generate(tmp_path: Path) -> None:
     assert not (tmp_path / "BUILD").exists()
 
 
+@pytest.mark.slow
 def test_plan_error_exits_1(built: Path) -> None:
     (built / "define/prod.json").write_text("{ nope")
     proc = facs(built, "plan")
@@ -142,6 +146,7 @@ def test_plan_error_exits_1(built: Path) -> None:
     assert "define/prod.json:1:3" in proc.stderr
 
 
+@pytest.mark.slow
 def test_doit_info_says_why(built: Path) -> None:
     edit_json(built / "define/prod.json", {"db.host": "elsewhere"})
     proc = doit(built, "info", "build:prod/etc/db.ini")
@@ -165,6 +170,7 @@ def test_diff_writes_nothing_and_notes_a_masked_only_change(built: Path) -> None
         in proc.stdout
 
 
+@pytest.mark.slow
 def test_diff_renders_arithmetic_on_a_masked_id(built: Path) -> None:
     write_tree(built, {"tmpl/_ALL_/etc/port.conf": "port = {{ state.node + 9000 }}\n"
                                                     "node = {{ state.node }}\n"})
@@ -175,6 +181,7 @@ def test_diff_renders_arithmetic_on_a_masked_id(built: Path) -> None:
     assert "+node = ********" in proc.stdout
 
 
+@pytest.mark.slow
 def test_genconfig_names_the_rotated_password(built: Path) -> None:
     write_tree(built, {"define/modules.json": [{"name": "app"},
                                                {"name": "db_user", "genconfig": True}]})
@@ -185,6 +192,7 @@ def test_genconfig_names_the_rotated_password(built: Path) -> None:
     assert stale["BUILD/dev/etc/db_user.json"] == ["state changed: module.db_user.password"]
 
 
+@pytest.mark.slow
 def test_an_instance_named_twice_is_planned_once(built: Path) -> None:
     edit_json(built / "define/dev.json", {"app.port": 1})
     once = facs(built, "plan", "dev").stdout

@@ -67,6 +67,7 @@ def test_a_large_run_shares_its_instances_with_a_helper_process(tmp_path: Path) 
     assert len(records) == total
 
 
+@pytest.mark.slow
 def test_one_job_makes_everything_in_doits_process(tmp_path: Path) -> None:
     write_tree(tmp_path, big_tree(pids=True))
     doit(tmp_path, check=True, env=ONE)
@@ -92,6 +93,7 @@ def test_a_helper_leaves_the_same_bytes_and_records_as_one_process(tmp_path: Pat
     assert f"0 built, {INSTANCES * TEMPLATES} up to date" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_failure_in_an_instance_the_helper_took(tmp_path: Path) -> None:
     """The last instance goes to the helper: its error is doit's failure, one line
     with template and line, no traceback; the other outputs are made and kept."""
@@ -149,6 +151,7 @@ class Dies(facsimile.Project):
 '''
 
 
+@pytest.mark.slow
 def test_when_a_helper_dies_doits_process_makes_what_it_did_not_send(tmp_path: Path) -> None:
     write_tree(tmp_path, big_tree())
     write_tree(tmp_path, {"define/facsimile.json": {"name": "big", "shared": {"a": 1},

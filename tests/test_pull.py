@@ -236,6 +236,7 @@ def test_the_worked_example_publishes_prod_to_a_folder_and_one_host_pulls(
     assert not any(r.startswith("hosts/app2.prod") for r in got)
 
 
+@pytest.mark.slow
 def test_instances_share_a_store_and_collecting_one_keeps_the_others_blobs(
         world: World, tmp_path: Path) -> None:
     root = tmp_path / "root"
@@ -289,6 +290,7 @@ def test_keys_are_read_from_a_file_a_line_base64_or_pem_and_others_refused(
         sign.load_private(rsa)
 
 
+@pytest.mark.slow
 def test_the_signing_key_may_be_given_as_its_text_in_the_environment(
         world: World, tmp_path: Path) -> None:
     from conftest import run

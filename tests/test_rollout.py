@@ -93,6 +93,7 @@ def test_a_failing_check_on_wave_1_restores_it_and_leaves_the_rest_untouched(
 
 
 @pytest.mark.parametrize("failing", [2, 3])
+@pytest.mark.slow
 def test_max_failed_5_percent_of_40_hosts_goes_on_with_2_failing_and_stops_with_3(
         tmp_path: Path, failing: int) -> None:
     hosts = [f"h{i:02d}" for i in range(40)]
@@ -123,6 +124,7 @@ def test_max_failed_5_percent_of_40_hosts_goes_on_with_2_failing_and_stops_with_
             ("version 2\n" if failing == 2 else "version 1\n")
 
 
+@pytest.mark.slow
 def test_wave_option_and_no_rollout(tmp_path: Path) -> None:
     rollout = {"waves": [1, "100%"], "check": ["true"]}
     root = make_root(tmp_path, {"url": f"file://{tmp_path}/dest/{{host}}", "rollout": rollout})
@@ -139,6 +141,7 @@ def test_wave_option_and_no_rollout(tmp_path: Path) -> None:
     assert "wave" not in out and out.count(": 2 put, 1 deleted") == 4
 
 
+@pytest.mark.slow
 def test_history_and_rollback_to_a_generation(dest: Dest, tmp_path: Path) -> None:
     root = make_root(tmp_path, {**dest.deploy, "keep": 2}, hosts=["h1", "h2"])
     sync(root)
@@ -220,6 +223,7 @@ def dest_mtimes(top: Path) -> dict[str, int]:
             if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_host_that_fails_its_rollback_is_named_and_retried_by_the_next(
         tmp_path: Path) -> None:
     base = tmp_path / "dest"

@@ -58,6 +58,7 @@ def synced(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("at", ["kept", "put:2", "manifest", "check", "put:5"])
+@pytest.mark.slow
 def test_a_sync_killed_in_a_wave_is_finished_by_the_next(synced: tuple[Path, Path],
                                                          at: str) -> None:
     root, base = synced
@@ -70,6 +71,7 @@ def test_a_sync_killed_in_a_wave_is_finished_by_the_next(synced: tuple[Path, Pat
 
 
 @pytest.mark.parametrize("at", ["kept", "put:2", "manifest", "check"])
+@pytest.mark.slow
 def test_a_sync_killed_in_a_wave_is_restored_by_a_rollback(synced: tuple[Path, Path],
                                                            at: str) -> None:
     root, base = synced
@@ -97,6 +99,7 @@ def test_a_host_killed_before_its_check_is_checked_by_the_next_sync(
 
 
 @pytest.mark.parametrize("at", ["move:1", "move:3", "restored"])
+@pytest.mark.slow
 def test_a_rollback_killed_half_way_is_finished_by_the_next(synced: tuple[Path, Path],
                                                             at: str) -> None:
     root, base = synced

@@ -106,6 +106,7 @@ def test_subinstance_shares_its_family_state(root: Path) -> None:
     assert "state.ch1_only" not in dev
 
 
+@pytest.mark.slow
 def test_read_only_commands_never_write_state(root: Path) -> None:
     facs(root, "list", check=True)
     out = facs(root, "show", "prod", check=True).stdout
@@ -141,6 +142,7 @@ def test_secrets_are_masked_unless_revealed(root: Path) -> None:
         assert secret in revealed
 
 
+@pytest.mark.slow
 def test_rotate_changes_exactly_that_value(root: Path) -> None:
     before = values(root, "prod")
     stored = json.loads(state_file(root, "prod").read_text())
@@ -209,6 +211,7 @@ def _race(root: Path, hold_lock: bool) -> list[str]:
 
 
 @pytest.mark.parametrize("hold_lock", [False, True], ids=["free", "lock held"])
+@pytest.mark.slow
 def test_processes_at_once_see_the_same_values(tmp_path: Path, hold_lock: bool) -> None:
     many = {f"k{i}": "token:16" for i in range(60)} | {f"i{i}": "id" for i in range(20)}
     write_tree(tmp_path, {"define/facsimile.json": {"name": "p", "generate": many},

@@ -276,6 +276,7 @@ def test_escaping_paths_are_refused(tmp_path: Path, pattern: str) -> None:
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_one_failing_host_does_not_stop_the_others(moded: Dest, tmp_path: Path) -> None:
     base = moded.base
     base.mkdir()
@@ -718,6 +719,7 @@ def test_file_url_with_a_host_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "d/h1/etc/app.ini").is_file()
 
 
+@pytest.mark.slow
 def test_dotdot_in_deploy_delete_is_refused(dest: Dest, tmp_path: Path) -> None:
     dest.write("etc", "sibling.conf", b"next to the hosts' folders\n")
     root = make_root(tmp_path, {**dest.deploy, "delete": ["../etc"]})
@@ -839,6 +841,7 @@ def test_a_manifest_entry_outside_the_destination_deletes_nothing(
     assert {p: p.read_bytes() for p in top.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_a_fan_out_file_reaches_its_host_whose_name_has_dots(tmp_path: Path) -> None:
     """``tmpl/_ALL_/hosts/{host}/...`` goes to that host only, names with dots too."""
     base = tmp_path / "d"

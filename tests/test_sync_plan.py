@@ -203,6 +203,7 @@ def _answer_under_pty(root: Path, answer: str) -> tuple[int, str]:
                      answer=(b"to go on:", answer.encode()))
 
 
+@pytest.mark.slow
 def test_confirm_gate_asks_on_a_terminal(tmp_path: Path) -> None:
     """On a terminal the gate shows the plan, asks, and puts only on the agreed word."""
     dest = tmp_path / "dest"

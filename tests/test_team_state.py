@@ -246,6 +246,7 @@ def test_plain_state_is_ignored_and_sealed_at_its_next_write_once_recipients_are
     assert not (a / "state/.digest-key").exists() and (a / "state/digest-key.age").exists()
 
 
+@pytest.mark.slow
 def test_recipients_are_checked_when_the_project_is_read(tmp_path):
     a = new_root(tmp_path)
     project = json.loads((a / "define/facsimile.json").read_text())
@@ -414,6 +415,7 @@ def test_a_stale_remote_lock_is_named_and_removed_with_unlock(tmp_path):
     assert facs(a, "state", "rotate", "dev", "api").returncode == 0
 
 
+@pytest.mark.slow
 def test_plan_says_which_families_are_new_and_which_get_new_values(tmp_path):
     a = new_root(tmp_path)
     proc = facs(a, "plan")

@@ -42,6 +42,7 @@ def said(proc) -> str:
 
 
 @pytest.mark.parametrize("fast", FASTS)
+@pytest.mark.slow
 def test_a_broken_json_fails_the_build_and_keeps_the_previous_output(tmp_path: Path,
                                                                       fast: str) -> None:
     env = {"FACSIMILE_FAST": fast}
@@ -89,6 +90,7 @@ def test_a_failing_command_shows_its_first_lines_with_secrets_masked(tmp_path: P
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc")
+@pytest.mark.slow
 def test_a_check_past_its_timeout_is_killed(tmp_path: Path) -> None:
     marker = "60.0625"  # a sleep that no other process on the machine runs
     root = make_root(tmp_path, {"etc/app.json": {"check": f"sleep {marker}; : {{path}}",
@@ -111,6 +113,7 @@ def test_a_check_past_its_timeout_is_killed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fast", FASTS)
+@pytest.mark.slow
 def test_a_no_op_runs_no_check_and_a_changed_check_runs_again(tmp_path: Path,
                                                                fast: str) -> None:
     env = {"FACSIMILE_FAST": fast}
@@ -144,6 +147,7 @@ def test_a_no_op_runs_no_check_and_a_changed_check_runs_again(tmp_path: Path,
     assert count.read_text() == "one\ntwo\n"
 
 
+@pytest.mark.slow
 def test_sync_refuses_an_instance_with_a_failed_check(tmp_path: Path) -> None:
     root = make_root(tmp_path, {"etc/*.json": "json"}, **{"etc/app.json": GOOD_JSON})
     facs(root, "sync", "dev", check=True)
