@@ -15,15 +15,13 @@ new or changed check makes its outputs stale.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
-import signal
-import subprocess
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..commands import run_shell
 from ..define.checks import PATH, Check, parse_checks
 from ..digest import digest
 from ..errors import BuildError, FacsimileError
@@ -164,43 +162,17 @@ def _command(check: Check, path: str, root: str) -> tuple[str, str] | None:
     """Run a command check, ``{path}`` the file's shell-quoted path, in the root,
     with no input; it fails on a non-zero exit or at its timeout (its process
     group killed)."""
-    command = check.spec.replace(PATH, shlex.quote(path))
     try:
-        proc = subprocess.Popen(command, shell=True, cwd=root, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        ran = run_shell(check.spec.replace(PATH, shlex.quote(path)), check.timeout, cwd=root)
     except OSError as exc:
         return "could not run", str(exc)
-    try:
-        out, _ = proc.communicate(timeout=check.timeout)
-    except subprocess.TimeoutExpired:
-        out = _kill(proc)
-        return f"timed out after {check.timeout:g} s (killed)", out.decode("utf-8", "replace")
-    except BaseException:
-        _kill(proc)
-        raise
-    if proc.returncode == 0:
+    if ran.timed_out:
+        return f"timed out after {check.timeout:g} s (killed)", ran.output
+    if ran.code == 0:
         return None
-    code = proc.returncode
+    code = ran.code
     how = f"failed (killed by signal {-code})" if code < 0 else f"failed (exit status {code})"
-    return how, out.decode("utf-8", "replace")
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> bytes:
-    """Kill a check's whole process group; what it printed by then."""
-    with contextlib.suppress(OSError):
-        if os.name == "nt":
-            proc.kill()
-        else:
-            os.killpg(proc.pid, signal.SIGKILL)
-    try:
-        out, _ = proc.communicate(timeout=2)
-    except subprocess.TimeoutExpired:  # a child left the group and holds the pipe
-        if proc.stdout is not None:
-            proc.stdout.close()
-        proc.wait()
-        out = b""
-    return out or b""
+    return how, ran.output
 
 
 def source_label(build_src: str, kind: str) -> str:

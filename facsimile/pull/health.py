@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 from collections.abc import Callable, Mapping
+
+from ..commands import check_failure, fill, run_shell
 
 OLD = ".facsimile-pull-old"
 
@@ -73,29 +73,14 @@ def run_checks(commands: list[str], timeout: float, values: Mapping[str, str],
                out: Callable[[str], None]) -> str | None:
     """Run each check with ``values`` filled in; why the first one failed, or None."""
     for template in commands:
-        cmd = template
-        for key, value in values.items():
-            cmd = cmd.replace("{" + key + "}", value)
-        code, text = run_here(cmd, timeout)
-        lines = text.splitlines()
-        for line in lines:
+        try:
+            ran = run_shell(fill(template, dict(values)), timeout)
+            code, text = ran.code, ran.output
+        except OSError as exc:
+            code, text = 127, str(exc)
+        for line in text.splitlines():
             out(f"  check: {line}")
-        if code != 0:
-            why = "ran past its timeout" if code == 124 else f"exited {code}"
-            return f"health check {template!r} {why}" + (
-                f": {lines[-1].strip()}" if lines else "")
+        failed = check_failure(template, code, text)
+        if failed:
+            return failed
     return None
-
-
-def run_here(cmd: str, timeout: float) -> tuple[int, str]:
-    """Run the shell command ``cmd``: its exit status and output; past ``timeout``
-    seconds its whole process group is killed (status 124)."""
-    proc = subprocess.Popen(cmd, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        text, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, text
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        text, _ = proc.communicate()
-        return 124, (text or "") + f"timed out after {timeout:g} s\n"

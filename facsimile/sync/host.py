@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..commands import check_failure, fill, run_shell
 from . import killpoints, lock
 from .apply import apply_host, human_size
 from .destinations.base import Destination
@@ -259,41 +260,24 @@ def run_checks(dest: Destination, job: Job, result: HostResult, mode: Mode) -> H
     or here for a folder or S3 destination, with ``{host}``, ``{target}`` and
     ``{path}`` (the destination's folder, or its URL on S3) filled in; the first
     that fails or runs past ``check_timeout`` fails the host."""
-    path = dest.base if dest.has_modes else job.url
+    values = {"host": job.host, "target": job.target,
+              "path": dest.base if dest.has_modes else job.url}
     killpoints.reached("check")
     for template in mode.checks:
-        cmd = template.replace("{host}", job.host).replace("{target}", job.target) \
-            .replace("{path}", path)
+        cmd = fill(template, values)
         if dest.runs_commands:
             code, text = dest.run(cmd, timeout=mode.check_timeout)
         else:
-            code, text = run_here(cmd, mode.check_timeout)
-        lines = text.splitlines()
-        for line in lines:
+            try:
+                ran = run_shell(cmd, mode.check_timeout)
+                code, text = ran.code, ran.output
+            except OSError as exc:
+                code, text = 127, str(exc)
+        for line in text.splitlines():
             mode.out(f"{job.host}: check: {line}")
-        if code != 0:
-            result.ok = False
-            why = "ran past its timeout" if code == 124 else f"exited {code}"
-            result.message = f"health check {template!r} {why}" + (
-                f": {lines[-1].strip()}" if lines else "")
+        failed = check_failure(template, code, text)
+        if failed:
+            result.ok, result.message = False, failed
             return result
     mode.out(f"  {job.target}/{job.host}: health check passed")
     return result
-
-
-def run_here(cmd: str, timeout: float) -> tuple[int, str]:
-    """Run the shell command ``cmd`` on this machine: its exit status and output;
-    past ``timeout`` seconds its whole process group is killed (status 124)."""
-    import os
-    import signal
-    import subprocess
-
-    proc = subprocess.Popen(cmd, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        text, _ = proc.communicate(timeout=timeout)
-        return proc.returncode, text
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        text, _ = proc.communicate()
-        return 124, (text or "") + f"timed out after {timeout:g} s\n"
