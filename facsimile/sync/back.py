@@ -9,12 +9,11 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SyncError
 from .destinations import open_destination
 from .engines import ThreadEngine
 from .generations import describe
 from .host import Job
-from .jobs import DEFAULT_JOBS, restorer_for
+from .jobs import DEFAULT_JOBS, failed, restorer_for
 from .manifest import read_manifest_doc
 from .placement import jobs_of, place
 from .run import check_sync_args, deploy_settings
@@ -87,8 +86,7 @@ def host_history(project: Project, instance: str, *, hosts: Iterable[str] = (),
             finally:
                 dest.close()
         except Exception as exc:  # one host's failure never stops the others
-            doc["error"] = str(exc) if isinstance(exc, SyncError) else \
-                f"{type(exc).__name__}: {exc}"
+            doc["error"] = failed(job, exc).message
             return doc
         doc["generation"] = int(meta.get("generation") or 0)
         doc["generations"] = describe(meta)

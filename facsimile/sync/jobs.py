@@ -178,8 +178,7 @@ def _host_runner(deploy: Mapping[str, Any], values: Mapping[str, str],
             finally:
                 dest.close()
         except Exception as exc:  # one host's failure never stops the others
-            reason = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
-            return HostResult(job.target, job.host, False, reason)
+            return failed(job, exc)
 
     return one
 
@@ -234,10 +233,16 @@ def restorer_for(deploy: Mapping[str, Any], to: Mapping[str, int | None], pendin
             finally:
                 dest.close()
         except Exception as exc:  # one host's failure never stops the others
-            reason = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
-            return HostResult(job.target, job.host, False, reason)
+            return failed(job, exc)
 
     return one
+
+
+def failed(job: Job, exc: Exception) -> HostResult:
+    """The failed ``HostResult`` of a job that raised ``exc`` (its own words for
+    facsimile's errors, the exception's type too for any other)."""
+    reason = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
+    return HostResult(job.target, job.host, False, reason)
 
 
 def _summary(verb: str, instance: str, results: list[HostResult], mode: Mode) -> int:
