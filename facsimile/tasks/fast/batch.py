@@ -16,19 +16,32 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ...build import Build
+from ...build.check import VALUES as _VALUES
+from ...build.collector import collector_paused
 from ...errors import FacsimileError
 from . import pool as P
-from .doitdb import FacsimileDB
+from .doitdb import FacsimileDB, record_line
 
 
-def save_record(backend: Any, checker: str, task: str, values: dict[str, Any]) -> None:
+def save_record(backend: Any, checker: str, task: str, values: dict[str, Any],
+                line: str | None = None) -> None:
     """Save a successful output task's record as doit itself does
     (``doit.dependency.Dependency.save_success`` for a task without file
     dependencies whose result is falsy): its values, the checker's class name,
-    and an empty list of file dependencies, in that order."""
-    backend.set(task, "_values_:", values)
+    and an empty list of file dependencies, in that order. ``line``: the record
+    as :func:`~facsimile.tasks.fast.doitdb.record_line` encodes it, which a
+    database with no record of the task keeps for its dump."""
+    if line is not None and isinstance(backend, FacsimileDB) and backend.set_new(
+            task, task_record(values, checker), line):
+        return
+    backend.set(task, _VALUES, values)
     backend.set(task, "checker:", checker)
     backend.set(task, "deps:", ())
+
+
+def task_record(values: dict[str, Any], checker: str) -> dict[str, Any]:
+    """The whole database entry :func:`save_record` leaves for a task that had none."""
+    return {_VALUES: values, "checker:": checker, "deps:": []}
 
 
 @dataclass
@@ -66,7 +79,12 @@ class FastRun:
     def _helper_work(self, batch: P.Batch) -> P.Made:
         """A batch made in a helper process: its orphans first, then its outputs."""
         deleted = self.build.prune(batch.instance) if batch.orphans else 0
-        return make_batch(self.build, batch)._replace(deleted=deleted)
+        return make_batch(self.build, batch, checker=self._encode_for())._replace(deleted=deleted)
+
+    def _encode_for(self) -> str | None:
+        """The checker name records are encoded with as they are made (the dump then
+        only joins lines), when the backend keeps encoded lines."""
+        return self.checker if isinstance(self.backend, FacsimileDB) else None
 
     def _save_on_dump(self, helper: P.Helper) -> None:
         """When the run ends before it waited for every helper's outcome (Ctrl-C, or
@@ -125,7 +143,7 @@ class FastRun:
         if batch.orphans:
             self._deleted(self.build.prune(batch.instance))
         try:
-            made = make_batch(self.build, batch, self._watch())
+            made = make_batch(self.build, batch, self._watch(), checker=self._encode_for())
         except P.Interrupted as stopped:
             self.save(batch.instance, stopped.made)
             raise KeyboardInterrupt from None
@@ -156,8 +174,11 @@ class FastRun:
 
     def save(self, instance: str, made: P.Made) -> None:
         """Save what a batch made in doit's database, as each output's own task would."""
-        for rel, values in made.records:
-            save_record(self.backend, self.checker, f"build:{instance}/{rel}", values)
+        lines = made.lines if made.lines is not None and len(made.lines) == len(made.records) \
+            else None
+        for k, (rel, values) in enumerate(made.records):
+            save_record(self.backend, self.checker, f"build:{instance}/{rel}", values,
+                        None if lines is None else lines[k])
         for rel, _ in made.failed:
             self.backend.remove(f"build:{instance}/{rel}")
 
@@ -182,10 +203,13 @@ class _Watch(NamedTuple):
         self.reporter.failed(name, message)
 
 
-def make_batch(build: Build, batch: P.Batch, watch: _Watch | None = None) -> P.Made:
+def make_batch(build: Build, batch: P.Batch, watch: _Watch | None = None,
+               checker: str | None = None) -> P.Made:
     """Make a batch's outputs one after the other; a failed one does not stop the rest.
-    Ctrl-C raises :class:`facsimile.tasks.fast.pool.Interrupted` with what was made."""
-    made = P.Made([], [])
+    Ctrl-C raises :class:`facsimile.tasks.fast.pool.Interrupted` with what was made.
+    ``checker``: also encode each record's database line, with that checker name."""
+    made = P.Made([], [], lines=None if checker is None else [])
+    lines = made.lines
     try:
         for rel in batch.rels:
             name = f"build:{batch.instance}/{rel}"
@@ -198,7 +222,10 @@ def make_batch(build: Build, batch: P.Batch, watch: _Watch | None = None) -> P.M
                 if watch is not None:
                     watch.failed(name, str(exc))
             else:
-                made.records.append((rel, record.to_values()))
+                values = record.to_values()
+                made.records.append((rel, values))
+                if lines is not None:
+                    lines.append(record_line(name, task_record(values, checker)))
                 if watch is not None:
                     watch.made(name)
     except KeyboardInterrupt:
@@ -209,7 +236,8 @@ def make_batch(build: Build, batch: P.Batch, watch: _Watch | None = None) -> P.M
 def batch_action(run: FastRun, instance: str, rels: list[str], new: frozenset[str]) -> Any:
     """Make the stale outputs of one instance in one doit action (serial group runs);
     its task's first action pruned its orphans."""
-    failed = run.run_batch(P.Batch(instance, rels, new, False))
+    with collector_paused():  # records and lines made by the thousand, none collectable
+        failed = run.run_batch(P.Batch(instance, rels, new, False))
     run.flush()
     return _failure(failed)
 
@@ -218,8 +246,9 @@ def stale_action(run: FastRun, batches: list[P.Batch]) -> Any:
     """Make the stale outputs of every instance in one doit action (a plain ``doit``),
     instance by instance, each one's orphans first."""
     failed = []
-    for batch in batches:
-        failed += run.run_batch(batch)
+    with collector_paused():  # records and lines made by the thousand, none collectable
+        for batch in batches:
+            failed += run.run_batch(batch)
     run.flush()
     return _failure(failed)
 

@@ -49,6 +49,7 @@ class FacsimileDB(JsonDB):
         self._text: str | None = None  # the file as read, when one record a line
         self._keys: list[str] = []  # its records' keys, in order
         self._touched: set[str] = set()  # records set or removed since
+        self._encoded: dict[str, str] = {}  # lines of new records, encoded as they were made
         #: called first by :meth:`dump` (which doit calls at the end of every run,
         #: a failed or interrupted one too): last records to set
         self.before_dump: list[Callable[[], None]] = []
@@ -82,18 +83,33 @@ class FacsimileDB(JsonDB):
             return
         self.dirty = True
         self._touched.add(task_id)
+        self._encoded.pop(task_id, None)
         super().set(task_id, dependency, value)
+
+    def set_new(self, task_id: str, record: dict[str, Any], line: str) -> bool:
+        """Save the record of a task the database has none of, with its line already
+        encoded (:func:`record_line`, by the process that made the output, so the
+        dump does not encode it); False, and nothing saved, when it has one."""
+        if task_id in self._db:
+            return False
+        self.dirty = True
+        self._touched.add(task_id)
+        self._db[task_id] = record
+        self._encoded[task_id] = line
+        return True
 
     def remove(self, task_id: str) -> None:
         if task_id in self._db:
             self.dirty = True
             self._touched.add(task_id)
+        self._encoded.pop(task_id, None)
         super().remove(task_id)
 
     def remove_all(self) -> None:
         self.dirty = True
         self._text = None
         self._keys = []
+        self._encoded = {}
         super().remove_all()
 
     def dump(self) -> None:
@@ -103,7 +119,8 @@ class FacsimileDB(JsonDB):
             return
         lines = self._patched()
         if lines is None:  # not one record a line: every record encoded
-            lines = [_line(k, r) for k, r in self._db.items()]
+            encoded = self._encoded
+            lines = [encoded.get(k) or _line(k, r) for k, r in self._db.items()]
         def write(fd: int) -> None:
             with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as fh:
                 fh.write("{\n")
@@ -117,6 +134,7 @@ class FacsimileDB(JsonDB):
         self._text = None  # a second dump in this process writes every record
         self._keys = []
         self._touched = set()
+        self._encoded = {}
         self.dirty = False
 
     def _patched(self) -> list[str] | None:
@@ -163,7 +181,8 @@ class FacsimileDB(JsonDB):
             pos = newline + 1
         if pos < last_end:
             parts.append(text[pos:last_end])
-        parts += [_line(k, r) for k, r in db.items() if k not in position]
+        encoded = self._encoded
+        parts += [encoded.get(k) or _line(k, r) for k, r in db.items() if k not in position]
         return parts
 
     @property
@@ -211,10 +230,19 @@ class DumpJSON(DumpDB):
         return 0
 
 
+#: compact, without the circular-reference check (plain JSON); made once, as
+#: ``json.dumps`` with options makes an encoder per call
+_ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+
+
 def _line(task_id: str, record: Any) -> str:
-    """A record's line, compact, without the circular-reference check (plain JSON)."""
-    return (json.dumps(task_id) + ":"
-            + json.dumps(record, check_circular=False, separators=(",", ":")))
+    """A record's line in the file."""
+    return f"{_ENCODE(task_id)}:{_ENCODE(record)}"
+
+
+def record_line(task_id: str, record: dict[str, Any]) -> str:
+    """The line :meth:`FacsimileDB.set_new` takes: ``record`` as the dump would encode it."""
+    return _line(task_id, record)
 
 
 def _as_json(value: Any) -> Any:

@@ -58,6 +58,8 @@ class Made(NamedTuple):
     failed: list[tuple[str, str]]  # (rel, message)
     deleted: int = 0
     partial: bool = False
+    #: each record's database line, in the order of ``records`` (None: not encoded)
+    lines: list[str] | None = None
 
 
 class Interrupted(KeyboardInterrupt):
