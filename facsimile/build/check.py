@@ -65,6 +65,7 @@ class Checker:
         #: records up to date once their paths moved to a checkout's new version
         #: (:func:`~facsimile.build.checkouts.retarget`): a batched run saves them
         self.retargeted: dict[str, dict[str, Any]] = {}
+        self._instance_dirs: dict[str, bool] = {}  # BUILD/<instance> there (see _present)
         # bound once: the check runs for every output
         self._known_files = digests.files
         self._fdigest = digests.fdigest
@@ -87,6 +88,16 @@ class Checker:
         """Check against ``data``, the database doit has already loaded."""
         self._db = data
 
+    def _present(self, instance: str, out: str) -> bool:
+        """Whether there is something at ``out``, an output of ``instance`` that has no
+        record: none when BUILD/<instance> is not there (looked at once a run, so a
+        full build from scratch does not look for each of its outputs)."""
+        there = self._instance_dirs.get(instance)
+        if there is None:
+            there = self._instance_dirs[instance] = os.path.lexists(
+                f"{self._build_dir}{instance}")
+        return there and os.path.lexists(out)
+
     @property
     def verified(self) -> JsonCache:
         """Context digests against which every output of an instance was last found
@@ -102,7 +113,7 @@ class Checker:
         if not isinstance(rec, dict) or KEY_SOURCE not in rec:
             # no record: never built, or its last build failed (doit drops the record
             # of a failed task), or ``doit forget``
-            return ["new" if not os.path.lexists(out)
+            return ["new" if not self._present(o.instance, out)
                     else "no record of its last build (it failed, or doit forget)"]
         try:
             st = os.lstat(out)  # a link there is not the output

@@ -44,6 +44,8 @@ class Maker:
                              file=self.project.root.project_file)
         self._sandbox = sandbox
         self._checked: set[str] = set()  # folders of BUILD/ seen not to be links
+        #: (template, *loaded) -> the files and names of a record (see _render)
+        self._loaded: dict[tuple[Any, ...], tuple[dict[str, str], dict[str, str]]] = {}
 
     @property
     def env(self) -> Any:
@@ -158,11 +160,17 @@ class Maker:
             message = (withheld(exc, read[-1], self.project.root.base) if read
                        else scrub(exc.message, digests.state(inst, write=True)))
             raise TemplateError(message, file=exc.file, line=exc.line) from None
-        rels = {path: self.outputs.rel(path) for path in r.loaded.values()}
+        key = (o.name, *r.loaded.items())
+        loaded = self._loaded.get(key)
+        if loaded is None:  # the same templates load the same files all run long
+            rels = {path: self.outputs.rel(path) for path in r.loaded.values()}
+            loaded = self._loaded[key] = (
+                {rel: digests.fdigest(rel) for rel in rels.values()},
+                {n: rels[p] for n, p in r.loaded.items() if n != o.name})
         return r.data, Record(
             src_rel,
-            {rel: digests.fdigest(rel) for rel in rels.values()},
-            names={n: rels[p] for n, p in r.loaded.items() if n != o.name},
+            dict(loaded[0]),
+            names=dict(loaded[1]),
             values=digests.read_digests(inst.name, o.sub, r.reads),
             context=digests.context_digest(inst, write=True, sub=o.sub),
         ), r.reads

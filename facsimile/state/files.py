@@ -228,18 +228,27 @@ class Local:
         self.shown_root = shown_root
         self.sealed = sealed
         self.gitignore = gitignore
+        self._paths: dict[str, tuple[Path, str]] = {}  # family -> (path, shown), once a run
+        self._ignored = False  # state/.gitignore made right by a write of this run
+
+    def _path(self, family: str) -> tuple[Path, str]:
+        found = self._paths.get(family)
+        if found is None:
+            path = self.folder / family / "state.json"
+            found = self._paths[family] = (path, shown_path(path, self.shown_root))
+        return found
 
     def path(self, family: str) -> Path:
-        return self.folder / family / "state.json"
+        return self._path(family)[0]
 
     def shown(self, family: str) -> str:
-        return shown_path(self.path(family), self.shown_root)
+        return self._path(family)[1]
 
     def stamp(self, family: str) -> list[Any] | None:
         return _stamp(self.path(family))
 
     def read(self, family: str) -> bytes | None:
-        path, shown = self.path(family), self.shown(family)
+        path, shown = self._path(family)
         try:
             return path.read_bytes()
         except FileNotFoundError:
@@ -253,8 +262,11 @@ class Local:
     def write(self, family: str, data: bytes) -> None:
         from .store import write_bytes
 
-        write_bytes(self.path(family), data, self.shown(family))
-        self.ignore()
+        path, shown = self._path(family)
+        write_bytes(path, data, shown)
+        if not self._ignored:  # once a run: a first build writes every family's file
+            self.ignore()
+            self._ignored = True
 
     def ignore(self) -> None:
         """Make ``state/.gitignore`` say what may be committed (sealed) or not (plain)."""

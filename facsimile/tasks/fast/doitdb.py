@@ -241,8 +241,15 @@ def _line(task_id: str, record: Any) -> str:
 
 
 def record_line(task_id: str, record: dict[str, Any]) -> str:
-    """The line :meth:`FacsimileDB.set_new` takes: ``record`` as the dump would encode it."""
-    return _line(task_id, record)
+    """The line :meth:`FacsimileDB.set_new` takes: ``record`` as the dump would encode it
+    (an output task's three entries, in their order, written around its values)."""
+    if list(record) != _OUTPUT_KEYS or record["deps:"]:
+        return _line(task_id, record)
+    return (f'{_ENCODE(task_id)}:{{"_values_:":{_ENCODE(record["_values_:"])},'
+            f'"checker:":{_ENCODE(record["checker:"])},"deps:":[]}}')
+
+
+_OUTPUT_KEYS = ["_values_:", "checker:", "deps:"]
 
 
 def _as_json(value: Any) -> Any:
