@@ -230,6 +230,7 @@ if kind == "sftp":
     async def die_async(*args, **kwargs):
         die()
     asyncssh.SFTPClientFile.write = die_async
+    asyncssh.sftp.SFTPClientHandler.write = die_async  # the requests sent in order
 else:
     os.write = die
 dest.create_exclusive(".facsimile/lock", b'{"user": "me"}')

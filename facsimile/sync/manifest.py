@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from ..errors import SyncError
@@ -101,8 +103,46 @@ def record(f: LocalFile, seen: Entry | None = None) -> dict[str, Any]:
 def document(files: Mapping[str, dict[str, Any]],
              meta: Mapping[str, Any] | None = None) -> bytes:
     """The bytes of a manifest or pending record listing ``files``; a manifest
-    also has its ``META`` entries (``meta``)."""
+    also has its ``META`` entries (``meta``). The bytes of ``json.dumps(doc,
+    indent=1)``, the files' part made here (an indent keeps ``json`` to its
+    pure-Python encoder: half a second for 10,000 files)."""
     doc: dict[str, Any] = {"format": 1, "written_by": "facsimile"}
     doc.update({k: meta[k] for k in META if meta and meta.get(k) is not None})
-    doc["files"] = dict(sorted(files.items()))
-    return (json.dumps(doc, indent=1) + "\n").encode()
+    ordered = dict(sorted(files.items()))
+    block = _files_block(ordered)
+    if block is None:  # a record with something else than text and numbers in it
+        doc["files"] = ordered
+        return (json.dumps(doc, indent=1) + "\n").encode()
+    mark = "files-" + secrets.token_hex(16)
+    doc["files"] = mark
+    text = json.dumps(doc, indent=1)
+    return (text.replace(json.dumps(mark), block, 1) + "\n").encode()
+
+
+def _files_block(files: Mapping[str, Any]) -> str | None:
+    """``files`` as ``json.dumps`` with ``indent=1`` shows it at the second level
+    of a document; None when a record holds anything but text, whole numbers
+    and booleans (left to ``json``)."""
+    if not files:
+        return "{}"
+    text = encode_basestring_ascii
+    parts = []
+    for rel, rec in files.items():
+        if not isinstance(rec, dict) or not isinstance(rel, str):
+            return None
+        fields = []
+        for key, value in rec.items():
+            if not isinstance(key, str):
+                return None
+            if isinstance(value, str):
+                shown = text(value)
+            elif value is True or value is False or value is None:
+                shown = json.dumps(value)
+            elif type(value) is int:
+                shown = int.__repr__(value)
+            else:
+                return None
+            fields.append(f"   {text(key)}: {shown}")
+        body = "{\n" + ",\n".join(fields) + "\n  }" if fields else "{}"
+        parts.append(f"  {text(rel)}: {body}")
+    return "{\n" + ",\n".join(parts) + "\n }"

@@ -145,7 +145,8 @@ def _look(dest: Destination, files: Mapping[str, LocalFile], owned: list[str],
     folder the build no longer has) is listed after, when there is one."""
     roots = listing_roots([*files, LOCK], owned)  # a lock left there is seen
     asked = [PENDING] if doc is not None else [MANIFEST, PENDING]
-    survey = dest.survey(asked, roots, sorted(files) if checksum else [], len(files))
+    survey = dest.survey(asked, roots, sorted(files) if checksum else [], len(files),
+                         folders={posixpath.dirname(rel) for rel in files})
     if doc is None:
         doc = parse_record(dest, MANIFEST, survey.records[MANIFEST])
     pending = parse_record(dest, PENDING, survey.records[PENDING]).files

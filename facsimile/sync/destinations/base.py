@@ -259,12 +259,14 @@ class Destination:
         return out
 
     def survey(self, records: list[str], roots: list[str], digests: list[str],
-               expected: int = 0) -> Survey:
+               expected: int = 0, folders: Iterable[str] = ()) -> Survey:
         """The ``records`` (read), a ``listing`` of ``roots`` and the ``digests`` of
         ``digests`` (those the listing shows): everything a plan reads, in one
         look where the backend can (ssh: one command, or SFTP requests all at
         once). ``expected``: about how many files the destination holds (the
-        build's), for a backend that reads a large one another way."""
+        build's), for a backend that reads a large one another way; ``folders``:
+        folders below the roots likely there (the build's), for a backend that
+        can read them all at once rather than find them a depth at a time."""
         listing = self.listing(roots)
         return Survey({rel: self.read(rel) for rel in records}, listing,
                       self.digests([rel for rel in digests if rel in listing]))

@@ -24,7 +24,7 @@ import contextlib
 import os
 import posixpath
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ...errors import SyncError
@@ -42,6 +42,9 @@ from .base import (
     tmp_name,
 )
 from .sshwire import (
+    PUT_LIST,
+    RENAMES,
+    OneChannel,
     connect,
     finds,
     folders_of,
@@ -57,6 +60,7 @@ TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP 
 #: files a host is expected to hold from which one command reads it faster than an
 #: SFTP walk (a command starts a shell on the host, with its rc files: 10-200 ms)
 COMMAND_SURVEY_FROM = 1000
+BIG = 1 << 22  # a file written in pieces of this size, one after the other, from this size on
 
 class SSHDestination(Destination):
     """``sftp://`` through sshfs (asyncssh): host keys verified, puts pipelined."""
@@ -75,34 +79,48 @@ class SSHDestination(Destination):
         return sync(self.fs.loop, make)
 
     def survey(self, records: list[str], roots: list[str], digests: list[str],
-               expected: int = 0) -> Survey:
-        """Everything a plan reads. A host expected to hold fewer than
-        ``COMMAND_SURVEY_FROM`` files (and no digests asked) is read over SFTP
-        alone, the records and every folder of the listing at once: no process
-        starts on the host. A larger one, or digests asked, is read with one
-        command: each record, then the listing, the host's clock and the
-        digests, each part after a random marker that no file holds."""
-        self.by_command = self.tar and (bool(digests) or expected >= COMMAND_SURVEY_FROM)
-        if not self.by_command:
-            return self._sync(lambda: self._survey_sftp(records, roots, digests))
-        mark, script = survey_script(records, roots, bool(digests))
+               expected: int = 0, folders: Iterable[str] = ()) -> Survey:
+        """Everything a plan reads. A host is read over SFTP alone, the records
+        and every folder of the listing at once: no process starts on the host.
+        For a build of ``COMMAND_SURVEY_FROM`` files or more, the records come
+        first; a host that they say holds that many (not one synced the first
+        time) is then listed with one command, as is one asked for digests: the
+        listing, the host's clock and the digests (and the records, when not read
+        yet), each part after a random marker that no file holds."""
+        self.by_command = self.tar and bool(digests)
+        if not self.by_command and self.tar and expected >= COMMAND_SURVEY_FROM:
+            got = self._sync(lambda: self._read_all(records))
+            held = sum(data.count(b'"digest"') for data in got.values() if data)
+            if held < COMMAND_SURVEY_FROM:
+                found = self._sync(lambda: self._survey_sftp([], roots, digests, folders))
+                return Survey(got, found.listing, found.digests)
+            self.by_command = True
+            asked: list[str] = []
+        elif self.by_command:
+            got, asked = {}, records
+        else:
+            return self._sync(lambda: self._survey_sftp(records, roots, digests, folders))
+        mark, script = survey_script(asked, roots, bool(digests))
         result = self.fs.execute(f"cd {shlex.quote(self.base)} 2>/dev/null && {{ {script}; }}"
                                  "; true", check=False, encoding=None,
                                  input="\0".join(digests).encode() if digests else None)
-        got, listing, self.clock, summed = split_survey(bytes(result.stdout or b""), mark,
-                                                        records)
+        read, listing, self.clock, summed = split_survey(bytes(result.stdout or b""), mark,
+                                                         asked)
         self.folders = folders_of(listing)
-        return Survey(got, listing, {r: summed.get(r) for r in digests if r in listing})
+        return Survey({**got, **read}, listing,
+                      {r: summed.get(r) for r in digests if r in listing})
 
-    async def _survey_sftp(self, records: list[str], roots: list[str],
-                           digests: list[str]) -> Survey:
-        """The records and the listing over SFTP, all at once; then the digests
-        (read back) of those the listing shows."""
+    async def _read_all(self, rels: list[str]) -> dict[str, bytes | None]:
+        """The content of each of ``rels`` (None where there is none), all at once."""
+        found = await asyncio.gather(*(sftp.read(self.fs._pool, self.path(r)) for r in rels))
+        return dict(zip(rels, found, strict=True))
+
+    async def _survey_sftp(self, records: list[str], roots: list[str], digests: list[str],
+                           folders: Iterable[str]) -> Survey:
+        """The records and the listing over SFTP, all at once (``folders`` read with
+        the roots); then the digests (read back) of those the listing shows."""
         pool = self.fs._pool
-        found = await asyncio.gather(self._walk(roots),
-                                     *(sftp.read(pool, self.path(r)) for r in records))
-        listing: dict[str, Entry] = found[0]
-        got = dict(zip(records, found[1:], strict=True))
+        listing, got = await asyncio.gather(self._walk(roots, folders), self._read_all(records))
         self.folders = folders_of(listing)
         shown = [r for r in digests if r in listing]
         sums = await asyncio.gather(*(sftp.sha256(pool, self.path(r)) for r in shown))
@@ -120,12 +138,16 @@ class SSHDestination(Destination):
                                 f"{{ {finds(roots)}; }} 2>/dev/null; true")
         return parse_listing(text)
 
-    async def _walk(self, roots: list[str]) -> dict[str, Entry]:
-        """Every file below ``roots`` over SFTP: the folders of one depth at once."""
+    async def _walk(self, roots: list[str], folders: Iterable[str] = ()) -> dict[str, Entry]:
+        """Every file below ``roots`` over SFTP: the folders of one depth at once,
+        the ``folders`` below a root with the roots (those not there read as empty)."""
         import stat
 
         out: dict[str, Entry] = {}
         level = [(r, r != "") for r in roots]
+        level += [(f, True) for f in sorted(set(folders))
+                  if f not in roots and any(r and f.startswith(r + "/") for r in roots)]
+        read = {f for f, _ in level}
         while level:
             found = await asyncio.gather(*(
                 sftp.scan(self.fs._pool, self.path(r) if r else self.base) for r, _ in level))
@@ -135,7 +157,9 @@ class SSHDestination(Destination):
                     rel = posixpath.join(folder, name) if folder else name
                     perm = attrs.permissions or 0
                     if stat.S_ISDIR(perm) and deep:
-                        nxt.append((rel, True))
+                        if rel not in read:
+                            read.add(rel)
+                            nxt.append((rel, True))
                     elif stat.S_ISREG(perm) and in_roots(rel, roots):
                         out[rel] = Entry(int(attrs.size or 0), str(attrs.mtime), perm & 0o7777)
             level = nxt
@@ -155,26 +179,36 @@ class SSHDestination(Destination):
 
     def _put_tar(self, files: list[LocalFile]) -> str | None:
         """Unpack one tar of ``files`` on the host, each file to its temporary name
-        next to its place, every mtime one second before the host's clock; then
-        rename them in over SFTP, all at once. That mtime, or None if the host
-        could not unpack it."""
-        dirs = sorted({posixpath.dirname(self.path(f.rel)) for f in files})
+        next to its place, every mtime one second before the host's clock (the
+        survey's, in the tar's headers; else read and set after); then rename them
+        in, in the same command where the host has perl, else over SFTP, all at
+        once. That mtime, or None if the host could not unpack it."""
+        dirs = sorted({posixpath.dirname(self.path(f.rel)) for f in files}
+                      | {self.path(".facsimile")})
         rename = f"s,\\([^/]*\\)$,.\\1{TMP_SUFFIX},"
         # the folders first (the umask of the host); then each file is made under
         # umask 077 before tar sets its own mode: a secret is never readable by others
         temps = ("find " + " ".join(shlex.quote(d) for d in dirs) + " -maxdepth 1 -type f "
                  f"-name '.*{TMP_SUFFIX}' -exec")
+        listed = shlex.quote(tmp_name(PUT_LIST))
+        known = None if self.clock is None else self.clock - 1
         # a tar that fails (a full disk) leaves no partial file behind to fill it
         lines = ["set -e", "mkdir -p -- " + " ".join(shlex.quote(d) for d in dirs),
-                 f"cd {shlex.quote(self.base)}", "t=$(( $(date +%s) - 1 ))",
+                 f"cd {shlex.quote(self.base)}",
+                 f"t={known}" if known is not None else "t=$(( $(date +%s) - 1 ))",
                  f"(umask 077 && tar --no-same-owner --transform {shlex.quote(rename)} -xpf -)"
                  f" || {{ {temps} rm -f {{}} +; exit 1; }}",
-                 f"{temps} touch -d @$t {{}} +", "printf %s $t"]
+                 *([] if known is not None else [f"{temps} touch -d @$t {{}} +"]),
+                 "printf %s $t",
+                 f"if command -v perl >/dev/null 2>&1; then {RENAMES % TMP_SUFFIX} {listed};"
+                 " printf ' renamed'; fi"]
         result = self.fs.execute("sh -c " + shlex.quote("\n".join(lines)), check=False,
-                                 input=tar_bytes(files), encoding=None)
-        stamp = bytes(result.stdout or b"").decode(errors="replace").strip()
-        if result.exit_status != 0 or not stamp.isdigit():
+                                 input=tar_bytes(files, known), encoding=None)
+        said = bytes(result.stdout or b"").decode(errors="replace").split()
+        if result.exit_status != 0 or not said or not said[0].isdigit():
             return None
+        if said[1:] == ["renamed"]:
+            return said[0]
 
         async def one(f: LocalFile) -> None:
             async with self.fs._pool.get() as channel:
@@ -183,9 +217,12 @@ class SSHDestination(Destination):
 
         async def run() -> None:
             await asyncio.gather(*(one(f) for f in files))
+            with contextlib.suppress(Exception):
+                async with self.fs._pool.get() as channel:
+                    await channel.remove(self.path(tmp_name(PUT_LIST)))
 
         self._sync(run)
-        return stamp
+        return said[0]
 
     def _put_sftp(self, files: list[LocalFile],
                   progress: Callable[[int], None]) -> dict[str, Entry]:
@@ -233,18 +270,35 @@ class SSHDestination(Destination):
 
         final = self.path(rel)
         tmp = tmp_name(final)
-        size = 0
+        data = read(BIG)
+        more = read(BIG) if len(data) == BIG else b""
         async with self.fs._pool.get() as channel:
             fh = await sftp.open_new(self.fs._pool, channel, tmp, mode, fresh=True)
             try:
-                while chunk := read(1 << 22):
-                    await fh.write(chunk, size)
-                    size += len(chunk)
+                # requests on one handle are done in order, so they go at once (one
+                # round trip): the content, the host's clock read after it when it
+                # is not known yet, the mode and mtime, the close; then the rename
+                size = len(data)
+                if more:  # a large file: a piece at a time
+                    await fh.write(data, 0)
+                    while more:
+                        await fh.write(more, size)
+                        size += len(more)
+                        more = read(BIG)
+                    data = b""
+                sent = sftp.writes(fh, data)
                 if self.clock is None:  # read over SFTP: the first file written tells it
-                    self.clock = int((await fh.stat()).mtime or 1)
+                    attrs = (await sftp.at_once(*sent, fh.stat()))[-1]
+                    self.clock = int(attrs.mtime or 1)
+                    sent = []
                 clock = self.clock
+                await sftp.at_once(
+                    *sent,
+                    fh.setstat(SFTPAttrs(permissions=mode, atime=clock - 1, mtime=clock - 1)),
+                    fh.close())
             except BaseException as exc:  # (a full disk): no partial file left to fill it
-                await fh.close()
+                with contextlib.suppress(Exception):
+                    await fh.close()
                 full = await sftp.full(channel, final) if isinstance(exc, SFTPFailure) else None
                 with contextlib.suppress(Exception):
                     await channel.remove(tmp)
@@ -252,12 +306,12 @@ class SSHDestination(Destination):
                     raise SyncError(f"no space left on the host's disk ({full} at "
                                     f"{posixpath.dirname(final)}) writing {final}") from exc
                 raise
-            # requests on one handle are done in order: the mode and mtime, then close
-            await asyncio.gather(
-                fh.setstat(SFTPAttrs(permissions=mode, atime=clock - 1, mtime=clock - 1)),
-                fh.close())
             await channel.posix_rename(tmp, final)
         return Entry(size, str(clock - 1), mode)
+
+    def read(self, rel: str) -> bytes | None:
+        """The content of ``rel`` (None where there is none): the open, then one read."""
+        return self._sync(lambda: sftp.read(self.fs._pool, self.path(rel)))
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         import io
@@ -290,12 +344,22 @@ class SSHDestination(Destination):
             async with self.fs._pool.get() as channel:
                 tmp = own_tmp_name(final)
                 fh = await sftp.open_new(self.fs._pool, channel, tmp, 0o600, fresh=False)
+                removed = False
                 try:
-                    try:
-                        await fh.write(data)
+                    try:  # in order, at once: the content, its mtime (the host's clock), the close
+                        attrs = (await sftp.at_once(*sftp.writes(fh, data), fh.stat(),
+                                                    fh.close()))[-2]
+                        if self.clock is None and attrs.mtime:
+                            self.clock = int(attrs.mtime)
                     finally:
                         await fh.close()
-                    await channel.link(tmp, final)
+                    # the link, then the temporary name's remove, at once
+                    linked, gone = await asyncio.gather(channel.link(tmp, final),
+                                                        channel.remove(tmp),
+                                                        return_exceptions=True)
+                    removed = not isinstance(gone, BaseException)
+                    if isinstance(linked, BaseException):
+                        raise linked
                 except SFTPOpUnsupported:
                     return await direct(channel)
                 except SFTPError:
@@ -303,8 +367,9 @@ class SSHDestination(Destination):
                         return False
                     raise
                 finally:
-                    with contextlib.suppress(Exception):
-                        await channel.remove(tmp)
+                    if not removed:
+                        with contextlib.suppress(Exception):
+                            await channel.remove(tmp)
             return True
 
         return bool(self._sync(go))
@@ -428,6 +493,7 @@ def open_ssh(where: Location, deploy: Mapping[str, Any], label: str) -> Destinat
         "known_hosts": _known_hosts(ssh),
         "timeout": float(ssh.get("timeout", 20)),
         "skip_instance_cache": True,
+        "pool_type": OneChannel,
     }
     if ssh.get("key"):
         kwargs["client_keys"] = [os.path.expanduser(str(ssh["key"]))]
