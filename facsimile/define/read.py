@@ -81,7 +81,8 @@ def read_json(path: Path, shown: str) -> Any:
     except RecursionError as exc:
         raise DefinitionError(f"arrays and objects nest more than {MAX_DEPTH} deep",
                               file=shown) from exc
-    if _too_deep(data, MAX_DEPTH):
+    # nesting needs as many brackets as its depth (the count includes those in strings)
+    if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(data, MAX_DEPTH):
         raise DefinitionError(f"arrays and objects nest more than {MAX_DEPTH} deep",
                               file=shown)
     return data

@@ -57,10 +57,18 @@ class Root:
         return shown_path(path, self.base)
 
 
+_PATH = type(Path())  # PosixPath or WindowsPath
+_POSIX = os.sep == "/"
+
+
 def shown_path(path: Path | str, base: Path | str | None) -> str:
     """``path`` as messages show it: relative to ``base`` when inside it, else
     as it is (the one rule for every path facsimile prints)."""
     if base is not None:
+        if type(path) is type(base) is _PATH and _POSIX:  # both normalized: by string
+            inside, prefix = str(path), str(base) + "/"
+            if inside.startswith(prefix) and len(prefix) > 1:
+                return inside[len(prefix):]
         try:
             return Path(path).relative_to(base).as_posix()
         except ValueError:
