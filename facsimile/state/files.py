@@ -229,7 +229,7 @@ class Local:
         self.sealed = sealed
         self.gitignore = gitignore
         self._paths: dict[str, tuple[Path, str]] = {}  # family -> (path, shown), once a run
-        self._ignored = False  # state/.gitignore made right by a write of this run
+        self._ignored = False  # state/.gitignore made right in this run
 
     def _path(self, family: str) -> tuple[Path, str]:
         found = self._paths.get(family)
@@ -264,19 +264,19 @@ class Local:
 
         path, shown = self._path(family)
         write_bytes(path, data, shown)
-        if not self._ignored:  # once a run: a first build writes every family's file
-            self.ignore()
-            self._ignored = True
+        self.ignore()
 
     def ignore(self) -> None:
-        """Make ``state/.gitignore`` say what may be committed (sealed) or not (plain)."""
-        if not self.gitignore:
+        """Make ``state/.gitignore`` say what may be committed (sealed) or not (plain);
+        looked at once a run (a first build writes every family's file)."""
+        if not self.gitignore or self._ignored:
             return
         path, text = self.folder / ".gitignore", GITIGNORE_SEALED if self.sealed \
             else GITIGNORE_PLAIN
         with contextlib.suppress(OSError):
             if not path.is_file() or path.read_text() != text:
                 path.write_text(text)
+            self._ignored = True  # not before the folder is there
 
     @contextlib.contextmanager
     def lock(self, family: str) -> Iterator[None]:
