@@ -20,7 +20,7 @@ With ``--latency MS``, both tools reach the sshd through a TCP proxy on
 and one round trip per new connection), as a network between sites would;
 on loopback alone the CPU decides, over a network the round trips do.
 
-    python bench/bench_sync.py [--files 10000] [--latency 50]
+    python bench/bench_sync.py [--files 10000] [--latency 50] [--rounds 3]
     python bench/bench_sync.py --hosts 10,100,1000 [--jobs 8,16,32] [--latency 50]
     python bench/bench_sync.py --safety [--files 20] [--rounds 7]
 """
@@ -31,10 +31,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -101,12 +103,14 @@ def main() -> int:
                     help="fleet mode: deploy.jobs values to time (default 8,16,32)")
     ap.add_argument("--safety", action="store_true", help="the cost of deploy.rollout and "
                     "deploy.keep (--files is then the number of hosts, default 20)")
-    ap.add_argument("--rounds", type=int, default=7, help="safety mode: rounds (default 7)")
+    ap.add_argument("--rounds", type=int, help="rounds, the medians shown (default 7 in "
+                    "safety mode, else 1); one host: each round to fresh destinations")
     ap.add_argument("--latency", type=float, default=0.0, metavar="MS",
                     help="round trip (ms) added between the tools and the sshd by a TCP proxy")
     args = ap.parse_args()
     if args.safety:
-        return safety_main(20 if args.files == 10_000 else args.files, args.rounds)
+        return safety_main(20 if args.files == 10_000 else args.files, args.rounds or 7)
+    args.rounds = args.rounds or 1
     if not shutil.which("rsync"):
         raise SystemExit("rsync is not installed (apt-get install rsync)")
     if args.hosts:
@@ -123,34 +127,42 @@ def main() -> int:
         (work / ".facsimile").mkdir()
         key = os.urandom(32)
 
-        def facs_sync() -> None:  # with the digest cache of BUILD/ that `facs sync` keeps
+        def facs_sync(host: str) -> None:  # with the digest cache of BUILD/ that `facs sync` keeps
             cache = JsonCache(work / ".facsimile/scan-dev.json", lambda: key)
             code = sync_instance(instance="dev", project="bench", root=work, build_dir=build,
-                                 deploy=deploy, targets={"app": {"hosts": ["h1"]}},
+                                 deploy=deploy, targets={"app": {"hosts": [host]}},
                                  out=lambda s: None, scan_cache=cache)
             assert code == 0
 
         ssh = (f"ssh -p {server.port} -i {server.key} -o UserKnownHostsFile={server.known_hosts}"
                " -o StrictHostKeyChecking=yes -o BatchMode=yes")
-        (work / "rsync-dest").mkdir()
 
-        def rsync() -> None:
+        def rsync(dest: Path) -> None:
             subprocess.run(["rsync", "-a", "--checksum", "--delete", "-e", ssh, f"{build}/",
-                            f"{server.user}@127.0.0.1:{work / 'rsync-dest'}/"], check=True)
+                            f"{server.user}@127.0.0.1:{dest}/"], check=True)
 
-        rows = [
-            ("first sync", timed(facs_sync), timed(rsync)),
-            ("no-op sync", timed(facs_sync), timed(rsync)),  # reads BUILD/, keeps digests
-            ("no-op, digests kept", timed(facs_sync), timed(rsync)),
-        ]
-        one = build / "etc/d1/f1.conf"
-        one.write_text(one.read_text().replace("7919", "7920"))
-        rows.append(("one file changed", timed(facs_sync), timed(rsync)))
-        print(f"\nsync benchmark: {args.files} files over sshd {where(args.latency)}")
+        names = ["first sync", "no-op sync", "no-op, digests kept", "one file changed"]
+        got: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+        for r in range(args.rounds):  # each round a fresh destination for each tool
+            host, dest = f"h{r + 1}", work / f"rsync-dest{r + 1}"
+            dest.mkdir()
+            for name in names:
+                if name == "one file changed":
+                    one = build / "etc/d1/f1.conf"
+                    one.write_text(f"key_1 = {r}\n" + one.read_text())
+                # the no-op reads BUILD/ and keeps digests; the next finds them kept
+                got[name].append((timed(partial(facs_sync, host)), timed(partial(rsync, dest))))
+        print(f"\nsync benchmark: {args.files} files over sshd {where(args.latency)}"
+              + (f", median of {args.rounds} rounds (ratio min-max)" if args.rounds > 1 else ""))
         print(f"{'scenario':<20} {'facsimile':>10} {'rsync':>8} {'ratio':>6}")
-        for name, f, r in rows:
-            print(f"{name:<20} {f:>9.2f}s {r:>7.2f}s {f / r:>6.2f}")
-        same = subprocess.run(["diff", "-r", str(build), str(work / "facs-dest/h1")],
+        for name in names:
+            pairs = got[name]
+            ratios = [f / r for f, r in pairs]
+            spread = f"  ({min(ratios):.2f}-{max(ratios):.2f})" if len(pairs) > 1 else ""
+            print(f"{name:<20} {statistics.median(f for f, _ in pairs):>9.2f}s "
+                  f"{statistics.median(r for _, r in pairs):>7.2f}s "
+                  f"{statistics.median(ratios):>6.2f}{spread}")
+        same = subprocess.run(["diff", "-r", str(build), str(work / f"facs-dest/h{args.rounds}")],
                               capture_output=True, text=True)
         extra = [line for line in same.stdout.splitlines() if ".facsimile" not in line]
         print("PASS  destination equals the build" if not extra else
