@@ -14,6 +14,10 @@ subprocesses in it, as a user runs them:
         no-op over the same files (a build.ninja whose edges read each output's
         definition files and templates and write a file per output), taken in turn
         round after round; goals: GOAL_NINJA_X and GOAL_PLAN_NINJA_X
+    (A) with --full-rounds R: R full builds from scratch (BUILD/, .doit.db, state/ and
+        .facsimile/ removed first), each taken in turn with the loop as a script, wall
+        and CPU time; the goal GOAL_FULL_ROUNDS_X is judged on the median of the
+        rounds' ratios (a machine's drift falls on both alike)
     (s) with --state-modes: the no-op with state sealed to an age recipient (a demo
         identity made in the work folder), and with that state at a file:// URL,
         each in its own copy of the root, taken in turn with the plain no-op
@@ -60,6 +64,7 @@ EDIT_TEMPLATE = 5  # (d) edits tmpl/_ALL_/conf/t5.conf.j2
 
 # The goals of the issue (2 cores, 10,000 outputs).
 GOAL_FULL_X = 1.5
+GOAL_FULL_ROUNDS_X = 1.0  # a full build against the loop, round after round (--full-rounds)
 GOAL_NOOP_S = 1.0
 GOAL_NOOP_X = 0.5
 GOAL_STATE_X = 1.2  # a no-op with sealed or remote state, against plain state's
@@ -505,6 +510,46 @@ def ninja_noops(rep: Report, root: Path, work: Path, n: int, m: int,
     return med["ninja"], med["doit"], med["plan"]
 
 
+def from_scratch(root: Path) -> None:
+    """Remove what a build leaves (outputs, doit's database, state, caches)."""
+    for name in ("BUILD", "state", ".facsimile"):
+        shutil.rmtree(root / name, ignore_errors=True)
+    (root / ".doit.db").unlink(missing_ok=True)
+
+
+def full_rounds(rep: Report, root: Path, work: Path, n: int, m: int,
+                rounds: int) -> float:
+    """(A): full builds from scratch, each right after the loop as a script; the
+    median of the rounds' ratios."""
+    ratios, fulls, loops, cpu_full, cpu_loop = [], [], [], [], []
+    for k in range(rounds):
+        plain = work / "plain"
+        shutil.rmtree(plain, ignore_errors=True)
+        c = _cpu()
+        base = plain_loop_script(root, plain, n)
+        cpu_loop.append(_cpu() - c)
+        shutil.rmtree(plain)
+        from_scratch(root)
+        c = _cpu()
+        t, diff = timed_build(root, root / "BUILD")
+        cpu_full.append(_cpu() - c)
+        rep.check(f"(A) full build #{k + 1} makes every output ({n * m})", len(diff) == n * m,
+                  f"{len(diff)} made")
+        fulls.append(t)
+        loops.append(base)
+        ratios.append(t / base)
+    med = statistics.median(ratios)
+    rep.row(f"(A) full build from scratch (median of {rounds})", statistics.median(fulls),
+            n * m, f"{med:.2f}x the loop of its round (median); cpu "
+            f"{statistics.median(cpu_full):.2f} s = "
+            f"{statistics.median(f / lo for f, lo in zip(cpu_full, cpu_loop, strict=True)):.2f}x;"
+            " ratios: " + " ".join(f"{r:.2f}" for r in ratios))
+    rep.row(f"(A) the loop as a script, same rounds (median of {rounds})",
+            statistics.median(loops), 0, f"cpu {statistics.median(cpu_loop):.2f} s; runs: "
+            + " ".join(f"{t:.2f}" for t in loops))
+    return med
+
+
 def startup(root: Path) -> float:
     """A fresh interpreter importing what a run imports, and doing nothing else."""
     start = time.perf_counter()
@@ -549,6 +594,8 @@ def main() -> int:
                     help="also time the no-op of doit and facs plan against ninja's")
     ap.add_argument("--noop-only", action="store_true",
                     help="only the full build and the no-ops (with --ninja: against ninja)")
+    ap.add_argument("--full-rounds", type=int, default=0, metavar="R",
+                    help="also time R full builds from scratch, each in turn with the loop")
     ap.add_argument("--state-modes", action="store_true",
                     help="also time the no-op with sealed state and with remote (file://) state")
     args = ap.parse_args()
@@ -581,6 +628,7 @@ def main() -> int:
         noop = scenarios(rep, root, n, m, args.repeat, args.warm)
     ninja = ninja_noops(rep, root, work, n, m, args.repeat) if args.ninja else None
     modes = state_modes(rep, root, work, args.repeat) if args.state_modes else {}
+    rounds = full_rounds(rep, root, work, n, m, args.full_rounds) if args.full_rounds else None
 
     print(f"\nfacsimile build benchmark: {n} instances x {m} templates = {n * m} outputs"
           f" of {5 + args.body} lines, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
@@ -623,6 +671,10 @@ def main() -> int:
                       plan_n <= GOAL_PLAN_NINJA_X * base_n,
                       f"{plan_n / base_n:.2f}x ({plan_n:.3f} s; {plan_n / doit_n:.2f}x the doit "
                       "no-op)"))
+    if rounds is not None:
+        goals.append((f"full build from scratch <= {GOAL_FULL_ROUNDS_X}x the loop, round "
+                      "after round", rounds <= GOAL_FULL_ROUNDS_X,
+                      f"{rounds:.2f}x (median of the rounds' ratios)"))
     for label, ratio in modes.items():
         goals.append((f"no-op with {label} state <= {GOAL_STATE_X}x plain's",
                       ratio <= GOAL_STATE_X, f"{ratio:.2f}x (median of the rounds' ratios)"))
