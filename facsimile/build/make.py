@@ -54,6 +54,23 @@ class Maker:
             self._env = R.make_environment(self.index, sandbox=self._sandbox)
         return self._env
 
+    def prepare(self, todo: list[tuple[str, list[str]]]) -> None:
+        """Make the environment and compile the templates of ``todo`` (instance, its
+        outputs to make) now: before helper processes are forked, so that they share
+        one import of Jinja2 and one compiled copy of each template."""
+        env = self.env
+        names = set()
+        for instance, rels in todo:
+            inst = self.project.instances.get(instance)
+            if inst is None:
+                continue
+            outputs = self.outputs.outputs(inst)
+            for rel in rels:
+                o = outputs.get(rel)
+                if o is not None and o.kind == "tmpl":
+                    names.add((o.name, self.outputs.search(inst, o.sub)))
+        R.compile_templates(env, names)
+
     def build_one(self, instance: str, rel: str, absent: bool = False) -> Record:
         """Make one output; returns what it was made from.
 

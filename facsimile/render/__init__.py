@@ -9,9 +9,9 @@ those, never the values, in doit's database.
 
 from __future__ import annotations
 
-from .environment import Rendered, make_environment, render
+from .environment import Rendered, compile_templates, make_environment, render
 from .layers import LIB, LayerIndex, rel_to, walk
 from .tracking import Tracked, lookup_path
 
-__all__ = ["LIB", "LayerIndex", "Rendered", "Tracked", "lookup_path", "make_environment",
-           "rel_to", "render", "walk"]
+__all__ = ["LIB", "LayerIndex", "Rendered", "Tracked", "compile_templates", "lookup_path",
+           "make_environment", "rel_to", "render", "walk"]

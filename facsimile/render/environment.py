@@ -107,6 +107,21 @@ def _top_level_hint(message: str, ctx: Mapping[str, Any]) -> str:
     return f"; did you mean {close}?" if close else ""
 
 
+def compile_templates(env: Any, names: set[tuple[str, tuple[str, ...]]]) -> None:
+    """Load (compile) each ``(name, search path)`` once, into ``env``'s cache: done
+    before helper processes are forked, they share the compiled templates instead
+    of each compiling its own. A template that fails is left for its render to
+    report."""
+    for name, search in names:
+        token = _search.set(search)
+        try:
+            env.get_template(name)
+        except Exception:  # its render raises it again, as a TemplateError
+            pass
+        finally:
+            _search.reset(token)
+
+
 def _template_frame(
     exc: BaseException, base: Path, loaded: dict[str, str]
 ) -> tuple[str, int | None]:

@@ -71,6 +71,8 @@ class FastRun:
             count = P.helpers(self.plan, self.jobs)
             if count:
                 self.build.key(write=True)  # made once, before there are two processes
+                with contextlib.suppress(FacsimileError):  # met again when its output is made
+                    self.build.maker.prepare([(b.instance, b.rels) for b in self.plan])
                 with contextlib.suppress(OSError):  # no semaphores, no fork: one process
                     self._helper = P.Helper(self.plan, self._helper_work, count)
                     self._save_on_dump(self._helper)
