@@ -125,6 +125,7 @@ class Helper:
                 read, write = os.pipe()
             except OSError:
                 break
+            _widen(write)
             try:
                 pid = os.fork()
             except OSError:  # out of processes or memory: make do with fewer helpers
@@ -234,6 +235,19 @@ class Helper:
             with contextlib.suppress(OSError):
                 os.waitpid(pid, 0)
         atexit.unregister(self.stop)
+
+
+PIPE_SIZE = 1 << 20  # bytes a helper may send before doit's process reads them
+
+
+def _widen(fd: int) -> None:
+    """Give a helper's pipe room for many batches' outcomes (Linux; 64 KiB otherwise):
+    doit's process reads them in a thread that waits for its turn at the interpreter,
+    and a helper blocked on a full pipe makes nothing meanwhile."""
+    with contextlib.suppress(ImportError, AttributeError, OSError):
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore[attr-defined]
 
 
 def _stop_helper(signum: int, frame: Any) -> None:
