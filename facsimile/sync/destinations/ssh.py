@@ -5,11 +5,12 @@ process, reused by every target and instance that lands on it and by
 (``survey``): the manifest, the pending record and a listing of every folder
 involved, temporary files included, over SFTP all at once for a host of few
 files, where no process need start on the host; with one command (one
-``find -printf``, with ``--checksum`` the digests too) from
-``COMMAND_SURVEY_FROM`` files on. Everything else goes over the SFTP
-channels already open. Puts go as pipelined SFTP writes, or, from
+``find -printf``, with ``--checksum`` the digests too) when its records say
+it holds ``COMMAND_SURVEY_FROM`` files or more. Everything else goes over the SFTP
+channel already open. Puts go as pipelined SFTP writes (``sshwrites``), or, from
 ``TAR_THRESHOLD`` files on (unless ``deploy.ssh.tar`` is false), as one tar
-stream unpacked to the temporary names, then SFTP renames. A put sets each
+stream unpacked to the temporary names, renamed in by one perl process in
+the same command (SFTP renames on a host without perl). A put sets each
 file's mtime to one second before the host's clock at the put, so that the
 next quick check knows it without a listing and any later edit on the host
 moves it. ``deploy.ssh.tar: false`` (hosts without tar and GNU find) runs no
@@ -37,7 +38,6 @@ from .base import (
     Location,
     Survey,
     in_roots,
-    own_tmp_name,
     register,
     tmp_name,
 )
@@ -55,28 +55,20 @@ from .sshwire import (
     survey_script,
     tar_bytes,
 )
+from .sshwrites import SFTPWrites
 
 TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP round trips
 #: files a host is expected to hold from which one command reads it faster than an
 #: SFTP walk (a command starts a shell on the host, with its rc files: 10-200 ms)
 COMMAND_SURVEY_FROM = 1000
-BIG = 1 << 22  # a file written in pieces of this size, one after the other, from this size on
 
-class SSHDestination(Destination):
+class SSHDestination(SFTPWrites, Destination):
     """``sftp://`` through sshfs (asyncssh): host keys verified, puts pipelined."""
 
     has_modes = True
     runs_commands = True
     tar = True  # deploy.ssh.tar: false for hosts without tar and find
-    clock: int | None = None  # the host's clock (seconds) when the survey read it
     by_command = False  # whether the survey read the host with a command (see survey)
-    folders: frozenset[str] = frozenset()  # the folders (relative) the survey saw files in
-
-    def _sync(self, make: Callable[[], Any]) -> Any:
-        """Run the coroutine ``make()`` on sshfs's event loop."""
-        from fsspec.asyn import sync
-
-        return sync(self.fs.loop, make)
 
     def survey(self, records: list[str], roots: list[str], digests: list[str],
                expected: int = 0, folders: Iterable[str] = ()) -> Survey:
@@ -223,156 +215,6 @@ class SSHDestination(Destination):
 
         self._sync(run)
         return said[0]
-
-    def _put_sftp(self, files: list[LocalFile],
-                  progress: Callable[[int], None]) -> dict[str, Entry]:
-        """One SFTP put per file, 16 at a time; first the folders the survey did
-        not see, a depth at a time (a folder missing all the same is made when
-        its first file fails to open)."""
-        out: dict[str, Entry] = {}
-        missing: dict[int, set[str]] = {}
-        for f in files:
-            d = posixpath.dirname(f.rel)
-            while d and d not in self.folders:
-                missing.setdefault(d.count("/"), set()).add(self.path(d))
-                d = posixpath.dirname(d)
-
-        async def one(f: LocalFile) -> None:
-            with open(f.path, "rb") as src:
-                out[f.rel] = await self._write_async(f.rel, f.mode, src.read)
-            progress(f.size)
-
-        async def run() -> None:
-            for depth in sorted(missing):
-                await sftp.mkdirs(self.fs._pool, missing[depth])
-            sem = asyncio.Semaphore(16)
-
-            async def guarded(f: LocalFile) -> None:
-                async with sem:
-                    await one(f)
-
-            # every put runs to its end (a failed one removes its temporary
-            # file) before the first failure is raised
-            failed = [r for r in await asyncio.gather(*(guarded(f) for f in files),
-                                                      return_exceptions=True)
-                      if isinstance(r, BaseException)]
-            if failed:
-                raise failed[0]
-
-        self._sync(run)
-        return out
-
-    async def _write_async(self, rel: str, mode: int, read: Callable[[int], bytes]) -> Entry:
-        """Write the temporary file, made with at most ``mode`` before any content
-        goes in; set its mode and its mtime (one second before the host's clock),
-        rename it in. What a listing shows of it."""
-        from asyncssh import SFTPAttrs, SFTPFailure
-
-        final = self.path(rel)
-        tmp = tmp_name(final)
-        data = read(BIG)
-        more = read(BIG) if len(data) == BIG else b""
-        async with self.fs._pool.get() as channel:
-            fh = await sftp.open_new(self.fs._pool, channel, tmp, mode, fresh=True)
-            try:
-                # requests on one handle are done in order, so they go at once (one
-                # round trip): the content, the host's clock read after it when it
-                # is not known yet, the mode and mtime, the close; then the rename
-                size = len(data)
-                if more:  # a large file: a piece at a time
-                    await fh.write(data, 0)
-                    while more:
-                        await fh.write(more, size)
-                        size += len(more)
-                        more = read(BIG)
-                    data = b""
-                sent = sftp.writes(fh, data)
-                if self.clock is None:  # read over SFTP: the first file written tells it
-                    attrs = (await sftp.at_once(*sent, fh.stat()))[-1]
-                    self.clock = int(attrs.mtime or 1)
-                    sent = []
-                clock = self.clock
-                await sftp.at_once(
-                    *sent,
-                    fh.setstat(SFTPAttrs(permissions=mode, atime=clock - 1, mtime=clock - 1)),
-                    fh.close())
-            except BaseException as exc:  # (a full disk): no partial file left to fill it
-                with contextlib.suppress(Exception):
-                    await fh.close()
-                full = await sftp.full(channel, final) if isinstance(exc, SFTPFailure) else None
-                with contextlib.suppress(Exception):
-                    await channel.remove(tmp)
-                if full:
-                    raise SyncError(f"no space left on the host's disk ({full} at "
-                                    f"{posixpath.dirname(final)}) writing {final}") from exc
-                raise
-            await channel.posix_rename(tmp, final)
-        return Entry(size, str(clock - 1), mode)
-
-    def read(self, rel: str) -> bytes | None:
-        """The content of ``rel`` (None where there is none): the open, then one read."""
-        return self._sync(lambda: sftp.read(self.fs._pool, self.path(rel)))
-
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        import io
-
-        self._sync(lambda: self._write_async(rel, 0o600, io.BytesIO(data).read))
-
-    def create_exclusive(self, rel: str, data: bytes) -> bool:
-        """Written whole to a temporary name (``FXF_EXCL``, 0600), then hard-linked
-        to ``rel`` (``hardlink@openssh.com``), which the server refuses if ``rel``
-        exists: never seen empty, even after a kill half way. A server without
-        that extension gets ``rel`` itself opened with ``FXF_EXCL``."""
-        from asyncssh import SFTPError, SFTPOpUnsupported
-
-        final = self.path(rel)
-
-        async def direct(channel: Any) -> bool:
-            try:
-                fh = await sftp.open_new(self.fs._pool, channel, final, 0o600, fresh=False)
-            except SFTPError:
-                if await channel.exists(final):
-                    return False
-                raise
-            try:
-                await fh.write(data)
-            finally:
-                await fh.close()
-            return True
-
-        async def go() -> bool:
-            async with self.fs._pool.get() as channel:
-                tmp = own_tmp_name(final)
-                fh = await sftp.open_new(self.fs._pool, channel, tmp, 0o600, fresh=False)
-                removed = False
-                try:
-                    try:  # in order, at once: the content, its mtime (the host's clock), the close
-                        attrs = (await sftp.at_once(*sftp.writes(fh, data), fh.stat(),
-                                                    fh.close()))[-2]
-                        if self.clock is None and attrs.mtime:
-                            self.clock = int(attrs.mtime)
-                    finally:
-                        await fh.close()
-                    # the link, then the temporary name's remove, at once
-                    linked, gone = await asyncio.gather(channel.link(tmp, final),
-                                                        channel.remove(tmp),
-                                                        return_exceptions=True)
-                    removed = not isinstance(gone, BaseException)
-                    if isinstance(linked, BaseException):
-                        raise linked
-                except SFTPOpUnsupported:
-                    return await direct(channel)
-                except SFTPError:
-                    if await channel.exists(final):
-                        return False
-                    raise
-                finally:
-                    if not removed:
-                        with contextlib.suppress(Exception):
-                            await channel.remove(tmp)
-            return True
-
-        return bool(self._sync(go))
 
     def keep_copies(self, pairs: list[tuple[str, str]]) -> None:
         """SFTP hard links (``hardlink@openssh.com``), all at once: no copy, the mode kept."""
