@@ -4,6 +4,10 @@ Makes a build of N small files (default 10,000), starts OpenSSH's sshd with a
 generated key, and times facsimile's first sync and no-op sync beside
 ``rsync -a --checksum --delete`` over the same sshd to another folder.
 
+Facsimile runs in this process, a host's connection kept from one sync to
+the next; with ``--processes`` each of its syncs is a process of its own, its
+whole wall time counted, connecting anew as each rsync does.
+
 With ``--safety``, what pushing safely costs: N hosts (default 20) of 30
 files, a no-op sync with ``deploy.rollout`` (three waves and a health check)
 against one without, and a one-file change keeping generations
@@ -20,7 +24,7 @@ With ``--latency MS``, both tools reach the sshd through a TCP proxy on
 and one round trip per new connection), as a network between sites would;
 on loopback alone the CPU decides, over a network the round trips do.
 
-    python bench/bench_sync.py [--files 10000] [--latency 50] [--rounds 3]
+    python bench/bench_sync.py [--files 10000] [--latency 50] [--rounds 3] [--processes]
     python bench/bench_sync.py --hosts 10,100,1000 [--jobs 8,16,32] [--latency 50]
     python bench/bench_sync.py --safety [--files 20] [--rounds 7]
 """
@@ -105,6 +109,9 @@ def main() -> int:
                     "deploy.keep (--files is then the number of hosts, default 20)")
     ap.add_argument("--rounds", type=int, help="rounds, the medians shown (default 7 in "
                     "safety mode, else 1); one host: each round to fresh destinations")
+    ap.add_argument("--processes", action="store_true", help="one host: each facsimile "
+                    "sync in a process of its own (its whole wall time), as rsync runs; else "
+                    "in this one, a host's connection kept from one sync to the next")
     ap.add_argument("--latency", type=float, default=0.0, metavar="MS",
                     help="round trip (ms) added between the tools and the sshd by a TCP proxy")
     args = ap.parse_args()
@@ -128,6 +135,11 @@ def main() -> int:
         key = os.urandom(32)
 
         def facs_sync(host: str) -> None:  # with the digest cache of BUILD/ that `facs sync` keeps
+            if args.processes:  # a process of its own, connecting anew, as rsync does
+                facs_child({"root": str(work), "build": str(build), "deploy": deploy,
+                            "hosts": [host], "cache": str(work / ".facsimile/scan-dev.json"),
+                            "key": key.hex()})
+                return
             cache = JsonCache(work / ".facsimile/scan-dev.json", lambda: key)
             code = sync_instance(instance="dev", project="bench", root=work, build_dir=build,
                                  deploy=deploy, targets={"app": {"hosts": [host]}},
@@ -153,6 +165,7 @@ def main() -> int:
                 # the no-op reads BUILD/ and keeps digests; the next finds them kept
                 got[name].append((timed(partial(facs_sync, host)), timed(partial(rsync, dest))))
         print(f"\nsync benchmark: {args.files} files over sshd {where(args.latency)}"
+              + (", a process per facsimile sync" if args.processes else "")
               + (f", median of {args.rounds} rounds (ratio min-max)" if args.rounds > 1 else ""))
         print(f"{'scenario':<20} {'facsimile':>10} {'rsync':>8} {'ratio':>6}")
         for name in names:
@@ -183,9 +196,15 @@ from pathlib import Path
 from facsimile.sync import sync_instance
 a = json.loads(sys.argv[1])
 start = time.perf_counter()
+cache = None
+if a.get("cache"):
+    from facsimile.build.digests import JsonCache
+    key = bytes.fromhex(a["key"])
+    cache = JsonCache(Path(a["cache"]), lambda: key)
 code = sync_instance(instance="dev", project="bench", root=Path(a["root"]),
                      build_dir=Path(a["build"]), deploy=a["deploy"],
-                     targets={"app": {"hosts": a["hosts"]}}, out=lambda s: None)
+                     targets={"app": {"hosts": a["hosts"]}}, out=lambda s: None,
+                     scan_cache=cache)
 print(time.perf_counter() - start)
 sys.exit(code)
 """
