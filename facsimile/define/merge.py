@@ -102,9 +102,16 @@ def fast_merge(base: Any, head: Any, schema: Any, mergers: dict[int, Any],
                                 "objectMerge")
     out = dict(base)
     for key, value in head.items():
-        out[key] = fast_merge(base.get(key), value, _sub_for(node, key), mergers,
-                              f"{pointer}/{key}")
+        sub = _sub_for(node, key) if node else _NO_SCHEMA
+        if not isinstance(value, dict) and not (
+                isinstance(sub, dict) and ("mergeStrategy" in sub or "mergeOptions" in sub)):
+            out[key] = value  # what the call would return: a value replaces
+            continue
+        out[key] = fast_merge(base.get(key), value, sub, mergers, f"{pointer}/{key}")
     return out
+
+
+_NO_SCHEMA: dict[str, Any] = {}  # the subschema of every key of a node that has none (read only)
 
 
 @contextlib.contextmanager
