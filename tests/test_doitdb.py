@@ -136,3 +136,32 @@ def test_a_damaged_file_is_one_line_and_exit_1(tmp_path: Path,
     assert stop.value.code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "doit's database cannot be read" in err
+
+
+def test_records_saved_with_their_encoded_lines_dump_as_saved_one_by_one(tmp_path: Path) -> None:
+    """A batch saves a new record with its line already encoded (save_record with a
+    line): the file is byte for byte the one saving each entry by set() makes, a key
+    JSON escapes included, and a record set again afterwards dumps its new value."""
+    from facsimile.tasks.fast.batch import save_record, task_record
+    from facsimile.tasks.fast.doitdb import record_line
+
+    names = [f"build:dev/t{i}" for i in range(4)] + ['build:d\u00e9v/"q".conf']
+    by_line, by_set = open_db(tmp_path / "a.db"), open_db(tmp_path / "b.db")
+    for i, name in enumerate(names):
+        values = record(i, "\u00e9")
+        save_record(by_line, "MD5Checker", name,
+                    values, record_line(name, task_record(values, "MD5Checker")))
+        save_record(by_set, "MD5Checker", name, values)
+    assert by_line._encoded and not by_set._encoded  # the first took the lines
+    for db in (by_line, by_set):
+        db.set(names[2], "_values_:", record(2, "again"))
+        db.dump()
+    text = (tmp_path / "a.db").read_text()
+    assert text == (tmp_path / "b.db").read_text()
+    assert json.loads(text)[names[2]]["_values_:"] == record(2, "again")
+    # a task that has a record already goes the way of set(): the line is not kept
+    db = open_db(tmp_path / "a.db")
+    values = record(0, "new")
+    save_record(db, "MD5Checker", names[0], values,
+                record_line(names[0], task_record(values, "MD5Checker")))
+    assert names[0] not in db._encoded and db.get(names[0], "_values_:") == values
