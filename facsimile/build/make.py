@@ -60,6 +60,9 @@ class Maker:
         one import of Jinja2 and one compiled copy of each template."""
         env = self.env
         names = set()
+        # each instance has a search path of its own, mostly of folders it has not got:
+        # the same templates through the folders that hold files are loaded once
+        held: dict[tuple[str, ...], tuple[str, ...]] = {}
         for instance, rels in todo:
             inst = self.project.instances.get(instance)
             if inst is None:
@@ -67,8 +70,13 @@ class Maker:
             outputs = self.outputs.outputs(inst)
             for rel in rels:
                 o = outputs.get(rel)
-                if o is not None and o.kind == "tmpl":
-                    names.add((o.name, self.outputs.search(inst, o.sub)))
+                if o is None or o.kind != "tmpl":
+                    continue
+                search = self.outputs.search(inst, o.sub)
+                folders = held.get(search)
+                if folders is None:
+                    folders = held[search] = tuple(f for f in search if self.index.files(f))
+                names.add((o.name, folders))
         R.compile_templates(env, names)
 
     def build_one(self, instance: str, rel: str, absent: bool = False) -> Record:
