@@ -127,12 +127,12 @@ def test_round_trips_per_host_do_not_grow_with_the_files(
     assert s.execs == b.execs == 0
     # (the larger manifest is read and written in more blocks, in the same round trips)
     assert max(s.round_trips, b.round_trips) <= 50 and b.requests - s.requests <= 10, (s, b)
-    # a first sync of many files: one tar stream; the renames are pipelined: ten
-    # times the files, a few round trips more at most (a new SFTP channel of the
-    # pool; renamed one at a time, 540 more)
+    # a first sync of many files: one tar stream, its files renamed in by the
+    # same command: ten times the files, about the same SFTP requests and round
+    # trips (renamed one at a time over SFTP, 540 more requests)
     s, b = small["first"], large["first"]
     assert s.execs == b.execs == 1
-    assert b.requests >= 600 and b.round_trips <= s.round_trips + 6, (s, b)
+    assert b.requests <= s.requests + 20 and b.round_trips <= s.round_trips + 6, (s, b)
 
 
 def test_a_host_of_many_files_is_read_with_one_command(

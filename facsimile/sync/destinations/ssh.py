@@ -72,26 +72,18 @@ class SSHDestination(SFTPWrites, Destination):
 
     def survey(self, records: list[str], roots: list[str], digests: list[str],
                expected: int = 0, folders: Iterable[str] = ()) -> Survey:
-        """Everything a plan reads. A host is read over SFTP alone, the records
-        and every folder of the listing at once: no process starts on the host.
-        For a build of ``COMMAND_SURVEY_FROM`` files or more, the records come
-        first; a host that they say holds that many (not one synced the first
-        time) is then listed with one command, as is one asked for digests: the
-        listing, the host's clock and the digests (and the records, when not read
-        yet), each part after a random marker that no file holds."""
-        self.by_command = self.tar and bool(digests)
-        if not self.by_command and self.tar and expected >= COMMAND_SURVEY_FROM:
-            got = self._sync(lambda: self._read_all(records))
-            held = sum(data.count(b'"digest"') for data in got.values() if data)
-            if held < COMMAND_SURVEY_FROM:
-                found = self._sync(lambda: self._survey_sftp([], roots, digests, folders))
-                return Survey(got, found.listing, found.digests)
-            self.by_command = True
-            asked: list[str] = []
-        elif self.by_command:
-            got, asked = {}, records
-        else:
+        """Everything a plan reads. A host of a build of fewer than
+        ``COMMAND_SURVEY_FROM`` files is read over SFTP alone, the records and
+        every folder of the listing at once: no process starts on the host. A
+        larger one, or one asked for digests, is read with one command: the
+        records, the listing, the host's clock and the digests, each part after
+        a random marker that no file holds (a no-op of a large host is that one
+        command, no SFTP request)."""
+        self.by_command = self.tar and (bool(digests) or expected >= COMMAND_SURVEY_FROM)
+        if not self.by_command:
             return self._sync(lambda: self._survey_sftp(records, roots, digests, folders))
+        got: dict[str, bytes | None] = {}
+        asked = records
         mark, script = survey_script(asked, roots, bool(digests))
         result = self.fs.execute(f"cd {shlex.quote(self.base)} 2>/dev/null && {{ {script}; }}"
                                  "; true", check=False, encoding=None,
