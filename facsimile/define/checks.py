@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..errors import DefinitionError, SyncError
-from .shapes import escape, expect, suggest, typename
+from ..errors import DefinitionError
+from .shapes import check_glob_key, escape, expect, suggest, typename
 
 #: the checks facsimile runs itself, in this process
 BUILTINS = ("json", "yaml", "toml", "ini")
@@ -99,14 +99,7 @@ def check_validate(validate: Any, file: str, pointer: str) -> None:
         raise DefinitionError(
             'validate must be an object of glob: check, like {"etc/*.json": "json"}, '
             f"not {typename(validate)}", file=file, pointer=pointer)
-    from ..globs import check_pattern  # imported only when used
-
     for glob, value in validate.items():
         p = f"{pointer}/{escape(glob)}"
-        if not glob:
-            raise DefinitionError("a glob in validate must not be empty", file=file, pointer=p)
-        try:
-            check_pattern(glob, "the glob")
-        except SyncError as exc:
-            raise DefinitionError(exc.message, file=file, pointer=p) from None
+        check_glob_key(glob, "validate", file, p)
         parse_checks(value, file, p)

@@ -74,3 +74,16 @@ def follow(node: Any, pointer: str) -> Any:
         else:
             return NOWHERE
     return node
+
+
+def check_glob_key(glob: str, key: str, file: str, pointer: str) -> None:
+    """A glob that keys ``modes`` or ``validate``: not empty, a pattern facsimile takes."""
+    from ..errors import SyncError
+    from ..globs import check_pattern  # imported only when used
+
+    if not glob:
+        raise DefinitionError(f"a glob in {key} must not be empty", file=file, pointer=pointer)
+    try:
+        check_pattern(glob, "the glob")
+    except SyncError as exc:
+        raise DefinitionError(exc.message, file=file, pointer=pointer) from None

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import DefinitionError, FacsimileError, SyncError
+from ..errors import DefinitionError, FacsimileError
 from .checks import check_validate
 from .names import (
     check_host,
@@ -22,7 +22,7 @@ from .names import (
     check_service_name,
 )
 from .rollout import parse_rollout
-from .shapes import close_match, escape, expect, str_list, suggest, typename
+from .shapes import check_glob_key, close_match, escape, expect, str_list, suggest, typename
 
 #: keys of an instance definition that facsimile itself reads
 INSTANCE_KEYS = ("inherit", "targets", "deploy", "generate", "modules", "modes", "validate")
@@ -265,16 +265,9 @@ def check_modes(modes: Any, file: str, pointer: str) -> None:
         return
     expect(modes, dict, 'modes must be an object of glob: mode, like {"etc/app/*.ini": "0640"}',
            file, pointer)
-    from ..globs import check_pattern  # imported only when used
-
     for glob, mode in modes.items():
         p = f"{pointer}/{escape(glob)}"
-        if not glob:
-            raise DefinitionError("a glob in modes must not be empty", file=file, pointer=p)
-        try:
-            check_pattern(glob, "the glob")
-        except SyncError as exc:
-            raise DefinitionError(exc.message, file=file, pointer=p) from None
+        check_glob_key(glob, "modes", file, p)
         if mode is not None and parse_mode(mode) is None:
             raise DefinitionError(
                 f"bad mode {mode!r} for {glob!r}: an octal string like '0640' or '640', "
