@@ -249,7 +249,9 @@ def _open(url: str, options: dict[str, Any]) -> tuple[Any, str]:
             raise StateError(f"state URL {url!r}: write file:///absolute/path")
         return _Local(None), path.rstrip("/") or "/"
     if scheme in ("sftp", "ssh"):
-        from sshfs import SSHFileSystem
+        from ..sshlib import ssh_filesystem
+
+        SSHFileSystem = ssh_filesystem()
 
         ssh = dict(options.get("ssh") or {})
         known = os.path.expanduser(str(ssh.get("known_hosts") or "~/.ssh/known_hosts"))

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ...errors import SyncError
+from ...sshlib import ssh_filesystem
 from ..scan import LocalFile
 from . import sftpops as sftp
 from .base import (
@@ -315,7 +316,7 @@ def _known_hosts(ssh: Mapping[str, Any]) -> str:
 def open_ssh(where: Location, deploy: Mapping[str, Any], label: str) -> Destination:
     """An ``sftp://[user@]host[:port]/path`` destination."""
     try:
-        from sshfs import SSHFileSystem
+        SSHFileSystem = ssh_filesystem()
     except ImportError as exc:
         raise SyncError("sftp destinations need the sshfs package: "
                         "pip install 'facsimile[ssh]'") from exc
