@@ -112,6 +112,8 @@ def main() -> int:
     ap.add_argument("--processes", action="store_true", help="one host: each facsimile "
                     "sync in a process of its own (its whole wall time), as rsync runs; else "
                     "in this one, a host's connection kept from one sync to the next")
+    ap.add_argument("--rsync-parallel", type=int, default=RSYNC_PARALLEL, metavar="N",
+                    help=f"fleet mode: rsyncs at once through xargs -P (default {RSYNC_PARALLEL})")
     ap.add_argument("--latency", type=float, default=0.0, metavar="MS",
                     help="round trip (ms) added between the tools and the sshd by a TCP proxy")
     args = ap.parse_args()
@@ -121,6 +123,7 @@ def main() -> int:
     if not shutil.which("rsync"):
         raise SystemExit("rsync is not installed (apt-get install rsync)")
     if args.hosts:
+        globals()["RSYNC_PARALLEL"] = args.rsync_parallel  # rsync_fleet's and the header's
         return fleet_main(args.hosts, args.jobs, args.latency)
     work = Path(tempfile.mkdtemp(prefix="facs-sync-bench-"))
     proc, server = start_sshd(work)
@@ -195,6 +198,9 @@ import json, sys, time
 from pathlib import Path
 from facsimile.sync import sync_instance
 a = json.loads(sys.argv[1])
+def failures(line):  # a failed host's line and the summary, on stderr; nothing else
+    if "fail" in line.lower():
+        print(line, file=sys.stderr)
 start = time.perf_counter()
 cache = None
 if a.get("cache"):
@@ -203,7 +209,7 @@ if a.get("cache"):
     cache = JsonCache(Path(a["cache"]), lambda: key)
 code = sync_instance(instance="dev", project="bench", root=Path(a["root"]),
                      build_dir=Path(a["build"]), deploy=a["deploy"],
-                     targets={"app": {"hosts": a["hosts"]}}, out=lambda s: None,
+                     targets={"app": {"hosts": a["hosts"]}}, out=failures,
                      scan_cache=cache)
 print(time.perf_counter() - start)
 sys.exit(code)

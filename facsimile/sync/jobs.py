@@ -3,7 +3,7 @@
 ``{host}`` fan-out outputs to their host only, one job per filled
 ``deploy.url``), and ``sync_instance`` scans the build, keeps the jobs of the
 slice asked for (``slices``), runs one ``sync_host`` per job on an engine
-(``engines``: a thread pool of ``deploy.jobs``, default 16, or a dask cluster),
+(``engines``: a thread pool of ``deploy.jobs``, default 32, or a dask cluster),
 and prints the summary and returns the exit code.
 """
 
@@ -29,7 +29,10 @@ from .scan import LocalFile, scan_build
 from .slices import Slice, slice_jobs
 from .urls import fill
 
-DEFAULT_JOBS = 16  # the best of 8, 16, 32 at 100 hosts (bench/bench_sync.py --hosts)
+#: the better of 16 and 32 at 100 hosts on loopback and over 50 ms of round trip
+#: (bench/bench_sync.py --hosts 100 --jobs 16,32 [--latency 50]): a host's sync
+#: mostly waits on the network, and 32 threads cost 5 MB more than 16
+DEFAULT_JOBS = 32
 
 
 def jobs_for(
