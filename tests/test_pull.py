@@ -174,6 +174,10 @@ def test_facs_pull_command_dry_run_every_and_exit_codes(world: World, tmp_path: 
     loop = run("--every", "0.01", "--count", "2")
     assert loop.returncode == 0, loop.stderr
     assert loop.stdout.count("pull prod/app (a2):") == 2 and "up to date" in loop.stdout
+    spread = run("--every", "0.01", "--splay", "0.05", "--count", "2")
+    assert spread.returncode == 0 and spread.stdout.count("pull prod/app (a2):") == 2
+    lone = run("--splay", "5")
+    assert lone.returncode == 1 and "--splay SECONDS: 0 or more, with --every" in lone.stderr
     assert run("--dry-run").returncode == 0
     away = subprocess.run([*base[:5], str(tmp_path / "gone"), *base[6:], "--every", "0.01",
                            "--count", "2"], capture_output=True, text=True, timeout=60)
@@ -324,3 +328,15 @@ def test_json_documents_of_publish_and_pull(world: World, tmp_path: Path) -> Non
     proc = facs(tmp_path, *base, "--identity", str(world.a2_key))
     doc = json.loads(proc.stdout)
     assert proc.returncode == 1 and not doc["ok"] and "is encrypted to" in doc["errors"][0]
+
+
+def test_splay_adds_a_random_share_to_each_wait() -> None:
+    import random
+
+    from facsimile.cli.pull import wait
+
+    rng = random.Random(7)
+    waits = [wait(10.0, 5.0, rng) for _ in range(50)]
+    assert all(10.0 <= w <= 15.0 for w in waits)
+    assert len(set(waits)) == 50 and max(waits) - min(waits) > 2.5  # drawn anew each time
+    assert wait(10.0, 0.0, rng) == 10.0

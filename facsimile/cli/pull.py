@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -69,6 +70,10 @@ def add_commands(cmd: Callable[..., Any]) -> None:
                     "another state lineage (never an older serial)")
     sp.add_argument("--every", type=float, metavar="SECONDS", help="pull again every "
                     "SECONDS, for ever (a failed pull is reported and retried)")
+    sp.add_argument("--splay", type=float, default=0.0, metavar="SECONDS",
+                    help="with --every: wait a random 0 to SECONDS more before each "
+                    "later pull, so that hosts started together do not reach the store "
+                    "together (as chef-client's --splay, systemd's RandomizedDelaySec)")
     sp.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     sp.add_argument("--json", action="store_true", help="print a JSON document per pull "
                     '(one a line with --every: {"format": 1, "ok", "serial", "puts", ...}); '
@@ -145,9 +150,13 @@ def cmd_pull(args: argparse.Namespace) -> int:
     req = Request(args.url, args.instance, args.target, args.host, args.dest,
                   args.state_dir, tuple(args.identity), args.dry_run, args.adopt_state,
                   store_options(args.endpoint_url, args.ssh_key, args.known_hosts))
+    if args.every is not None and args.every < 0:
+        raise FacsimileError(f"--every {args.every:g}: give the seconds between pulls")
+    if args.splay < 0 or (args.splay and not args.every):
+        raise FacsimileError("--splay SECONDS: 0 or more, with --every")
     if not args.every:
         return once(None)
-    done, store = 0, None
+    done, store, rng = 0, None, random.SystemRandom()
     while True:
         try:  # one connection to the store for every round while it works
             store = store or Store(req.url, req.options, "pull")
@@ -164,7 +173,13 @@ def cmd_pull(args: argparse.Namespace) -> int:
         done += 1
         if args.count and done >= args.count:
             return code
-        time.sleep(args.every)
+        time.sleep(wait(args.every, args.splay, rng))
+
+
+def wait(every: float, splay: float, rng: random.Random) -> float:
+    """Seconds before the next pull of ``--every``: ``every``, plus a random share of
+    ``splay``, drawn anew each time (hosts that drift apart stay apart)."""
+    return every + (rng.uniform(0.0, splay) if splay > 0 else 0.0)
 
 
 def _stderr(text: str = "") -> None:
