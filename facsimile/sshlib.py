@@ -14,15 +14,11 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-_QUIET = False
+warnings.filterwarnings("ignore", message="DSA is deprecated", module="asyncssh")
 
 
 def ssh_filesystem() -> Any:
     """sshfs's ``SSHFileSystem`` class (ImportError when sshfs is not installed)."""
-    global _QUIET
-    if not _QUIET:  # once: a filter added per call would pile up
-        warnings.filterwarnings("ignore", message="DSA is deprecated", module="asyncssh")
-        _QUIET = True
     from sshfs import SSHFileSystem
 
     return SSHFileSystem

@@ -179,7 +179,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def wait(every: float, splay: float, rng: random.Random) -> float:
     """Seconds before the next pull of ``--every``: ``every``, plus a random share of
     ``splay``, drawn anew each time (hosts that drift apart stay apart)."""
-    return every + (rng.uniform(0.0, splay) if splay > 0 else 0.0)
+    return every + rng.uniform(0.0, splay)
 
 
 def _stderr(text: str = "") -> None:

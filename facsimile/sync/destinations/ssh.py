@@ -83,16 +83,14 @@ class SSHDestination(SFTPWrites, Destination):
         self.by_command = self.tar and (bool(digests) or expected >= COMMAND_SURVEY_FROM)
         if not self.by_command:
             return self._sync(lambda: self._survey_sftp(records, roots, digests, folders))
-        got: dict[str, bytes | None] = {}
-        asked = records
-        mark, script = survey_script(asked, roots, bool(digests))
+        mark, script = survey_script(records, roots, bool(digests))
         result = self.fs.execute(f"cd {shlex.quote(self.base)} 2>/dev/null && {{ {script}; }}"
                                  "; true", check=False, encoding=None,
                                  input="\0".join(digests).encode() if digests else None)
         read, listing, self.clock, summed = split_survey(bytes(result.stdout or b""), mark,
-                                                         asked)
+                                                         records)
         self.folders = folders_of(listing)
-        return Survey({**got, **read}, listing,
+        return Survey(read, listing,
                       {r: summed.get(r) for r in digests if r in listing})
 
     async def _read_all(self, rels: list[str]) -> dict[str, bytes | None]:
