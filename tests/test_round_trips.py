@@ -32,21 +32,22 @@ class Counts:
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
-    """Count on the live connection: wrap asyncssh's connect, its command runner
-    and the SFTP client's one request path (every SFTP call goes through it)."""
+    """Count on the live connection: wrap asyncssh's connect, the one call that
+    starts a command (``run`` calls it too; a streamed put calls it itself) and the
+    SFTP client's one request path (every SFTP call goes through it)."""
     counts = Counts()
-    connect, run, request = asyncssh.connect, asyncssh.SSHClientConnection.run, \
-        SFTPClientHandler._make_request
+    connect, start, request = asyncssh.connect, \
+        asyncssh.SSHClientConnection.create_process, SFTPClientHandler._make_request
 
     def counting_connect(*args: object, **kwargs: object) -> object:
         counts.connections += 1
         return connect(*args, **kwargs)
 
-    async def counting_run(self: asyncssh.SSHClientConnection, command: str,
-                           *args: object, **kwargs: object) -> object:
+    async def counting_start(self: asyncssh.SSHClientConnection, command: str,
+                             *args: object, **kwargs: object) -> object:
         counts.execs += 1
         counts.commands.append(command)
-        return await run(self, command, *args, **kwargs)
+        return await start(self, command, *args, **kwargs)
 
     async def counting_request(self: SFTPClientHandler, *args: object) -> object:
         counts.requests += 1
@@ -59,7 +60,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
             counts.outstanding -= 1
 
     monkeypatch.setattr(asyncssh, "connect", counting_connect)
-    monkeypatch.setattr(asyncssh.SSHClientConnection, "run", counting_run)
+    monkeypatch.setattr(asyncssh.SSHClientConnection, "create_process", counting_start)
     monkeypatch.setattr(SFTPClientHandler, "_make_request", counting_request)
     monkeypatch.setattr(sshwire, "_CONNECTIONS", {})  # this test's run starts with none open
     yield counts

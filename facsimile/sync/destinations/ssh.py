@@ -10,7 +10,9 @@ it holds ``COMMAND_SURVEY_FROM`` files or more. Everything else goes over the SF
 channel already open. Puts go as pipelined SFTP writes (``sshwrites``), or, from
 ``TAR_THRESHOLD`` files on (unless ``deploy.ssh.tar`` is false), as one tar
 stream unpacked to the temporary names, renamed in by one perl process in
-the same command (SFTP renames on a host without perl). A put sets each
+the same command (SFTP renames on a host without perl). The stream is sent
+while the system's tar makes it, and the host renames the files in only when
+a random token follows the archive, which is sent once that tar succeeded. A put sets each
 file's mtime to one second before the host's clock at the put, so that the
 next quick check knows it without a listing and any later edit on the host
 moves it. ``deploy.ssh.tar: false`` (hosts without tar and GNU find) runs no
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import os
 import posixpath
+import secrets
 import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -46,6 +49,8 @@ from .sshwire import (
     PUT_LIST,
     RENAMES,
     OneChannel,
+    TarStream,
+    asyncssh_errors,
     connect,
     finds,
     folders_of,
@@ -165,7 +170,9 @@ class SSHDestination(SFTPWrites, Destination):
         next to its place, every mtime one second before the host's clock (the
         survey's, in the tar's headers; else read and set after); then rename them
         in, in the same command where the host has perl, else over SFTP, all at
-        once. That mtime, or None if the host could not unpack it."""
+        once; a streamed tar (:class:`~.sshwire.TarStream`) only after the token
+        that says it was made whole. That mtime, or None if the host could not
+        unpack it (or the tar here failed)."""
         dirs = sorted({posixpath.dirname(self.path(f.rel)) for f in files}
                       | {self.path(".facsimile")})
         rename = f"s,\\([^/]*\\)$,.\\1{TMP_SUFFIX},"
@@ -175,18 +182,31 @@ class SSHDestination(SFTPWrites, Destination):
                  f"-name '.*{TMP_SUFFIX}' -exec")
         listed = shlex.quote(tmp_name(PUT_LIST))
         known = None if self.clock is None else self.clock - 1
-        # a tar that fails (a full disk) leaves no partial file behind to fill it
+        stream = TarStream.start(files, known)
+        token = secrets.token_hex(16)
+        undo = f"{{ {temps} rm -f {{}} +; exit 1; }}"
+        # a tar that fails (a full disk) leaves no partial file behind to fill it;
+        # nor does a streamed one whose making failed here (no token after it)
         lines = ["set -e", "mkdir -p -- " + " ".join(shlex.quote(d) for d in dirs),
                  f"cd {shlex.quote(self.base)}",
                  f"t={known}" if known is not None else "t=$(( $(date +%s) - 1 ))",
                  f"(umask 077 && tar --no-same-owner --transform {shlex.quote(rename)} -xpf -)"
-                 f" || {{ {temps} rm -f {{}} +; exit 1; }}",
+                 f" || {undo}",
+                 *([] if stream is None else
+                   [f'IFS= read -r go || go=; [ "$go" = {token} ] || {undo}']),
                  *([] if known is not None else [f"{temps} touch -d @$t {{}} +"]),
                  "printf %s $t",
                  f"if command -v perl >/dev/null 2>&1; then {RENAMES % TMP_SUFFIX} {listed};"
                  " printf ' renamed'; fi"]
-        result = self.fs.execute("sh -c " + shlex.quote("\n".join(lines)), check=False,
-                                 input=tar_bytes(files, known), encoding=None)
+        command = "sh -c " + shlex.quote("\n".join(lines))
+        if stream is None:
+            result = self.fs.execute(command, check=False, input=tar_bytes(files, known),
+                                     encoding=None)
+        else:
+            try:
+                result = self._sync(lambda: self._send_stream(command, stream, token))
+            finally:
+                stream.close()
         said = bytes(result.stdout or b"").decode(errors="replace").split()
         if result.exit_status != 0 or not said or not said[0].isdigit():
             return None
@@ -206,6 +226,28 @@ class SSHDestination(SFTPWrites, Destination):
 
         self._sync(run)
         return said[0]
+
+    async def _send_stream(self, command: str, stream: TarStream, token: str) -> Any:
+        """Run ``command`` with the tar on its stdin as the tar process makes it (see
+        :class:`~facsimile.sync.destinations.sshwire.TarStream`); what it printed
+        and its exit status. A host that stops reading (its command failed) ends
+        the sending; its exit status says so."""
+        loop = asyncio.get_running_loop()
+        async with self.fs._client_lock:
+            proc = await self.fs.client.create_process(command, encoding=None)
+            try:
+                with contextlib.suppress(OSError, asyncssh_errors()):
+                    proc.stdin.write(stream.head)
+                    sent = len(stream.head)
+                    while chunk := await loop.run_in_executor(None, stream.read):
+                        proc.stdin.write(chunk)
+                        sent += len(chunk)
+                        await proc.stdin.drain()
+                    proc.stdin.write(await loop.run_in_executor(None, stream.tail, sent, token))
+                    proc.stdin.write_eof()
+                return await proc.wait()
+            finally:
+                proc.close()
 
     def keep_copies(self, pairs: list[tuple[str, str]]) -> None:
         """SFTP hard links (``hardlink@openssh.com``), all at once: no copy, the mode kept."""

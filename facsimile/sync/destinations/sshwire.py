@@ -111,27 +111,43 @@ RENAMES = ("perl -e 'open(my $f, \"<\", $ARGV[0]) or die \"$ARGV[0]: $!\\n\"; lo
            "rename($tmp, $rel) or die \"$rel: $!\\n\" } unlink $ARGV[0]'")
 
 
-def tar_bytes(files: list[LocalFile], mtime: int | None = None) -> bytes:
-    """An uncompressed tar of the files to put, every mtime ``mtime`` when given,
-    first a member ``PUT_LIST`` naming them: the system's tar when there is one
-    (five times faster), else :mod:`tarfile`."""
-    import io
-    import shutil
-    import subprocess
+def _put_list(files: list[LocalFile], mtime: int | None) -> tuple[bytes, bytes]:
+    """The ``PUT_LIST`` member that opens a put's tar (header and padded names),
+    and the names themselves, NUL-separated."""
     import tarfile
 
     names = b"\0".join(f.rel.encode() for f in files)
     head = tarfile.TarInfo(PUT_LIST)
     head.size, head.mode, head.mtime = len(names), 0o600, mtime or 0
-    listed = head.tobuf(tarfile.GNU_FORMAT) + names + b"\0" * (-len(names) % 512)
+    return head.tobuf(tarfile.GNU_FORMAT) + names + b"\0" * (-len(names) % 512), names
+
+
+def _system_tar(files: list[LocalFile], mtime: int | None) -> list[str] | None:
+    """The command line of the system's tar writing ``files`` (names on its stdin) to
+    its stdout, each block as it is made; None without a system tar, or when the
+    files do not all lie below one folder as their names say."""
+    import shutil
+
     first = files[0]
     base = first.path[: len(first.path) - len(first.rel)]
-    same_base = all(f.path == base + f.rel for f in files)
-    if shutil.which("tar") and same_base:
-        proc = subprocess.run(
-            ["tar", "-C", base, "--owner=0", "--group=0", "--numeric-owner",
-             *([f"--mtime=@{mtime}"] if mtime is not None else []),
-             "--null", "-T", "-", "-cf", "-"], input=names, capture_output=True)
+    if not shutil.which("tar") or not all(f.path == base + f.rel for f in files):
+        return None
+    return ["tar", "-C", base, "--owner=0", "--group=0", "--numeric-owner", "--blocking-factor=1",
+            *([f"--mtime=@{mtime}"] if mtime is not None else []), "--null", "-T", "-", "-cf", "-"]
+
+
+def tar_bytes(files: list[LocalFile], mtime: int | None = None) -> bytes:
+    """An uncompressed tar of the files to put, every mtime ``mtime`` when given,
+    first a member ``PUT_LIST`` naming them: the system's tar when there is one
+    (five times faster), else :mod:`tarfile`."""
+    import io
+    import subprocess
+    import tarfile
+
+    listed, names = _put_list(files, mtime)
+    argv = _system_tar(files, mtime)
+    if argv is not None:
+        proc = subprocess.run(argv, input=names, capture_output=True)
         if proc.returncode == 0:
             return listed + proc.stdout
     buf = io.BytesIO()
@@ -146,6 +162,78 @@ def tar_bytes(files: list[LocalFile], mtime: int | None = None) -> bytes:
             with open(f.path, "rb") as fh:
                 tar.addfile(info, fh)
     return listed + buf.getvalue()
+
+
+def asyncssh_errors() -> type[BaseException]:
+    """The base class of asyncssh's errors (a channel or connection gone)."""
+    import asyncssh
+
+    return asyncssh.Error
+
+
+#: the record GNU tar reads an archive in (its default blocking factor, 20 blocks)
+TAR_RECORD = 20 * 512
+
+
+class TarStream:
+    """A put's tar as the system's tar makes it, to be sent while it is made.
+
+    ``head`` (the ``PUT_LIST`` member) goes first, then what the tar process
+    writes (blocking factor 1: it ends right after its two zero blocks). Once
+    it has ended, :meth:`tail` pads the stream with zeros to a whole
+    :data:`TAR_RECORD`, so that the host's ``tar -x``, which reads whole records
+    and stops at the end of the archive, has read the stream exactly to there;
+    then one line: ``token`` when the tar process succeeded, else ``no``. The
+    host renames the files in only on that token. ``None`` from :meth:`start`:
+    no system tar here (send :func:`tar_bytes` then).
+    """
+
+    def __init__(self, head: bytes, proc: Any, writer: Any) -> None:
+        self.head = head
+        self.proc = proc
+        self._writer = writer
+
+    @classmethod
+    def start(cls, files: list[LocalFile], mtime: int | None) -> TarStream | None:
+        import subprocess
+
+        argv = _system_tar(files, mtime)
+        if argv is None:
+            return None
+        head, names = _put_list(files, mtime)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+
+        def feed() -> None:  # in a thread: tar writes its stdout while it reads the names
+            with contextlib.suppress(OSError):
+                proc.stdin.write(names)
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+        writer = threading.Thread(target=feed, daemon=True, name="facsimile-tar-names")
+        writer.start()
+        return cls(head, proc, writer)
+
+    def read(self, size: int = 1 << 18) -> bytes:
+        """The next bytes the tar process wrote (b"" at its end); blocks."""
+        return os.read(self.proc.stdout.fileno(), size)
+
+    def tail(self, sent: int, token: str) -> bytes:
+        """What follows the archive, ``sent`` bytes in: the padding and the line that
+        says whether the tar process succeeded (waits for it to end)."""
+        self._writer.join()
+        ok = self.proc.wait() == 0
+        return b"\0" * (-sent % TAR_RECORD) + f"{token if ok else 'no'}\n".encode()
+
+    def close(self) -> None:
+        """Stop the tar process if it still runs, and reap it."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+        self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.proc.stdout.close()
+        self._writer.join(timeout=5)
 
 
 class OneChannel:

@@ -1,0 +1,145 @@
+"""A put's tar streamed while the system's tar makes it: the host's GNU tar reads
+the stream exactly to the end of the archive, whatever the archive's length, so
+the line after it (the token saying the tar here succeeded) is what the host's
+command reads next; without that token the host renames nothing in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from servers import sshd  # noqa: F401  (fixture)
+
+from facsimile.sync.destinations import open_destination
+from facsimile.sync.destinations.base import TMP_SUFFIX
+from facsimile.sync.destinations.sshwire import PUT_LIST, TAR_RECORD, TarStream
+from facsimile.sync.scan import scan_build
+
+TOKEN = "0123456789abcdef"
+RENAME = f"s,\\([^/]*\\)$,.\\1{TMP_SUFFIX},"
+
+
+def _build(root: Path, count: int, big: int = 0) -> list:
+    for i in range(count):
+        path = root / f"d{i % 3}" / f"file-{i}.conf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"value {i}\n" + ("x" * 600 if i < big else ""))
+    return list(scan_build(root).values())
+
+
+def _streamed(stream: TarStream) -> tuple[bytes, int]:
+    """The whole stream, and the length of its archive (the part before the tail)."""
+    data = stream.head
+    while chunk := stream.read():
+        data += chunk
+    return data + stream.tail(len(data), TOKEN), len(data)
+
+
+def _unpack(data: bytes, into: Path) -> str:
+    """What a host's command reads after ``tar -x`` of ``data``."""
+    into.mkdir()
+    done = subprocess.run(
+        ["sh", "-c", f"tar --no-same-owner --transform '{RENAME}' -xpf - && "
+                     "{ IFS= read -r go || go=; printf %s \"$go\"; }"],
+        input=data, cwd=into, capture_output=True, check=True)
+    return done.stdout.decode()
+
+
+def test_the_host_reads_the_token_right_after_the_archive_at_every_alignment(
+        tmp_path: Path) -> None:
+    residues = set()
+    for n, (count, big) in enumerate((c, b) for c in range(1, 22) for b in (0, 1)):
+        files = _build(tmp_path / f"b{n}", count, big)
+        stream = TarStream.start(files, 1_700_000_000)
+        assert stream is not None, "this machine has a system tar"
+        try:
+            data, archive = _streamed(stream)
+        finally:
+            stream.close()
+        assert archive % 512 == 0 and data[archive - 1024:archive] == b"\0" * 1024
+        residues.add((archive // 512 - 2) % (TAR_RECORD // 512))  # its first zero block
+        assert (len(data) - len(TOKEN) - 1) % TAR_RECORD == 0
+        out = tmp_path / f"out{n}"
+        assert _unpack(data, out) == TOKEN
+        for f in files:
+            rel = Path(f.rel)
+            kept = out / rel.parent / f".{rel.name}{TMP_SUFFIX}"
+            assert kept.read_bytes() == Path(f.path).read_bytes()
+            assert os.stat(kept).st_mtime == 1_700_000_000
+    # the archive's first zero block fell on the last block of a record, where the
+    # host's tar must read one record more to find the second
+    assert TAR_RECORD // 512 - 1 in residues
+    assert len(residues) > 10
+
+
+def test_a_tar_that_fails_here_ends_its_stream_without_the_token(tmp_path: Path) -> None:
+    files = _build(tmp_path / "b", 60)
+    os.unlink(files[30].path)  # gone since the scan: this tar cannot read it
+    stream = TarStream.start(files, None)
+    assert stream is not None
+    try:
+        data, _ = _streamed(stream)
+    finally:
+        stream.close()
+    assert data.endswith(b"\nno\n") or data.endswith(b"\0no\n")
+    assert not data.endswith(f"{TOKEN}\n".encode())
+
+
+def _files(dest_base: Path) -> list[str]:
+    return sorted(str(p.relative_to(dest_base)) for p in dest_base.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_streamed_put_renames_in_only_when_the_tar_here_succeeded(
+        sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ok: bool) -> None:  # noqa: F811
+    files = _build(tmp_path / "BUILD", 80)
+    base = tmp_path / "dest"
+    deploy = sshd.deploy(str(base))
+    dest = open_destination(deploy["url"].replace("{host}", "h1"), deploy, "app/h1")
+    if not ok:  # as when the tar here fails: everything sent, then "no"
+        real = TarStream.tail
+        monkeypatch.setattr(TarStream, "tail",
+                            lambda self, sent, token: real(self, sent, "no"))
+    try:
+        stamp = dest._put_tar(files)
+    finally:
+        dest.close()
+    placed = _files(base / "h1")
+    if ok:
+        assert stamp is not None and stamp.isdigit()
+        assert placed == sorted(f.rel for f in files)
+        for f in files:
+            assert (base / "h1" / f.rel).read_bytes() == Path(f.path).read_bytes()
+    else:
+        assert stamp is None  # the caller puts them over SFTP instead
+        assert placed == []  # nothing renamed in, no temporary file left
+    assert PUT_LIST not in placed
+
+
+def test_a_host_that_stops_reading_ends_the_streamed_put(
+        sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The host's command fails before it reads the stream (a file stands where a
+    folder must be made): the put ends at once with no stamp (the caller falls
+    back to SFTP, which names the error), and the tar here is stopped."""
+    files = _build(tmp_path / "BUILD", 3000)
+    base = tmp_path / "dest"
+    (base / "h1").mkdir(parents=True)
+    (base / "h1" / "d1").write_text("a file, not a folder\n")
+    deploy = sshd.deploy(str(base))
+    dest = open_destination(deploy["url"].replace("{host}", "h1"), deploy, "app/h1")
+    started: list[TarStream] = []
+    real = TarStream.start
+
+    def start(files: list, mtime: int | None) -> TarStream | None:
+        started.append(real(files, mtime))
+        return started[-1]
+
+    monkeypatch.setattr(TarStream, "start", staticmethod(start))
+    try:
+        assert dest._put_tar(files) is None
+    finally:
+        dest.close()
+    assert started and started[0].proc.returncode is not None  # reaped, not left running
+    assert _files(base / "h1") == ["d1"]
