@@ -130,7 +130,7 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
     _print_deletes(label, plan, mode.out, "deleted")
     mode.out(f"  {label}: {len(plan.puts)} put, {len(plan.deletes)} deleted, "
              f"{plan.unchanged} unchanged, {human_size(sent)} sent")
-    result = _result(job, plan, "ok")
+    result = _result(job, plan, "ok", doc=False)  # a saved plan is made by dry runs only
     if postcmds and (plan.changes or mode.always):
         result = run_postcmds(dest, job, result, postcmds, mode.out)
     waiting = bool(mode.checks) and not plan.changes and unchecked(plan.meta)
@@ -144,10 +144,13 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
     return result
 
 
-def _result(job: Job, plan: HostPlan, message: str) -> HostResult:
-    """The ``HostResult`` of a host whose plan went (or would go) as ``plan`` says."""
+def _result(job: Job, plan: HostPlan, message: str, doc: bool = True) -> HostResult:
+    """The ``HostResult`` of a host whose plan went (or would go) as ``plan`` says;
+    ``doc``: with the host's part of a saved plan (a digest of every file it gets:
+    0.03 s at 10,000 files, so only where a plan may be saved or compared)."""
     return HostResult(job.target, job.host, True, message, plan.changes, plan.drift,
-                      [p.file.rel for p in plan.puts], list(plan.deletes), host_doc(plan),
+                      [p.file.rel for p in plan.puts], list(plan.deletes),
+                      host_doc(plan) if doc else None,
                       before=int(plan.meta.get("generation") or 0))
 
 
