@@ -12,7 +12,7 @@ channel already open. Puts go as pipelined SFTP writes (``sshwrites``), or, from
 stream unpacked to the temporary names, renamed in by one perl process in
 the same command (SFTP renames on a host without perl). The stream is sent
 while the system's tar makes it, and the host renames the files in only when
-a random token follows the archive, which is sent once that tar succeeded. A put sets each
+a random token follows the archive, sent once that tar succeeded. A put sets each
 file's mtime to one second before the host's clock at the put, so that the
 next quick check knows it without a listing and any later edit on the host
 moves it. ``deploy.ssh.tar: false`` (hosts without tar and GNU find) runs no
@@ -50,7 +50,6 @@ from .sshwire import (
     RENAMES,
     OneChannel,
     TarStream,
-    asyncssh_errors,
     connect,
     finds,
     folders_of,
@@ -232,11 +231,13 @@ class SSHDestination(SFTPWrites, Destination):
         :class:`~facsimile.sync.destinations.sshwire.TarStream`); what it printed
         and its exit status. A host that stops reading (its command failed) ends
         the sending; its exit status says so."""
+        import asyncssh  # loaded with sshfs already
+
         loop = asyncio.get_running_loop()
         async with self.fs._client_lock:
             proc = await self.fs.client.create_process(command, encoding=None)
             try:
-                with contextlib.suppress(OSError, asyncssh_errors()):
+                with contextlib.suppress(OSError, asyncssh.Error):  # the host stopped reading
                     proc.stdin.write(stream.head)
                     sent = len(stream.head)
                     while chunk := await loop.run_in_executor(None, stream.read):

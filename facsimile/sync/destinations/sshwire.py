@@ -164,13 +164,6 @@ def tar_bytes(files: list[LocalFile], mtime: int | None = None) -> bytes:
     return listed + buf.getvalue()
 
 
-def asyncssh_errors() -> type[BaseException]:
-    """The base class of asyncssh's errors (a channel or connection gone)."""
-    import asyncssh
-
-    return asyncssh.Error
-
-
 #: the record GNU tar reads an archive in (its default blocking factor, 20 blocks)
 TAR_RECORD = 20 * 512
 
