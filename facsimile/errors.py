@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+TYPE_CHECKING = False  # pathlib is not imported: a no-op (facsimile.noop) needs nothing of it
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class FacsimileError(Exception):

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import DODO, doit, facs, run, snapshot, write_tree
 
+from facsimile import noop
+
 MARK = "no-op answered from .facsimile/noop.json"
 FAST = {"FACSIMILE_DEBUG_FASTNOOP": "1"}
 OFF = {"FACSIMILE_NOOP_RECORD": "0"}
@@ -288,3 +290,70 @@ def test_a_checkout_changed_goes_the_full_way(tmp_path: Path) -> None:
         off = doit(twin, env=OFF)
         assert (proc.returncode, proc.stdout) == (off.returncode, off.stdout)
         assert "facsimile: 0 built" not in proc.stdout and same_bytes(root, twin)
+
+
+def many_files(root: Path, folders: int, each: int) -> dict[str, list[str]]:
+    """``folders`` folders of ``each`` files below ``root``, as a tree for noop.stats."""
+    tree: dict[str, list[str]] = {}
+    for i in range(folders):
+        d = root / f"d{i}"
+        d.mkdir(parents=True)
+        for j in range(each):
+            (d / f"f{j}").write_bytes(b"x")
+        tree[f"d{i}"] = [".", *(f"f{j}" for j in range(each)), "absent"]
+    return tree
+
+
+def test_parts_cut_the_entries_in_order_and_share_them_out() -> None:
+    items = [(f"d{i}", [f"f{j}" for j in range(n)]) for i, n in enumerate([5000, 10, 2500, 7])]
+    flat = [(folder, name) for folder, names in items for name in names]
+    for cores in (1, 2, 3, 8):
+        parts = noop._parts(items, cores)
+        assert [(f, n) for part in parts for f, names in part for n in names] == flat
+        assert len(parts) == max(1, min(cores, len(flat) // noop.SPLIT_MIN))
+        sizes = [sum(len(names) for _, names in part) for part in parts]
+        assert max(sizes) - min(sizes) <= len(parts), sizes
+    assert len(noop._parts(items[1:2], 8)) == 1  # too few entries to fork for
+
+
+def test_split_stats_are_the_stats_of_one_process(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = many_files(tmp_path, 4, 3 * noop.SPLIT_MIN // 4 + 50)
+    one = noop.stats(str(tmp_path), tree)
+    for cores in (2, 3):
+        monkeypatch.setattr(noop, "_cores", lambda cores=cores: cores)
+        assert len(noop._parts(list(tree.items()), cores)) == cores
+        assert noop.stats(str(tmp_path), tree, split=True) == one
+    before = noop.digest(one)
+    last = tmp_path / "d3" / "f7"  # in the last child's part
+    os.utime(last, ns=(0, last.stat().st_mtime_ns + 1))
+    assert noop.digest(noop.stats(str(tmp_path), tree, split=True)) != before
+
+
+def test_a_child_that_fails_makes_its_part_unlike_any_stat(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = many_files(tmp_path, 2, noop.SPLIT_MIN + 10)
+    monkeypatch.setattr(noop, "_cores", lambda: 2)
+    tree["d1"][5] = None  # type: ignore[call-overload]  # lstat(None) fails in the child only
+    found = noop.stats(str(tmp_path), tree, split=True)
+    half = 4 * len(tree["d0"])
+    assert -2 not in found[:half] and list(found[half:]) == [-2] * 4 * len(tree["d1"])
+
+
+@pytest.mark.skipif(noop._cores() < 2, reason="one core: nothing is split")
+def test_a_long_record_is_split_and_still_sees_each_change(built: Path, tmp_path: Path) -> None:
+    """A record of more entries than one process stats (extras of 7,000 files here)."""
+    root = copy_of(built, tmp_path, "long")
+    for i in range(2):
+        for j in range(3500):
+            p = root / f"extra/_ALL_/many{i}/f{j}.txt"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text("x\n")
+    assert doit(root).returncode == 0
+    first = fast_doit(root)  # the first no-op writes the record
+    assert MARK not in first.stderr and "14006 up to date" in first.stdout, first.stdout
+    proc = fast_doit(root)
+    assert MARK in proc.stderr and proc.stdout == first.stdout
+    (root / "BUILD/prod/many1/f3499.txt").write_text("edited\n")  # near the end: a child's part
+    proc = fast_doit(root)
+    assert MARK not in proc.stderr and "1 built" in proc.stdout, proc.stdout
