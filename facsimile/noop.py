@@ -1,13 +1,15 @@
 """The no-op record: a build or plan with nothing to do, answered from ``stat`` alone.
 
 A run that ends with every output of its instances up to date (a build with no
-failure, or a plan that found nothing stale) writes ``.facsimile/noop.json``
+failure, or a plan that found nothing stale) writes ``.facsimile/noop.record``
 (:mod:`facsimile.build.stamp`): every file and folder it depended on (inputs,
 state, outputs, the Python modules loaded) with the digest of their
 ``(size, mtime_ns, ctime_ns, inode)``, the environment (Python, ``FACSIMILE_*``,
 ``DOIT_*``, the umask), each instance's number of outputs and the answers of
 plans. Its first line is a MAC (keyed BLAKE2b) of the rest, keyed from the
-root's digest key, like the other caches of ``.facsimile/``.
+root's digest key, like the other caches of ``.facsimile/``; the rest is in
+:mod:`marshal`'s format (read only once the MAC is right; quicker to load
+than JSON, whose module alone costs a no-op 1.5 ms).
 
 The next plain ``doit``, ``doit build[:<instance>]``, ``facs build [INSTANCE...]``
 or ``facs plan [--json] [INSTANCE...]`` reads it before importing anything
@@ -28,7 +30,7 @@ before doit's tasks, Jinja2 or the definitions are loaded.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sys
 from array import array
@@ -45,8 +47,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any
 
-FORMAT = 3
-RECORD = os.path.join(".facsimile", "noop.json")
+FORMAT = 4
+RECORD = os.path.join(".facsimile", "noop.record")
 OFF_VARS = ("FACSIMILE_NOOP_RECORD", "FACSIMILE_FAST")
 DEBUG_VAR = "FACSIMILE_DEBUG_FASTNOOP"  # set: the fast answer says so on stderr
 ROOT_FILES = ("facsimile.json", "dodo.py", ".doit.db", "doit.cfg", "pyproject.toml")
@@ -91,8 +93,8 @@ def mac_key(base: str) -> bytes | None:
     with this run's identity); None when there is none or it cannot be read."""
     state = os.path.join(base, "state")
     try:
-        with open(os.path.join(state, ".digest-key"), encoding="ascii") as fh:
-            key: bytes | None = bytes.fromhex(fh.read().strip())
+        with open(os.path.join(state, ".digest-key"), "rb") as fh:
+            key: bytes | None = bytes.fromhex(fh.read().strip().decode("ascii"))
     except FileNotFoundError:
         if not os.path.exists(os.path.join(state, "digest-key.age")):
             return None
@@ -125,8 +127,8 @@ def read(base: str, key: bytes) -> dict[str, Any] | None:
     if not compare_digest(given, mac(key, body)):
         return None
     try:
-        rec = json.loads(body)
-    except ValueError:
+        rec = marshal.loads(body)  # authentic: written by this project's build
+    except (ValueError, EOFError, TypeError):
         return None
     if not isinstance(rec, dict) or rec.get("env") != env():
         return None
@@ -281,7 +283,7 @@ def _finish(text: str, code: int) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         if os.environ.get(DEBUG_VAR):
-            sys.stderr.write("facsimile: no-op answered from .facsimile/noop.json\n")
+            sys.stderr.write("facsimile: no-op answered from .facsimile/noop.record\n")
             sys.stderr.flush()
     except OSError:  # the reader went away (``doit | head``): nothing left to tell
         pass
@@ -358,7 +360,7 @@ def _answer(names: list[str], text: Callable[[dict[str, Any], list[str]],
 
 def plan_key(names: Iterable[str], as_json: bool) -> str:
     """The key of a plan's answer: the instances it names and its format."""
-    return json.dumps([list(names), as_json])
+    return "\n".join(["json" if as_json else "text", *names])
 
 
 def _begin(base: str | None) -> None:

@@ -1,4 +1,4 @@
-"""The no-op record (.facsimile/noop.json): a true no-op of `doit`, `facs build`
+"""The no-op record (.facsimile/noop.record): a true no-op of `doit`, `facs build`
 and `facs plan` is answered from it; any change to an input, an output, the
 environment or the record itself goes the full way and gives exactly what the
 full way gives with the record switched off."""
@@ -6,6 +6,7 @@ full way gives with the record switched off."""
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import shutil
 import sys
@@ -17,7 +18,7 @@ from conftest import DODO, doit, facs, run, snapshot, write_tree
 
 from facsimile import noop
 
-MARK = "no-op answered from .facsimile/noop.json"
+MARK = "no-op answered from .facsimile/noop.record"
 FAST = {"FACSIMILE_DEBUG_FASTNOOP": "1"}
 OFF = {"FACSIMILE_NOOP_RECORD": "0"}
 
@@ -73,7 +74,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def copy_of(built: Path, where: Path, name: str) -> Path:
     root = where / name
     shutil.copytree(built, root, symlinks=True)
-    (root / ".facsimile/noop.json").unlink(missing_ok=True)
+    (root / ".facsimile/noop.record").unlink(missing_ok=True)
     return root
 
 
@@ -83,7 +84,7 @@ def recorded(built: Path, tmp_path: Path) -> Path:
     root = copy_of(built, tmp_path, "a")
     first = fast_doit(root)
     assert first.returncode == 0 and MARK not in first.stderr, first.stderr
-    assert (root / ".facsimile/noop.json").is_file()
+    assert (root / ".facsimile/noop.record").is_file()
     return root
 
 
@@ -221,16 +222,16 @@ def test_the_environment_goes_the_full_way(recorded: Path) -> None:
 
 @pytest.mark.parametrize("how", ["flipped byte", "forged", "truncated"])
 def test_a_damaged_or_forged_record_goes_the_full_way(recorded: Path, how: str) -> None:
-    path = recorded / ".facsimile/noop.json"
+    path = recorded / ".facsimile/noop.record"
     data = bytearray(path.read_bytes())
     if how == "flipped byte":
-        i = data.index(b'"counts"') + 2
+        i = data.index(b"counts") + 2
         data[i] ^= 0x01
     elif how == "forged":
         mac, _, body = bytes(data).partition(b"\n")
-        rec = json.loads(body)
+        rec = marshal.loads(body)
         rec["counts"] = {k: v + 1 for k, v in rec["counts"].items()}
-        data = bytearray(mac + b"\n" + json.dumps(rec).encode())
+        data = bytearray(mac + b"\n" + marshal.dumps(rec))
     else:
         data = data[:len(data) // 2]
     path.write_bytes(bytes(data))
@@ -244,18 +245,18 @@ def test_a_failed_build_removes_the_record(recorded: Path) -> None:
     good = path.read_text()
     path.write_text("{{ nope.nothing }}\n")
     assert fast_doit(recorded).returncode == 1
-    assert not (recorded / ".facsimile/noop.json").exists()
+    assert not (recorded / ".facsimile/noop.record").exists()
     path.write_text(good)
     proc = fast_doit(recorded)
     assert proc.returncode == 0 and MARK not in proc.stderr
 
 
 def test_an_edit_while_a_run_reads_makes_no_record(recorded: Path) -> None:
-    (recorded / ".facsimile/noop.json").unlink()
+    (recorded / ".facsimile/noop.record").unlink()
     touch(recorded / "define/dev.json")
     proc = fast_doit(recorded, env={"EDIT_WHILE_BUILDING": "1"})
     assert proc.returncode == 0 and MARK not in proc.stderr
-    assert not (recorded / ".facsimile/noop.json").exists()
+    assert not (recorded / ".facsimile/noop.record").exists()
     assert MARK not in fast_doit(recorded).stderr
 
 

@@ -13,7 +13,7 @@ keep the same timestamp); a run that failed removes it (:func:`forget`).
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import sys
 import time
@@ -176,7 +176,7 @@ def _record(base: str, folders: Iterable[str], counts: Callable[[], dict[str, in
     if _fresh(now):
         return
     rec["tree"], rec["stats"] = tree, digest(now)
-    body = json.dumps(rec, separators=(",", ":")).encode()
+    body = marshal.dumps(rec)
     os.makedirs(os.path.join(base, ".facsimile"), exist_ok=True)
     write_atomic(os.path.join(base, RECORD), mac(key, body) + b"\n" + body)
 
