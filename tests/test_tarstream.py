@@ -6,7 +6,9 @@ command reads next; without that token the host renames nothing in."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from servers import sshd  # noqa: F401  (fixture)
 
 from facsimile.sync.destinations import open_destination
 from facsimile.sync.destinations.base import TMP_SUFFIX
-from facsimile.sync.destinations.sshwire import PUT_LIST, TAR_RECORD, TarStream
+from facsimile.sync.destinations.sshwire import GZIP_WBITS, PUT_LIST, TAR_RECORD, TarStream
 from facsimile.sync.scan import scan_build
 
 TOKEN = "0123456789abcdef"
@@ -30,29 +32,36 @@ def _build(root: Path, count: int, big: int = 0) -> list:
 
 
 def _streamed(stream: TarStream) -> tuple[bytes, int]:
-    """The whole stream, and the length of its archive (the part before the tail)."""
-    data = stream.head
+    """The whole stream (gunzipped if it was gzipped), and the length of its
+    archive (the part before the tail)."""
+    data = b""
     while chunk := stream.read():
         data += chunk
-    return data + stream.tail(len(data), TOKEN), len(data)
+    data += stream.tail(TOKEN)
+    if stream._zip is not None:
+        assert data[:2] == b"\x1f\x8b"
+        data = zlib.decompress(data, wbits=GZIP_WBITS)
+    return data, stream.archive
 
 
-def _unpack(data: bytes, into: Path) -> str:
-    """What a host's command reads after ``tar -x`` of ``data``."""
+def _unpack(data: bytes, into: Path, gzipped: bool = False) -> str:
+    """What a host's command reads after ``tar -x`` of ``data`` (through ``gzip -dc``
+    first when ``gzipped``, as a put's command does)."""
     into.mkdir()
-    done = subprocess.run(
-        ["sh", "-c", f"tar --no-same-owner --transform '{RENAME}' -xpf - && "
-                     "{ IFS= read -r go || go=; printf %s \"$go\"; }"],
-        input=data, cwd=into, capture_output=True, check=True)
+    script = (f"tar --no-same-owner --transform '{RENAME}' -xpf - && "
+              "{ IFS= read -r go || go=; printf %s \"$go\"; }")
+    done = subprocess.run(f"gzip -dc | sh -c {shlex.quote(script)}" if gzipped else script,
+                          shell=True, input=data, cwd=into, capture_output=True, check=True)
     return done.stdout.decode()
 
 
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzipped"])
 def test_the_host_reads_the_token_right_after_the_archive_at_every_alignment(
-        tmp_path: Path) -> None:
+        tmp_path: Path, gzipped: bool) -> None:
     residues = set()
     for n, (count, big) in enumerate((c, b) for c in range(1, 22) for b in (0, 1)):
         files = _build(tmp_path / f"b{n}", count, big)
-        stream = TarStream.start(files, 1_700_000_000)
+        stream = TarStream.start(files, 1_700_000_000, compress=gzipped)
         assert stream is not None, "this machine has a system tar"
         try:
             data, archive = _streamed(stream)
@@ -62,7 +71,16 @@ def test_the_host_reads_the_token_right_after_the_archive_at_every_alignment(
         residues.add((archive // 512 - 2) % (TAR_RECORD // 512))  # its first zero block
         assert (len(data) - len(TOKEN) - 1) % TAR_RECORD == 0
         out = tmp_path / f"out{n}"
-        assert _unpack(data, out) == TOKEN
+        if gzipped:  # what is sent is the gzip of it all, the host's command reads it
+            stream = TarStream.start(files, 1_700_000_000, compress=True)
+            assert stream is not None
+            try:
+                sent = b"".join(iter(stream.read, b"")) + stream.tail(TOKEN)
+            finally:
+                stream.close()
+            assert _unpack(sent, out, gzipped=True) == TOKEN
+        else:
+            assert _unpack(data, out) == TOKEN
         for f in files:
             rel = Path(f.rel)
             kept = out / rel.parent / f".{rel.name}{TMP_SUFFIX}"
@@ -74,10 +92,12 @@ def test_the_host_reads_the_token_right_after_the_archive_at_every_alignment(
     assert len(residues) > 10
 
 
-def test_a_tar_that_fails_here_ends_its_stream_without_the_token(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzipped"])
+def test_a_tar_that_fails_here_ends_its_stream_without_the_token(tmp_path: Path,
+                                                                 gzipped: bool) -> None:
     files = _build(tmp_path / "b", 60)
     os.unlink(files[30].path)  # gone since the scan: this tar cannot read it
-    stream = TarStream.start(files, None)
+    stream = TarStream.start(files, None, compress=gzipped)
     assert stream is not None
     try:
         data, _ = _streamed(stream)
@@ -100,8 +120,7 @@ def test_a_streamed_put_renames_in_only_when_the_tar_here_succeeded(
     dest = open_destination(deploy["url"].replace("{host}", "h1"), deploy, "app/h1")
     if not ok:  # as when the tar here fails: everything sent, then "no"
         real = TarStream.tail
-        monkeypatch.setattr(TarStream, "tail",
-                            lambda self, sent, token: real(self, sent, "no"))
+        monkeypatch.setattr(TarStream, "tail", lambda self, token: real(self, "no"))
     try:
         stamp = dest._put_tar(files)
     finally:
@@ -132,8 +151,8 @@ def test_a_host_that_stops_reading_ends_the_streamed_put(
     started: list[TarStream] = []
     real = TarStream.start
 
-    def start(files: list, mtime: int | None) -> TarStream | None:
-        started.append(real(files, mtime))
+    def start(files: list, mtime: int | None, compress: bool = False) -> TarStream | None:
+        started.append(real(files, mtime, compress))
         return started[-1]
 
     monkeypatch.setattr(TarStream, "start", staticmethod(start))
@@ -143,3 +162,52 @@ def test_a_host_that_stops_reading_ends_the_streamed_put(
         dest.close()
     assert started and started[0].proc.returncode is not None  # reaped, not left running
     assert _files(base / "h1") == ["d1"]
+
+
+@pytest.mark.parametrize("has_gzip", [True, False], ids=["gzip", "no gzip"])
+def test_a_put_goes_gzipped_where_the_host_has_gzip_else_plain(
+        sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_gzip: bool) -> None:  # noqa: F811
+    """A tar of 500 small files goes as a small fraction of its size; a host without
+    gzip (here: one whose shell does not find it) gets the same put plain."""
+    files = _build(tmp_path / "BUILD", 500)
+    base = tmp_path / "dest"
+    deploy = sshd.deploy(str(base))
+    dest = open_destination(deploy["url"].replace("{host}", "h1"), deploy, "app/h1")
+    sent: list[tuple[bool, int, int]] = []  # (gzipped, bytes sent, archive)
+    real_read, real_tail = TarStream.read, TarStream.tail
+    counted: dict[int, int] = {}
+
+    def read(self: TarStream, size: int = 1 << 18) -> bytes:
+        out = real_read(self, size)
+        counted[id(self)] = counted.get(id(self), 0) + len(out)
+        return out
+
+    def tail(self: TarStream, token: str) -> bytes:
+        out = real_tail(self, token)
+        sent.append((self._zip is not None, counted.get(id(self), 0) + len(out), self.archive))
+        return out
+
+    monkeypatch.setattr(TarStream, "read", read)
+    monkeypatch.setattr(TarStream, "tail", tail)
+    if not has_gzip:
+        client = dest.fs.client
+        real_create = client.create_process
+
+        def create_process(command: str, **kw: object) -> object:
+            return real_create(command.replace("command -v gzip ", "command -v no-such-gzip "),
+                               **kw)
+
+        monkeypatch.setattr(client, "create_process", create_process)
+    try:
+        stamp = dest._put_tar(files)
+        assert dest.gzip is has_gzip  # learnt from the host's answer
+    finally:
+        dest.close()
+    assert stamp is not None and stamp.isdigit()
+    assert _files(base / "h1") == sorted(f.rel for f in files)
+    for f in files:
+        assert (base / "h1" / f.rel).read_bytes() == Path(f.path).read_bytes()
+    gzipped, size, archive = sent[-1]
+    assert gzipped is has_gzip  # without gzip: after a first try the host turned down
+    assert len(sent) == 1 or not has_gzip
+    assert size < archive / 10 if has_gzip else size > archive

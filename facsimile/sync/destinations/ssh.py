@@ -46,6 +46,7 @@ from .base import (
     tmp_name,
 )
 from .sshwire import (
+    GZIP_WBITS,
     PUT_LIST,
     RENAMES,
     OneChannel,
@@ -67,6 +68,10 @@ TAR_THRESHOLD = 50  # puts to one ssh host from which one tar stream beats SFTP 
 #: SFTP walk (a command starts a shell on the host, with its rc files: 10-200 ms)
 COMMAND_SURVEY_FROM = 1000
 
+NO_GZIP = "facsimile:no-gzip"  # what a put's command prints on a host without gzip
+_NO_GZIP = object()  # what a put to such a host returns (see _put_tar)
+
+
 class SSHDestination(SFTPWrites, Destination):
     """``sftp://`` through sshfs (asyncssh): host keys verified, puts pipelined."""
 
@@ -74,6 +79,7 @@ class SSHDestination(SFTPWrites, Destination):
     runs_commands = True
     tar = True  # deploy.ssh.tar: false for hosts without tar and find
     by_command = False  # whether the survey read the host with a command (see survey)
+    gzip = True  # whether a put's tar goes gzipped (False once the host had no gzip)
 
     def survey(self, records: list[str], roots: list[str], digests: list[str],
                expected: int = 0, folders: Iterable[str] = ()) -> Survey:
@@ -170,8 +176,17 @@ class SSHDestination(SFTPWrites, Destination):
         survey's, in the tar's headers; else read and set after); then rename them
         in, in the same command where the host has perl, else over SFTP, all at
         once; a streamed tar (:class:`~.sshwire.TarStream`) only after the token
-        that says it was made whole. That mtime, or None if the host could not
+        that says it was made whole. The tar goes gzipped where the host has
+        ``gzip`` (one without says so before it reads anything, and gets it plain
+        from then on). That mtime, or None if the host could not
         unpack it (or the tar here failed)."""
+        stamp = self._put_tar_once(files, self.gzip)
+        if stamp is _NO_GZIP:
+            self.gzip = False
+            stamp = self._put_tar_once(files, False)
+        return None if stamp is _NO_GZIP else stamp
+
+    def _put_tar_once(self, files: list[LocalFile], gzip: bool) -> Any:
         dirs = sorted({posixpath.dirname(self.path(f.rel)) for f in files}
                       | {self.path(".facsimile")})
         rename = f"s,\\([^/]*\\)$,.\\1{TMP_SUFFIX},"
@@ -181,7 +196,7 @@ class SSHDestination(SFTPWrites, Destination):
                  f"-name '.*{TMP_SUFFIX}' -exec")
         listed = shlex.quote(tmp_name(PUT_LIST))
         known = None if self.clock is None else self.clock - 1
-        stream = TarStream.start(files, known)
+        stream = TarStream.start(files, known, compress=gzip)
         token = secrets.token_hex(16)
         undo = f"{{ {temps} rm -f {{}} +; exit 1; }}"
         # a tar that fails (a full disk) leaves no partial file behind to fill it;
@@ -198,14 +213,24 @@ class SSHDestination(SFTPWrites, Destination):
                  f"if command -v perl >/dev/null 2>&1; then {RENAMES % TMP_SUFFIX} {listed};"
                  " printf ' renamed'; fi"]
         command = "sh -c " + shlex.quote("\n".join(lines))
+        if gzip:  # the whole stream, token and all, through the host's gzip
+            command = (f"command -v gzip >/dev/null 2>&1 || {{ echo {NO_GZIP}; exit 1; }}; "
+                       f"gzip -dc | {command}")
         if stream is None:
-            result = self.fs.execute(command, check=False, input=tar_bytes(files, known),
-                                     encoding=None)
+            data = tar_bytes(files, known)
+            if gzip:
+                import zlib
+
+                pack = zlib.compressobj(1, wbits=GZIP_WBITS)
+                data = pack.compress(data) + pack.flush()
+            result = self.fs.execute(command, check=False, input=data, encoding=None)
         else:
             try:
                 result = self._sync(lambda: self._send_stream(command, stream, token))
             finally:
                 stream.close()
+        if gzip and result.exit_status == 1 and NO_GZIP.encode() in bytes(result.stdout or b""):
+            return _NO_GZIP
         said = bytes(result.stdout or b"").decode(errors="replace").split()
         if result.exit_status != 0 or not said or not said[0].isdigit():
             return None
@@ -238,13 +263,10 @@ class SSHDestination(SFTPWrites, Destination):
             proc = await self.fs.client.create_process(command, encoding=None)
             try:
                 with contextlib.suppress(OSError, asyncssh.Error):  # the host stopped reading
-                    proc.stdin.write(stream.head)
-                    sent = len(stream.head)
                     while chunk := await loop.run_in_executor(None, stream.read):
                         proc.stdin.write(chunk)
-                        sent += len(chunk)
                         await proc.stdin.drain()
-                    proc.stdin.write(await loop.run_in_executor(None, stream.tail, sent, token))
+                    proc.stdin.write(await loop.run_in_executor(None, stream.tail, token))
                     proc.stdin.write_eof()
                 return await proc.wait()
             finally:

@@ -168,26 +168,38 @@ def tar_bytes(files: list[LocalFile], mtime: int | None = None) -> bytes:
 TAR_RECORD = 20 * 512
 
 
+#: zlib's gzip format: what the host's ``gzip -dc`` reads
+GZIP_WBITS = 31
+
+
 class TarStream:
     """A put's tar as the system's tar makes it, to be sent while it is made.
 
-    ``head`` (the ``PUT_LIST`` member) goes first, then what the tar process
-    writes (blocking factor 1: it ends right after its two zero blocks). Once
-    it has ended, :meth:`tail` pads the stream with zeros to a whole
+    :meth:`read` gives ``head`` (the ``PUT_LIST`` member) first, then what the tar
+    process writes (blocking factor 1: it ends right after its two zero blocks).
+    Once it has ended, :meth:`tail` pads the archive with zeros to a whole
     :data:`TAR_RECORD`, so that the host's ``tar -x``, which reads whole records
     and stops at the end of the archive, has read the stream exactly to there;
     then one line: ``token`` when the tar process succeeded, else ``no``. The
-    host renames the files in only on that token. ``None`` from :meth:`start`:
-    no system tar here (send :func:`tar_bytes` then).
+    host renames the files in only on that token. ``compress``: all of it as one
+    gzip stream (level 1, made here in the thread that reads the tar), which the
+    host's ``gzip -dc`` hands to its command unchanged: a tar of small files is
+    mostly headers and padding, ten kilobytes become a few hundred bytes. ``None``
+    from :meth:`start`: no system tar here (send :func:`tar_bytes` then).
     """
 
-    def __init__(self, head: bytes, proc: Any, writer: Any) -> None:
+    def __init__(self, head: bytes, proc: Any, writer: Any, compress: bool = False) -> None:
+        import zlib
+
         self.head = head
         self.proc = proc
         self._writer = writer
+        self.archive = 0  # bytes of the archive read so far, before any compression
+        self._zip = zlib.compressobj(1, wbits=GZIP_WBITS) if compress else None
 
     @classmethod
-    def start(cls, files: list[LocalFile], mtime: int | None) -> TarStream | None:
+    def start(cls, files: list[LocalFile], mtime: int | None,
+              compress: bool = False) -> TarStream | None:
         import subprocess
 
         argv = _system_tar(files, mtime)
@@ -205,18 +217,30 @@ class TarStream:
 
         writer = threading.Thread(target=feed, daemon=True, name="facsimile-tar-names")
         writer.start()
-        return cls(head, proc, writer)
+        return cls(head, proc, writer, compress)
 
     def read(self, size: int = 1 << 18) -> bytes:
-        """The next bytes the tar process wrote (b"" at its end); blocks."""
-        return os.read(self.proc.stdout.fileno(), size)
+        """The next bytes to send (the head first; b"" once the tar process has
+        written everything); blocks."""
+        while True:
+            if self.head:
+                data, self.head = self.head, b""
+            else:
+                data = os.read(self.proc.stdout.fileno(), size)
+                if not data:
+                    return b""
+            self.archive += len(data)
+            out = data if self._zip is None else self._zip.compress(data)
+            if out:
+                return out
 
-    def tail(self, sent: int, token: str) -> bytes:
-        """What follows the archive, ``sent`` bytes in: the padding and the line that
-        says whether the tar process succeeded (waits for it to end)."""
+    def tail(self, token: str) -> bytes:
+        """What follows the archive: the padding and the line that says whether the
+        tar process succeeded (waits for it to end), and the end of the gzip stream."""
         self._writer.join()
         ok = self.proc.wait() == 0
-        return b"\0" * (-sent % TAR_RECORD) + f"{token if ok else 'no'}\n".encode()
+        rest = b"\0" * (-self.archive % TAR_RECORD) + f"{token if ok else 'no'}\n".encode()
+        return rest if self._zip is None else self._zip.compress(rest) + self._zip.flush()
 
     def close(self) -> None:
         """Stop the tar process if it still runs, and reap it."""
