@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 import zlib
 from pathlib import Path
 
@@ -211,3 +212,120 @@ def test_a_put_goes_gzipped_where_the_host_has_gzip_else_plain(
     assert gzipped is has_gzip  # without gzip: after a first try the host turned down
     assert len(sent) == 1 or not has_gzip
     assert size < archive / 10 if has_gzip else size > archive
+
+
+def _host_shells(token: str) -> list[str]:
+    """The host's processes (this machine's: the sshd is on 127.0.0.1) whose command
+    line holds ``token``."""
+    ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [line for line in ps.stdout.splitlines() if token in line and "ps -ww" not in line]
+
+
+def _gone(token: str) -> bool:
+    for _ in range(100):  # bounded: ten seconds at most
+        if not _host_shells(token):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _kept_token(dest: object) -> str:
+    """The random end marker in the command line of a destination's kept shell."""
+    return str(dest._kept.command).split("printf '%s\\n' ", 1)[1].split(";", 1)[0]
+
+
+def _survey(dest: object, files: list) -> object:
+    return dest.survey([".facsimile/manifest.json"], [""], [], expected=len(files))
+
+
+def test_a_put_after_the_survey_goes_to_the_surveys_shell_and_none_is_left(
+        sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A large host's survey keeps its shell for the put that may follow; a put
+    uses it (no second command), a re-survey ends the first, and closing the
+    destination ends one no put used: no shell is left on the host."""
+    from facsimile.sync.destinations import ssh
+
+    monkeypatch.setattr(ssh, "COMMAND_SURVEY_FROM", 50)
+    files = _build(tmp_path / "BUILD", 120)
+    base = tmp_path / "dest"
+    deploy = sshd.deploy(str(base))
+    dest = open_destination(deploy["url"].replace("{host}", "h1"), deploy, "app/h1")
+    started: list[str] = []
+    real = dest.fs.client.create_process
+
+    def create_process(command: str, **kw: object) -> object:
+        started.append(command)
+        return real(command, **kw)
+
+    monkeypatch.setattr(dest.fs.client, "create_process", create_process)
+    try:
+        _survey(dest, files)
+        first = _kept_token(dest)
+        assert _host_shells(first), "the survey's shell waits on the host"
+        _survey(dest, files)  # as a re-plan does: the first shell is ended
+        second = _kept_token(dest)
+        assert _gone(first) and _host_shells(second)
+        stamp = dest._put_tar(files)
+        assert stamp is not None and stamp.isdigit()
+        assert len(started) == 2 and dest._kept is None  # the put started no command
+        assert _gone(second)
+        assert _files(base / "h1") == sorted(f.rel for f in files)
+        _survey(dest, files)  # a no-op: nothing follows its survey
+        third = _kept_token(dest)
+    finally:
+        dest.close()
+    assert _gone(third)
+
+
+def test_one_kept_shell_a_connection(sshd, tmp_path: Path,  # noqa: F811
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two targets on one host share its connection: the second's survey runs as a
+    plain command, and both puts land."""
+    from facsimile.sync.destinations import ssh
+
+    monkeypatch.setattr(ssh, "COMMAND_SURVEY_FROM", 50)
+    files = _build(tmp_path / "BUILD", 120)
+    deploy = sshd.deploy(str(tmp_path / "dest"))
+    url = deploy["url"].replace("{host}", "h1")
+    a = open_destination(url + "/a", deploy, "app/h1")
+    b = open_destination(url + "/b", deploy, "app/h1")
+    try:
+        assert a.fs is b.fs
+        _survey(a, files)
+        _survey(b, files)
+        assert a._kept is not None and b._kept is None
+        assert b._put_tar(files) is not None and a._put_tar(files) is not None
+        assert a._kept is None
+    finally:
+        a.close()
+        b.close()
+    for sub in ("a", "b"):
+        assert _files(tmp_path / "dest/h1" / sub) == sorted(f.rel for f in files)
+
+
+def test_a_kept_surveys_long_listing_is_read_whole(sshd, tmp_path: Path,  # noqa: F811
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The survey's output is read to its end marker however long it is (a large
+    manifest and a listing of 10,000 files of long names: more than the channel's
+    reader holds at once)."""
+    from facsimile.sync.destinations import ssh
+
+    monkeypatch.setattr(ssh, "COMMAND_SURVEY_FROM", 50)
+    here = tmp_path / "dest/h1"
+    names = [f"etc/d{i % 7}/{'n' * 80}-{i}.conf" for i in range(10_000)]
+    for name in names:
+        (here / name).parent.mkdir(parents=True, exist_ok=True)
+        (here / name).write_bytes(b"x")
+    record = b"{" + b"x" * 3_000_000 + b"}\n"  # a manifest of some 20,000 files is as long
+    (here / ".facsimile").mkdir()
+    (here / ".facsimile/manifest.json").write_bytes(record)
+    deploy = sshd.deploy(str(tmp_path / "dest"))
+    dest = open_destination(deploy["url"].replace("{host}", "h1"), deploy, "app/h1")
+    try:
+        found = dest.survey([".facsimile/manifest.json"], ["etc"], [], expected=len(names))
+        assert dest._kept is not None
+    finally:
+        dest.close()
+    assert found.records[".facsimile/manifest.json"] == record
+    assert sorted(found.listing) == sorted(names)
+    assert dest.clock is not None and abs(dest.clock - time.time()) < 60

@@ -11,8 +11,10 @@ channel already open. Puts go as pipelined SFTP writes (``sshwrites``), or, from
 ``TAR_THRESHOLD`` files on (unless ``deploy.ssh.tar`` is false), as one tar
 stream unpacked to the temporary names, renamed in by one perl process in
 the same command (SFTP renames on a host without perl). The stream is sent
-while the system's tar makes it, and the host renames the files in only when
-a random token follows the archive, sent once that tar succeeded. A put sets each
+gzipped while the system's tar makes it, and the host renames the files in
+only when a random token follows the archive, sent once that tar succeeded. A
+survey by command keeps its shell waiting for one more command line, so that
+the put that follows it starts no second shell on the host. A put sets each
 file's mtime to one second before the host's clock at the put, so that the
 next quick check knows it without a listing and any later edit on the host
 moves it. ``deploy.ssh.tar: false`` (hosts without tar and GNU find) runs no
@@ -80,6 +82,7 @@ class SSHDestination(SFTPWrites, Destination):
     tar = True  # deploy.ssh.tar: false for hosts without tar and find
     by_command = False  # whether the survey read the host with a command (see survey)
     gzip = True  # whether a put's tar goes gzipped (False once the host had no gzip)
+    _kept: Any = None  # the survey's shell, waiting for a put's command (see _survey_kept)
 
     def survey(self, records: list[str], roots: list[str], digests: list[str],
                expected: int = 0, folders: Iterable[str] = ()) -> Survey:
@@ -94,14 +97,62 @@ class SSHDestination(SFTPWrites, Destination):
         if not self.by_command:
             return self._sync(lambda: self._survey_sftp(records, roots, digests, folders))
         mark, script = survey_script(records, roots, bool(digests))
-        result = self.fs.execute(f"cd {shlex.quote(self.base)} 2>/dev/null && {{ {script}; }}"
-                                 "; true", check=False, encoding=None,
-                                 input="\0".join(digests).encode() if digests else None)
-        read, listing, self.clock, summed = split_survey(bytes(result.stdout or b""), mark,
-                                                         records)
+        command = f"cd {shlex.quote(self.base)} 2>/dev/null && {{ {script}; }}; true"
+        if digests:  # their paths go on its stdin
+            result = self.fs.execute(command, check=False, encoding=None,
+                                     input="\0".join(digests).encode())
+            out = bytes(result.stdout or b"")
+        else:
+            out = self._sync(lambda: self._survey_kept(command))
+        read, listing, self.clock, summed = split_survey(out, mark, records)
         self.folders = folders_of(listing)
         return Survey(read, listing,
                       {r: summed.get(r) for r in digests if r in listing})
+
+    async def _survey_kept(self, command: str) -> bytes:
+        """What the survey ``command`` printed, its shell kept waiting for one more
+        command line on its stdin (``_kept``): a put that follows is sent to it
+        (``_send_stream``) instead of starting a shell anew, which costs the host
+        its login shell's start (and rc files) and the client a channel's round
+        trips. One kept shell per connection; ``close`` ends it."""
+        await self._end_kept()
+        end = secrets.token_hex(16)
+        if getattr(self.fs, "facsimile_kept", 0):  # another target's on this connection
+            async with self.fs._client_lock:
+                return bytes((await self.fs.client.run(command, check=False,
+                                                       encoding=None)).stdout or b"")
+        proc = await self.fs.client.create_process(
+            f"( {command} ); printf '%s\\n' {end}; IFS= read -r next || exit 0; eval \"$next\"",
+            encoding=None)
+        tail, out = f"{end}\n".encode(), bytearray()
+        try:  # read to the marker, the last thing it prints before it waits (not with
+            while not out.endswith(tail):  # readuntil, which gives up at a full buffer)
+                data = await proc.stdout.read(1 << 16)
+                if not data:  # the shell ended early: that is all it printed
+                    proc.close()
+                    return bytes(out)
+                out += data
+        except BaseException:
+            proc.close()
+            raise
+        self._kept = proc
+        self.fs.facsimile_kept = 1
+        return bytes(out[:-len(tail)])
+
+    def _take_kept(self) -> Any:
+        """The kept shell, if there is one (it is then no longer kept)."""
+        proc, self._kept = self._kept, None
+        if proc is not None:
+            self.fs.facsimile_kept = 0
+        return proc
+
+    async def _end_kept(self) -> None:
+        """End the kept shell, if any (its ``read`` sees the end of its stdin)."""
+        proc = self._take_kept()
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                proc.stdin.write_eof()
+            proc.close()
 
     async def _read_all(self, rels: list[str]) -> dict[str, bytes | None]:
         """The content of each of ``rels`` (None where there is none), all at once."""
@@ -212,7 +263,7 @@ class SSHDestination(SFTPWrites, Destination):
                  "printf %s $t",
                  f"if command -v perl >/dev/null 2>&1; then {RENAMES % TMP_SUFFIX} {listed};"
                  " printf ' renamed'; fi"]
-        command = "sh -c " + shlex.quote("\n".join(lines))
+        command = "sh -c " + shlex.quote("; ".join(lines))
         if gzip:  # the whole stream, token and all, through the host's gzip
             command = (f"command -v gzip >/dev/null 2>&1 || {{ echo {NO_GZIP}; exit 1; }}; "
                        f"gzip -dc | {command}")
@@ -259,10 +310,11 @@ class SSHDestination(SFTPWrites, Destination):
         import asyncssh  # loaded with sshfs already
 
         loop = asyncio.get_running_loop()
-        async with self.fs._client_lock:
-            proc = await self.fs.client.create_process(command, encoding=None)
+
+        async def send(proc: Any, first: bytes = b"") -> Any:
             try:
                 with contextlib.suppress(OSError, asyncssh.Error):  # the host stopped reading
+                    proc.stdin.write(first)
                     while chunk := await loop.run_in_executor(None, stream.read):
                         proc.stdin.write(chunk)
                         await proc.stdin.drain()
@@ -271,6 +323,14 @@ class SSHDestination(SFTPWrites, Destination):
                 return await proc.wait()
             finally:
                 proc.close()
+
+        kept = self._take_kept()
+        if kept is not None and "\n" not in command:  # the survey's shell reads it as a line
+            return await send(kept, command.encode() + b"\n")
+        if kept is not None:
+            kept.close()
+        async with self.fs._client_lock:
+            return await send(await self.fs.client.create_process(command, encoding=None))
 
     def keep_copies(self, pairs: list[tuple[str, str]]) -> None:
         """SFTP hard links (``hardlink@openssh.com``), all at once: no copy, the mode kept."""
@@ -345,8 +405,11 @@ class SSHDestination(SFTPWrites, Destination):
         return dict(zip(rels, self._sync(run), strict=True))
 
     def close(self) -> None:
-        """Give the connection back (kept open a while for the host's next
-        target or instance; see ``sshwire.release``)."""
+        """End the survey's kept shell, and give the connection back (kept open a
+        while for the host's next target or instance; see ``sshwire.release``)."""
+        if self._kept is not None:
+            with contextlib.suppress(Exception):
+                self._sync(self._end_kept)
         release(self.fs)
 
     def _run_raw(self, command: str) -> tuple[int, str]:
