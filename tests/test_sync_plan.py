@@ -15,6 +15,8 @@ from servers import s3server, sshd  # noqa: F401  (fixtures)
 from test_console import under_pty
 from test_sync import S3, SFTP, Dest, make_root, sync
 
+from facsimile.define.rollout import parse_rollout
+
 
 @pytest.fixture(params=["file", SFTP, S3])
 def dest(request: pytest.FixtureRequest, tmp_path: Path) -> Dest:
@@ -240,3 +242,9 @@ def test_only_a_dry_run_carries_the_hosts_part_of_a_saved_plan(
     assert sync_instance(results=synced, **kw) == 0
     assert made == [] and all(r.plan is None and len(r.puts) == 5 for r in synced)
     assert (tmp_path / "d/h2/etc/f4.conf").read_text() == "value 4\n"
+    (build / "etc/f1.conf").write_text("changed\n")
+    staged: list = []  # in waves: the first look at every host is a dry run, thrown away
+    assert sync_instance(results=staged, rollout=parse_rollout({"waves": [1, "100%"]}),
+                         **kw) == 0
+    assert made == [] and sorted(r.host for r in staged if r.changed) == ["h1", "h2"]
+    assert (tmp_path / "d/h1/etc/f1.conf").read_text() == "changed\n"

@@ -65,6 +65,9 @@ class Mode:
     #: the health check: commands run for each host that changed, after its postcmd
     checks: tuple[str, ...] = ()
     check_timeout: float = 30.0
+    #: a dry run's or check's results carry the host's part of a saved plan (a digest
+    #: of every file it gets); False where they are thrown away (a rollout's first look)
+    saved: bool = True
 
 
 @dataclass
@@ -188,7 +191,7 @@ def _report_drift(job: Job, plan: HostPlan, mode: Mode) -> HostResult:
         mode.out(f"  {label}: drift: {line}")
     pending = len(plan.puts) + len(plan.deletes)
     mode.out(f"  {label}: {len(plan.drift)} drifted, {pending} to sync")
-    return _result(job, plan, "checked")
+    return _result(job, plan, "checked", doc=mode.saved)
 
 
 def _print_plan(job: Job, plan: HostPlan, mode: Mode) -> HostResult:
@@ -200,7 +203,7 @@ def _print_plan(job: Job, plan: HostPlan, mode: Mode) -> HostResult:
         _print_deletes(label, plan, mode.out, "delete")
         mode.out(f"  {label}: would put {len(plan.puts)}, delete {len(plan.deletes)}, "
                  f"{plan.unchanged} unchanged ({shown_url(job.url)})")
-    return _result(job, plan, "dry run")
+    return _result(job, plan, "dry run", doc=mode.saved)
 
 
 def _print_diffs(dest: Destination, job: Job, plan: HostPlan, masked: Callable[[str], str],

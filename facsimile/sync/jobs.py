@@ -193,7 +193,7 @@ def _staged(jobs: list[Job], rollout: Rollout, engine: Engine, deploy: Mapping[s
     change made), then the waves over the hosts with something to do (or a
     health check owed, or a failure), the engine running each wave; a host with
     nothing to do is done after that one look, as in a sync without waves."""
-    look = replace(mode, dry_run=True, quiet=True)
+    look = replace(mode, dry_run=True, quiet=True, saved=False)  # its plans are not kept
     first = {r.label: r for r in engine.run(jobs, partial(_runner_for, deploy, values, look),
                                             out)}
     def todo(j: Job) -> bool:
