@@ -173,7 +173,8 @@ def test_a_put_goes_gzipped_where_the_host_has_gzip_else_plain(
     files = _build(tmp_path / "BUILD", 500)
     base = tmp_path / "dest"
     deploy = sshd.deploy(str(base))
-    dest = open_destination(deploy["url"].replace("{host}", "h1"), deploy, "app/h1")
+    host = "h1" if has_gzip else "nogzip"  # its connection stays marked for the process
+    dest = open_destination(deploy["url"].replace("{host}", host), deploy, f"app/{host}")
     sent: list[tuple[bool, int, int]] = []  # (gzipped, bytes sent, archive)
     real_read, real_tail = TarStream.read, TarStream.tail
     counted: dict[int, int] = {}
@@ -202,12 +203,18 @@ def test_a_put_goes_gzipped_where_the_host_has_gzip_else_plain(
     try:
         stamp = dest._put_tar(files)
         assert dest.gzip is has_gzip  # learnt from the host's answer
+        again = open_destination(deploy["url"].replace("{host}", host) + "/b", deploy,
+                                 f"app/{host}")
+        try:  # another target on that host's connection knows it already
+            assert again.fs is dest.fs and again.gzip is has_gzip
+        finally:
+            again.close()
     finally:
         dest.close()
     assert stamp is not None and stamp.isdigit()
-    assert _files(base / "h1") == sorted(f.rel for f in files)
+    assert _files(base / host) == sorted(f.rel for f in files)
     for f in files:
-        assert (base / "h1" / f.rel).read_bytes() == Path(f.path).read_bytes()
+        assert (base / host / f.rel).read_bytes() == Path(f.path).read_bytes()
     gzipped, size, archive = sent[-1]
     assert gzipped is has_gzip  # without gzip: after a first try the host turned down
     assert len(sent) == 1 or not has_gzip

@@ -81,7 +81,6 @@ class SSHDestination(SFTPWrites, Destination):
     runs_commands = True
     tar = True  # deploy.ssh.tar: false for hosts without tar and find
     by_command = False  # whether the survey read the host with a command (see survey)
-    gzip = True  # whether a put's tar goes gzipped (False once the host had no gzip)
     _kept: Any = None  # the survey's shell, waiting for a put's command (see _survey_kept)
 
     def survey(self, records: list[str], roots: list[str], digests: list[str],
@@ -221,6 +220,12 @@ class SSHDestination(SFTPWrites, Destination):
             progress(f.size)
         return {f.rel: Entry(f.size, stamp, f.mode) for f in files}
 
+    @property
+    def gzip(self) -> bool:
+        """Whether a put's tar goes gzipped: False once the host said it has no gzip
+        (kept with the connection, for every target and instance on the host)."""
+        return not getattr(self.fs, "facsimile_plain", False)
+
     def _put_tar(self, files: list[LocalFile]) -> str | None:
         """Unpack one tar of ``files`` on the host, each file to its temporary name
         next to its place, every mtime one second before the host's clock (the
@@ -229,11 +234,11 @@ class SSHDestination(SFTPWrites, Destination):
         once; a streamed tar (:class:`~.sshwire.TarStream`) only after the token
         that says it was made whole. The tar goes gzipped where the host has
         ``gzip`` (one without says so before it reads anything, and gets it plain
-        from then on). That mtime, or None if the host could not
+        from then on, over this connection). That mtime, or None if the host could not
         unpack it (or the tar here failed)."""
         stamp = self._put_tar_once(files, self.gzip)
         if stamp is _NO_GZIP:
-            self.gzip = False
+            self.fs.facsimile_plain = True
             stamp = self._put_tar_once(files, False)
         return None if stamp is _NO_GZIP else stamp
 
