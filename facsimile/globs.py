@@ -9,7 +9,7 @@ pattern that would reach outside the destination.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .errors import SyncError
 
@@ -41,6 +41,16 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 def matches(rel: str, patterns: Iterable[re.Pattern[str]]) -> bool:
     """Whether the relative path ``rel`` matches any of ``patterns``."""
     return any(p.match(rel) for p in patterns)
+
+
+def matcher(patterns: Iterable[re.Pattern[str]]) -> Callable[[str], bool] | None:
+    """One test of a path against all of ``patterns`` at once (``matches`` with
+    one regular expression); None when there are none."""
+    found = [p.pattern for p in patterns]
+    if not found:
+        return None
+    one = re.compile(found[0] if len(found) == 1 else "|".join(f"(?:{p})" for p in found))
+    return lambda rel: one.match(rel) is not None
 
 
 def check_pattern(pattern: str, what: str) -> None:

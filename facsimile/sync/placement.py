@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from ..define.names import host_problem
 from ..errors import SyncError
-from ..globs import check_pattern, glob_regex, matches
+from ..globs import check_pattern, glob_regex, matcher, matches
 from .host import Job
 from .urls import DEFAULT_URL, fill
 
@@ -43,15 +43,18 @@ def chosen(tname: str, spec: Mapping[str, Any], files: Mapping[str, Any],
            host_of: Mapping[str, str]) -> dict[str, Any]:
     """The files of the build that host ``values["host"]`` of target ``tname`` gets."""
     regexes = []
-    for p in list((spec or {}).get("files") or ["**"]):
+    patterns = list((spec or {}).get("files") or ["**"])
+    for p in patterns:
         check_pattern(p, f"targets.{tname}.files pattern")
         filled = fill(p, values) if "{" in p else p
         check_pattern(filled, f"targets.{tname}.files pattern")
         regexes.append(glob_regex(filled))
     host = values["host"]
+    take = None if "**" in patterns else matcher(regexes)  # None: every file
+    skip = matcher(exclude)
     return {rel: f for rel, f in files.items()
-            if host_of.get(rel, host) == host and matches(rel, regexes)
-            and not matches(rel, exclude)}
+            if (not host_of or host_of.get(rel, host) == host)
+            and (take is None or take(rel)) and (skip is None or not skip(rel))}
 
 
 def place(*, instance: str, project: str, root: Path, deploy: Mapping[str, Any],
