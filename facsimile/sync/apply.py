@@ -83,6 +83,8 @@ def _write_pending(dest: Destination, plan: HostPlan) -> None:
 def _remove_leftovers(dest: Destination, plan: HostPlan) -> None:
     """Remove temporary files a killed sync left in the folders written to (the
     plan's listing showed them)."""
+    if not plan.leftovers:
+        return
     folders = {posixpath.dirname(rel)
                for rel in (*(p.file.rel for p in plan.puts), *plan.pending)}
     leftovers = [rel for rel in plan.leftovers if posixpath.dirname(rel) in folders]

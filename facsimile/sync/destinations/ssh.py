@@ -83,15 +83,14 @@ class SSHDestination(TarPuts, Destination):
         self.by_command = self.tar and (bool(digests) or expected >= COMMAND_SURVEY_FROM)
         if not self.by_command:
             return self._sync(lambda: self._survey_sftp(records, roots, digests, folders))
-        mark, script = survey_script(records, roots, bool(digests))
-        command = f"cd {shlex.quote(self.base)} 2>/dev/null && {{ {script}; }}; true"
+        mark, command = survey_script(self.base, records, roots, bool(digests))
         if digests:  # their paths go on its stdin
             result = self.fs.execute(command, check=False, encoding=None,
                                      input="\0".join(digests).encode())
             out = bytes(result.stdout or b"")
         else:
             out = self._sync(lambda: self._survey_kept(command))
-        read, listing, self.clock, summed = split_survey(out, mark, records)
+        read, listing, self.clock, summed, self.perl = split_survey(out, mark, records)
         self.folders = folders_of(listing)
         return Survey(read, listing,
                       {r: summed.get(r) for r in digests if r in listing})
@@ -159,9 +158,10 @@ class SSHDestination(TarPuts, Destination):
         stamp = self._put_tar(files) if self.tar and len(files) >= TAR_THRESHOLD else None
         if stamp is None:
             return self._put_sftp(files, progress)
-        for f in files:
-            progress(f.size)
-        return {f.rel: Entry(f.size, stamp, f.mode) for f in files}
+        progress(sum(f.size for f in files))
+        seen: dict[tuple[int, int], Entry] = {}  # one Entry per size and mode (frozen)
+        return {f.rel: seen.get((f.size, f.mode)) or seen.setdefault(
+            (f.size, f.mode), Entry(f.size, stamp, f.mode)) for f in files}
 
     def keep_copies(self, pairs: list[tuple[str, str]]) -> None:
         """SFTP hard links (``hardlink@openssh.com``), all at once: no copy, the mode kept."""

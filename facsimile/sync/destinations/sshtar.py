@@ -14,11 +14,20 @@ import contextlib
 import posixpath
 import secrets
 import shlex
+from collections import Counter
 from typing import Any
 
 from ..scan import LocalFile
 from .base import TMP_SUFFIX, tmp_name
-from .sshwire import GZIP_WBITS, PUT_LIST, RENAMES, TarStream, tar_bytes
+from .sshwire import (
+    GZIP_WBITS,
+    PUT_LIST,
+    RENAMES,
+    TarStream,
+    new_roots,
+    root_transforms,
+    tar_bytes,
+)
 from .sshwrites import SFTPWrites
 
 NO_GZIP = "facsimile:no-gzip"  # what a put's command prints on a host without gzip
@@ -31,6 +40,16 @@ class TarPuts(SFTPWrites):
 
     base: str
     _kept: Any = None  # the survey's shell, waiting for a put's command (see _survey_kept)
+    perl = False  # whether the survey (a command) saw perl on the host
+
+    def _unpacked_to(self, folder: str, roots: list[str]) -> str:
+        """Where a put unpacks the files of ``folder`` (relative): below the
+        temporary name of the new root it lies in (see ``new_roots``), else there."""
+        for root in roots:
+            if folder == root or folder.startswith(root + "/"):
+                folder = tmp_name(root) + folder[len(root):]
+                break
+        return self.path(folder) if folder else self.base
 
     async def _survey_kept(self, command: str) -> bytes:
         """What the survey ``command`` printed, its shell kept waiting for one more
@@ -100,31 +119,40 @@ class TarPuts(SFTPWrites):
         return None if stamp is _NO_GZIP else stamp
 
     def _put_tar_once(self, files: list[LocalFile], gzip: bool) -> Any:
-        dirs = sorted({posixpath.dirname(self.path(f.rel)) for f in files}
-                      | {self.path(".facsimile")})
+        known = None if self.clock is None else self.clock - 1
+        # a folder new to the host goes whole to its temporary name and in with one
+        # rename (perl, which the survey saw, makes the choice again on the host)
+        held = Counter(posixpath.dirname(f.rel) for f in files)
+        roots = new_roots(held, self.folders) if self.perl and known is not None else []
+        dirs = sorted({self._unpacked_to(d, roots) for d in held} | {self.path(".facsimile")})
         rename = f"s,\\([^/]*\\)$,.\\1{TMP_SUFFIX},"
         # the folders first (the umask of the host); then each file is made under
         # umask 077 before tar sets its own mode: a secret is never readable by others
         temps = ("find " + " ".join(shlex.quote(d) for d in dirs) + " -maxdepth 1 -type f "
                  f"-name '.*{TMP_SUFFIX}' -exec")
         listed = shlex.quote(tmp_name(PUT_LIST))
-        known = None if self.clock is None else self.clock - 1
+        whole = " ".join(shlex.quote(self.path(tmp_name(r))) for r in roots)
         stream = TarStream.start(files, known, compress=gzip)
         token = secrets.token_hex(16)
-        undo = f"{{ {temps} rm -f {{}} +; exit 1; }}"
+        undo = f"{{ {temps} rm -f {{}} +; {f'rm -rf -- {whole}; ' if roots else ''}exit 1; }}"
+        renames = (f"perl -e {shlex.quote((RENAMES % TMP_SUFFIX).replace(chr(10), ' '))} "
+                   f"{listed}{''.join(' ' + shlex.quote(r) for r in roots)}")
         # a tar that fails (a full disk) leaves no partial file behind to fill it;
         # nor does a streamed one whose making failed here (no token after it)
-        lines = ["set -e", "mkdir -p -- " + " ".join(shlex.quote(d) for d in dirs),
+        lines = ["set -e", *([f"rm -rf -- {whole}"] if roots else []),  # a killed put's
+                 "mkdir -p -- " + " ".join(shlex.quote(d) for d in dirs),
                  f"cd {shlex.quote(self.base)}",
                  f"t={known}" if known is not None else "t=$(( $(date +%s) - 1 ))",
-                 f"(umask 077 && tar --no-same-owner --transform {shlex.quote(rename)} -xpf -)"
-                 f" || {undo}",
+                 "(umask 077 && tar --no-same-owner "
+                 + " ".join(f"--transform {shlex.quote(e)}"
+                            for e in [rename, *root_transforms(roots)])
+                 + f" -xpf -) || {undo}",
                  *([] if stream is None else
                    [f'IFS= read -r go || go=; [ "$go" = {token} ] || {undo}']),
                  *([] if known is not None else [f"{temps} touch -d @$t {{}} +"]),
                  "printf %s $t",
-                 f"if command -v perl >/dev/null 2>&1; then {RENAMES % TMP_SUFFIX} {listed};"
-                 " printf ' renamed'; fi"]
+                 f"if command -v perl >/dev/null 2>&1; then {renames}; printf ' renamed';"
+                 + (f" else {undo}; fi" if roots else " fi")]
         command = "sh -c " + shlex.quote("; ".join(lines))
         if gzip:  # the whole stream, token and all, through the host's gzip
             command = (f"command -v gzip >/dev/null 2>&1 || {{ echo {NO_GZIP}; exit 1; }}; "

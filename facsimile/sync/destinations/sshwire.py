@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import posixpath
+import re
 import secrets
 import shlex
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 
 from ...errors import SyncError
 from ..scan import LocalFile
-from .base import Entry
+from .base import TMP_SUFFIX, Entry, tmp_name
 
 LISTED = "'%s %T@ %m %p\\0'"  # find -printf: size, mtime, mode, path
 
@@ -64,31 +65,36 @@ def parse_sums(text: str) -> dict[str, str]:
     return out
 
 
-def survey_script(records: list[str], roots: list[str], digests: bool) -> tuple[str, str]:
-    """The one command that reads a host (run in its base, the paths of the files
-    to digest on its stdin when ``digests``): each record, the listing of
-    ``roots``, the host's clock and the digests, each part after a random marker
-    that no file holds. The marker, and the command."""
+def survey_script(base: str, records: list[str], roots: list[str],
+                  digests: bool) -> tuple[str, str]:
+    """The one command that reads a host (the paths of the files to digest on its
+    stdin when ``digests``): each record, the listing of ``roots`` (both read in
+    ``base``: none where there is no base yet), the host's clock (and whether it
+    has perl) and the digests, each part after a random marker that no file
+    holds. The marker, and the command."""
     mark = secrets.token_hex(16)
-    parts = [f"if [ -f {shlex.quote(r)} ]; then printf 1; cat {shlex.quote(r)}; fi"
+    parts = [f"if $here && [ -f {shlex.quote(r)} ]; then printf 1; cat {shlex.quote(r)}; fi"
              for r in records]
-    parts.append(f"{{ {finds(roots)}; }} 2>/dev/null")
-    parts.append("date +%s")
+    parts.append(f"$here && {{ {finds(roots)}; }} 2>/dev/null")
+    parts.append("date +%s; command -v perl >/dev/null 2>&1 && echo perl")
     if digests:
-        parts.append("xargs -0 -r sha256sum -- 2>/dev/null")
-    return mark, "; ".join(f"printf %s {mark}; {p}" for p in parts)
+        parts.append("$here && xargs -0 -r sha256sum -- 2>/dev/null")
+    return mark, (f"if cd {shlex.quote(base)} 2>/dev/null; then here=:; else here=false; fi; "
+                  + "; ".join(f"printf %s {mark}; {p}" for p in parts) + "; true")
 
 
 def split_survey(out: bytes, mark: str, records: list[str]) -> tuple[
-        dict[str, bytes | None], dict[str, Entry], int | None, dict[str, str]]:
+        dict[str, bytes | None], dict[str, Entry], int | None, dict[str, str], bool]:
     """What ``survey_script`` printed: each record's bytes (None: not there), the
-    listing, the host's clock (None if unreadable) and the digests."""
+    listing, the host's clock (None if unreadable), the digests, and whether the
+    host has perl."""
     parts = out.split(mark.encode())[1:]
     parts += [b""] * (len(records) + 3 - len(parts))
     got = {r: (parts[i][1:] if parts[i][:1] == b"1" else None) for i, r in enumerate(records)}
     text = [part.decode(errors="replace") for part in parts[len(records):]]
-    clock = int(text[1]) if text[1].strip().isdigit() else None
-    return got, parse_listing(text[0]), clock, parse_sums(text[2])
+    said = text[1].split()
+    clock = int(said[0]) if said and said[0].isdigit() else None
+    return got, parse_listing(text[0]), clock, parse_sums(text[2]), "perl" in said[1:]
 
 
 def folders_of(listing: Mapping[str, Entry]) -> frozenset[str]:
@@ -104,11 +110,69 @@ def folders_of(listing: Mapping[str, Entry]) -> frozenset[str]:
 
 #: the tar member that names the files of a put, one after the other (see ``tar_bytes``)
 PUT_LIST = ".facsimile/put-list"
-#: renames each file the put list names from its temporary name into place, in
-#: one process on the host (perl: most hosts have it); then removes the list
-RENAMES = ("perl -e 'open(my $f, \"<\", $ARGV[0]) or die \"$ARGV[0]: $!\\n\"; local $/ = \"\\0\"; "
-           "while (my $rel = <$f>) { chomp $rel; (my $tmp = $rel) =~ s{([^/]*)$}{.$1%s}; "
-           "rename($tmp, $rel) or die \"$rel: $!\\n\" } unlink $ARGV[0]'")
+#: the perl program that renames each file the put list (its first argument) names,
+#: one after the other, from its temporary name into place, in one process on the
+#: host (most hosts have perl); then removes the list. Its other arguments are the
+#: put's new folders (see ``new_roots``): each one unpacked whole at its own
+#: temporary name, renamed in at once where it is still not there, else each of
+#: its files renamed into it (its folders made first) and the rest removed.
+RENAMES = r"""use File::Path qw(make_path remove_tree);
+my ($list, @roots) = @ARGV;
+sub tmp { (my $t = $_[0]) =~ s{([^/]*)$}{.$1%s}; $t }
+my %%whole = map { ($_ => !(-e $_ || -l $_)) } @roots;
+open(my $f, "<", $list) or die "$list: $!\n";
+local $/ = "\0";
+my %%moved;
+while (my $rel = <$f>) {
+  chomp $rel;
+  my ($root, $up) = (undef, $rel);
+  if (@roots) { while ($up =~ s{/[^/]*$}{}) { if (exists $whole{$up}) { $root = $up; last } } }
+  if (!defined $root) { rename(tmp($rel), $rel) or die "$rel: $!\n" }
+  elsif ($whole{$root}) { $moved{$root}++ or rename(tmp($root), $root) or die "$root: $!\n" }
+  else {
+    (my $dir = $rel) =~ s{/[^/]*$}{};
+    make_path($dir);
+    rename(tmp($root) . substr($rel, length $root), $rel) or die "$rel: $!\n";
+  }
+}
+unlink $list;
+remove_tree(map { tmp($_) } grep { !$whole{$_} } @roots);
+"""
+
+#: at most this many new folders of one put are unpacked whole (``new_roots``):
+#: each is one more expression of the host tar's ``--transform``, tried on every name
+NEW_ROOTS_MAX = 16
+_PLAIN_PATH = re.compile(r"[\w.+@=,-]+(/[\w.+@=,-]+)*")  # nothing a sed expression reads
+
+
+def new_roots(held: Mapping[str, int], folders: frozenset[str]) -> list[str]:
+    """The highest folders of a put's files (``held``: how many each folder of
+    them holds) that hold no file the survey listed (``folders``, see
+    ``folders_of``): each is new to the host (or an empty folder), so that all
+    its files can be unpacked below its temporary name and renamed in with one
+    rename, not one per file. At most ``NEW_ROOTS_MAX`` of them, those with the
+    most files; never ``.facsimile``; only names that need no quoting in a sed
+    expression."""
+    counts: dict[str, int] = {}
+    for d, n in held.items():
+        if not d or d in folders:
+            continue
+        root = d
+        while (up := posixpath.dirname(root)) and up not in folders:
+            root = up
+        if root.split("/", 1)[0] != ".facsimile" and _PLAIN_PATH.fullmatch(root):
+            counts[root] = counts.get(root, 0) + n
+    return sorted(sorted(counts, key=lambda r: -counts[r])[:NEW_ROOTS_MAX])
+
+
+def root_transforms(roots: list[str]) -> list[str]:
+    """The host tar's ``--transform`` expressions (after the one that gives every
+    file its temporary name) that move each file below one of the new ``roots``
+    to its plain name below that root's temporary name."""
+    dot = r"\."
+    suffix = TMP_SUFFIX.replace(".", dot)
+    return [rf"s|^{root.replace('.', dot)}/\(\(.*/\)\{{0,1\}}\)\.\([^/]*\){suffix}$"
+            rf"|{tmp_name(root)}/\1\3|" for root in roots]
 
 
 def _put_list(files: list[LocalFile], mtime: int | None) -> tuple[bytes, bytes]:
