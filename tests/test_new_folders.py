@@ -109,7 +109,8 @@ def test_a_put_of_new_folders_puts_every_file_in_place(
 def _renames(base: Path, rels: list[str], roots: list[str]) -> None:
     """Run the host's rename program (real perl) in ``base`` over ``rels``."""
     (base / "list").write_bytes(b"\0".join(r.encode() for r in rels))
-    subprocess.run(["perl", "-e", RENAMES % TMP_SUFFIX, "list", *roots], cwd=base, check=True)
+    subprocess.run(["perl", "-e", RENAMES % TMP_SUFFIX, "list", "", "", *roots], cwd=base,
+                   check=True)
 
 
 def test_the_renames_move_a_new_folder_in_whole(tmp_path: Path) -> None:
@@ -137,3 +138,33 @@ def test_a_new_folder_made_meanwhile_gets_its_files_one_by_one(tmp_path: Path) -
     assert (tmp_path / "app/theirs.txt").read_text() == "made after the survey"
     assert [(tmp_path / r).read_text() for r in rels] == ["a", "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app"]
+
+
+def test_the_renames_put_the_pending_record_first_and_the_manifest_last(
+        tmp_path: Path) -> None:
+    """The records a put holds besides its files: the pending record is in place
+    before any file is, the manifest only once every file is, then the pending
+    record goes. A rename that fails half way leaves the pending record in
+    place (the next sync learns of every file this one may have put) and the
+    old manifest."""
+    pending, manifest = ".facsimile/pending.json", ".facsimile/manifest.json"
+
+    def run(base: Path, rels: list[str], missing: str) -> int:
+        (base / ".facsimile").mkdir(parents=True)
+        (base / manifest).write_bytes(b"old")
+        for rel, data in ((pending, b"P"), (manifest, b"M"), *((r, r.encode()) for r in rels)):
+            if rel != missing:
+                (base / tmp_name(rel)).write_bytes(data)
+        (base / "list").write_bytes(b"\0".join(r.encode() for r in rels))
+        return subprocess.run(["perl", "-e", RENAMES % TMP_SUFFIX, "list", pending, manifest],
+                              cwd=base, capture_output=True).returncode
+
+    ok = tmp_path / "ok"
+    assert run(ok, ["a.conf", "b.conf"], "") == 0
+    assert (ok / manifest).read_bytes() == b"M" and not (ok / pending).exists()
+    assert (ok / "a.conf").read_bytes() == b"a.conf" and (ok / "b.conf").exists()
+    assert not (ok / "list").exists() and not list(ok.rglob(f"*{TMP_SUFFIX}"))
+    cut = tmp_path / "cut"
+    assert run(cut, ["a.conf", "b.conf"], "b.conf") != 0
+    assert (cut / pending).read_bytes() == b"P" and (cut / "a.conf").exists()
+    assert (cut / manifest).read_bytes() == b"old"

@@ -217,3 +217,114 @@ def test_connections_left_unused_beyond_the_kept_ones_are_closed(
     assert counted.connections == 0
     push(tmp_path, sshd, build, hosts=hosts[:1], jobs=1)  # closed: connects again
     assert counted.connections == 1
+
+
+def test_a_first_sync_of_many_files_puts_its_records_with_them(
+        tmp_path: Path, sshd: SSHServer, counted: Counts,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first sync of a host read with one command (its clock and perl known):
+    the pending record and the manifest go in the tar stream with the files
+    and the host's perl renames them in, around the files; no record is written
+    over SFTP. The manifest it leaves is the one the SFTP way writes: each
+    file's digest and mode, and its size and mtime as the host shows them."""
+    import json
+    import os
+
+    from facsimile.sync.destinations.sshwrites import SFTPWrites
+    from facsimile.sync.scan import scan_build
+
+    monkeypatch.setattr(ssh, "COMMAND_SURVEY_FROM", 50)
+    written: list[str] = []
+    real = SFTPWrites._write_async
+
+    async def write(self: SFTPWrites, rel: str, *args: object) -> object:
+        written.append(rel)
+        return await real(self, rel, *args)
+
+    monkeypatch.setattr(SFTPWrites, "_write_async", write)
+    build = tmp_path / "BUILD/dev"
+    make_build(build, 120)
+    (build / "etc/d0/f0.conf").chmod(0o600)
+    push(tmp_path, sshd, build)
+    assert counted.execs == 1 and written == [], (counted.commands, written)
+    host = tmp_path / "dest/h1"
+    doc = json.loads((host / ".facsimile/manifest.json").read_text())
+    files = scan_build(build)
+    assert set(doc["files"]) == set(files)
+    for rel, f in files.items():
+        st = os.stat(host / rel)
+        assert doc["files"][rel] == {"digest": f.digest, "mode": f.mode, "size": st.st_size,
+                                     "mtime": str(int(st.st_mtime))}, rel
+    assert os.stat(host / ".facsimile/manifest.json").st_mode & 0o777 == 0o600
+    assert not (host / ".facsimile/pending.json").exists()
+    assert not [p for p in host.rglob("*") if "facsimile-tmp" in p.name or p.name == "put-list"]
+    # the next sync finds nothing to do, and a change goes the SFTP way again
+    reset(counted)
+    push(tmp_path, sshd, build)
+    assert written == [] and counted.requests == 0
+    (build / "etc/d1/f1.conf").write_text("changed\n")
+    push(tmp_path, sshd, build)
+    assert ".facsimile/manifest.json" in written and ".facsimile/pending.json" in written
+
+
+def _cached_push(tmp: Path, server: SSHServer, build: Path, port: int | None = None) -> list[str]:
+    """A sync as ``facs sync`` runs it, with the build's digests kept (a scan cache
+    that knows the build's files: the sync then warms the hosts while it scans)."""
+    from facsimile.build.digests import JsonCache
+
+    deploy = server.deploy(str(tmp / "dest"))
+    if port is not None:
+        deploy["url"] = deploy["url"].replace(f":{server.port}/", f":{port}/")
+    outs: list[str] = []
+    cache = JsonCache(tmp / "scan-dev.json", lambda: b"k" * 32)
+    cache.update({f"old{i}": [] for i in range(ssh.COMMAND_SURVEY_FROM)})  # the last scan's
+    sync_instance(instance="dev", project="rt", root=tmp, build_dir=build, deploy=deploy,
+                  targets={"app": {"hosts": ["h1"]}}, out=outs.append, scan_cache=cache)
+    return outs
+
+
+def test_a_host_s_shell_starts_while_the_build_is_scanned(
+        tmp_path: Path, sshd: SSHServer, counted: Counts,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shell of the host's survey (its login shell's start is the slowest
+    part of it) is started while the build is scanned, and the survey and the put
+    go to it: one command on the host in all."""
+    import threading
+
+    from facsimile.sync import jobs
+
+    monkeypatch.setattr(ssh, "COMMAND_SURVEY_FROM", 50)
+    started = threading.Event()
+    start = asyncssh.SSHClientConnection.create_process
+
+    async def starting(self: asyncssh.SSHClientConnection, *args: object, **kwargs: object):
+        started.set()
+        return await start(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncssh.SSHClientConnection, "create_process", starting)
+    scan = jobs.scan_build
+
+    def slow_scan(*args: object) -> object:  # the scan waits for the shell (10 s at most)
+        assert started.wait(10), "no shell was started while the build was scanned"
+        return scan(*args)
+
+    monkeypatch.setattr(jobs, "scan_build", slow_scan)
+    build = tmp_path / "BUILD/dev"
+    make_build(build, 120)
+    outs = _cached_push(tmp_path, sshd, build)
+    assert any("120 put" in line for line in outs), outs
+    assert counted.connections == 1 and counted.execs == 1, counted.commands
+    assert counted.commands[0] == 'IFS= read -r next || exit 0; eval "$next"'
+    assert len(list((tmp_path / "dest/h1/etc").rglob("*.conf"))) == 120
+
+
+def test_a_host_that_cannot_be_reached_is_tried_once(
+        tmp_path: Path, sshd: SSHServer, counted: Counts) -> None:  # noqa: F811
+    """The warm-up's failure to connect is the job's: one attempt, one message."""
+    from servers import free_port
+
+    build = tmp_path / "BUILD/dev"
+    make_build(build, 60)
+    outs = _cached_push(tmp_path, sshd, build, port=free_port())  # nothing listens there
+    assert counted.connections == 1, outs
+    assert any("app/h1" in line and "cannot connect" in line for line in outs), outs

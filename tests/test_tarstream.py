@@ -152,8 +152,9 @@ def test_a_host_that_stops_reading_ends_the_streamed_put(
     started: list[TarStream] = []
     real = TarStream.start
 
-    def start(files: list, mtime: int | None, compress: bool = False) -> TarStream | None:
-        started.append(real(files, mtime, compress))
+    def start(files: list, mtime: int | None, compress: bool = False,
+              records: tuple = ()) -> TarStream | None:
+        started.append(real(files, mtime, compress, records))
         return started[-1]
 
     monkeypatch.setattr(TarStream, "start", staticmethod(start))

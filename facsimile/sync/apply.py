@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import generations, killpoints
-from .destinations.base import Destination
+from .destinations.base import Destination, Entry
 from .manifest import MANIFEST, OWNER, PENDING, document, record
 from .planner import HostPlan
 
@@ -38,46 +38,77 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
     any earlier pending record and every planned put: should this sync be killed
     before its manifest, the next one still knows each file it may have put
     (and deletes it if the build no longer has it). Temporary files a killed
-    sync left in the folders written to are removed.
+    sync left in the folders written to are removed. Where nothing else changes
+    at the destination before the puts or after them, a backend that can
+    (ssh) puts both records with the files, in the same order, in one go.
     """
     progress = _Progress(plan, out)
-    if plan.puts:
-        _write_pending(dest, plan)
+    keeping = keep is not None and bool(keep.keep) and plan.changes
+    # where nothing changes at the destination before the puts (no generation keeps
+    # anything) and nothing after them but the records (no delete), a backend may
+    # put the records with the files in one go (see Destination.put_recorded)
+    together = bool(plan.puts) and not plan.deletes and not (
+        keeping and generations.keeps_any(plan))
+    pending = _pending(plan) if plan.puts else b""
+    if plan.puts and not together:
+        dest.write_bytes(PENDING, pending)
     _remove_leftovers(dest, plan)
-    made = generations.keep_before(dest, plan, keep) \
-        if keep is not None and keep.keep and plan.changes else None
+    made = generations.keep_before(dest, plan, keep) if keeping else None
     killpoints.reached("kept")
-    seen = dict(plan.seen)
-    if plan.puts:
-        after = dest.put_many([p.file for p in plan.puts], progress)
-        for p in plan.puts:  # what the next quick check compares
-            if p.file.rel in after:
-                seen[p.file.rel] = after[p.file.rel]
-            else:
-                seen.pop(p.file.rel, None)
-    if plan.deletes:
-        dest.delete_many(plan.deletes)
-    # every selected file is now in place: that is what facsimile owns here
-    manifest = {rel: record(f, seen.get(rel)) for rel, f in plan.files.items()}
     meta = {k: v for k, v in (plan.meta if meta is None else meta).items() if v is not None}
     meta.update({k: v for k, v in plan.meta.items() if k not in OWNER})  # the generations
     if made is not None:
         meta.update(generations.meta_after(plan, keep, made, meta.get("serial")))
-    killpoints.reached("manifest")
-    if plan.changes or manifest != plan.manifest or meta != plan.meta:
-        dest.write_bytes(MANIFEST, document(manifest, meta))
-    if plan.puts or plan.pending:
-        dest.remove(PENDING)
+    seen = dict(plan.seen)
+    written = False  # whether the manifest went with the puts
+    if plan.puts:
+        files = [p.file for p in plan.puts]
+        after = dest.put_recorded(files, progress, (PENDING, pending), (
+            MANIFEST, lambda after: document(_manifest(plan, _seen_after(plan, seen, after)),
+                                             meta))) if together else None
+        written = after is not None
+        if not written:
+            if together:
+                dest.write_bytes(PENDING, pending)
+            after = dest.put_many(files, progress)
+        seen = _seen_after(plan, seen, after)
+    if plan.deletes:
+        dest.delete_many(plan.deletes)
+    if not written:
+        manifest = _manifest(plan, seen)
+        killpoints.reached("manifest")
+        if plan.changes or manifest != plan.manifest or meta != plan.meta:
+            dest.write_bytes(MANIFEST, document(manifest, meta))
+        if plan.puts or plan.pending:
+            dest.remove(PENDING)
     if made is not None:
         generations.prune(dest, plan.meta, meta)
     return progress.sent
 
 
-def _write_pending(dest: Destination, plan: HostPlan) -> None:
-    """Record every file this sync or an earlier, killed one may have put."""
+def _seen_after(plan: HostPlan, seen: dict[str, Entry],
+                after: Mapping[str, Entry]) -> dict[str, Entry]:
+    """``seen`` (what the survey showed) with what the puts left of each file: what
+    the next quick check compares."""
+    out = dict(seen)
+    for p in plan.puts:
+        if p.file.rel in after:
+            out[p.file.rel] = after[p.file.rel]
+        else:
+            out.pop(p.file.rel, None)
+    return out
+
+
+def _manifest(plan: HostPlan, seen: Mapping[str, Entry]) -> dict[str, dict[str, Any]]:
+    """Every selected file, in place: what facsimile owns at the destination now."""
+    return {rel: record(f, seen.get(rel)) for rel, f in plan.files.items()}
+
+
+def _pending(plan: HostPlan) -> bytes:
+    """The pending record: every file this sync or an earlier, killed one may have put."""
     files = {**plan.pending, **plan.manifest}
     files.update({p.file.rel: record(p.file) for p in plan.puts})
-    dest.write_bytes(PENDING, document(files))
+    return document(files)
 
 
 def _remove_leftovers(dest: Destination, plan: HostPlan) -> None:

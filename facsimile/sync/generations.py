@@ -136,6 +136,12 @@ def to_keep(plan: Any) -> list[str]:
     return [*(p.file.rel for p in plan.puts if p.file.rel in plan.seen), *plan.deletes]
 
 
+def keeps_any(plan: Any) -> bool:
+    """Whether ``keep_before`` would keep anything at the destination for ``plan``
+    (what it replaces or deletes, or an earlier manifest)."""
+    return plan.raw is not None or bool(to_keep(plan))
+
+
 def keep_before(dest: Destination, plan: Any, stamp: Stamp) -> int:
     """Keep what the sync of ``plan`` will replace or delete as its generation;
     that generation's number."""

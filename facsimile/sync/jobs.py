@@ -9,6 +9,8 @@ and prints the summary and returns the exit code.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
@@ -23,7 +25,7 @@ from .engines import Engine, ThreadEngine
 from .generations import Stamp, restore
 from .guard import StateStamp
 from .host import HostResult, Job, Mode, run_postcmds, sync_host
-from .placement import jobs_of, place, uncovered
+from .placement import destinations, jobs_of, place, uncovered
 from .rollout import Rollout, run_waves
 from .scan import LocalFile, scan_build
 from .slices import Slice, slice_jobs
@@ -108,6 +110,12 @@ def sync_instance(
     or check takes them all at once), ``wave``: only that wave."""
     if not build_dir.is_dir():
         raise SyncError(f"nothing to sync: {build_dir} does not exist (build it first)")
+    workers = int(deploy.get("jobs") or DEFAULT_JOBS)
+    if engine is None and part is None and scan_cache:  # the hosts synced first, warmed
+        ahead = [(u, t, h) for u, t, h in destinations(instance=instance, project=project,
+                                                       root=root, deploy=deploy, targets=targets)
+                 if (target is None or t == target) and (host is None or h == host)]
+        warm_up(ahead, deploy, len(scan_cache), checksum or repair, workers)
     files = scan_build(build_dir, scan_cache)
     if scan_cache is not None:
         scan_cache.save()
@@ -137,7 +145,7 @@ def sync_instance(
             f"{sum(len(j.files) for j in jobs)} file(s) placed")
     values = {"project": project, "instance": instance, "root": str(root)}
     make_one = partial(_runner_for, deploy, values, mode)
-    engine = engine or ThreadEngine(int(deploy.get("jobs") or DEFAULT_JOBS))
+    engine = engine or ThreadEngine(workers)
     order = {(j.target, j.host): i for i, j in enumerate(jobs)}
     if rollout is None:
         got = list(engine.run(jobs, make_one, out))
@@ -147,6 +155,33 @@ def sync_instance(
     if results is not None:
         results.extend(done)
     return _summary(verb, instance, done, mode)
+
+
+def warm_up(ahead: list[tuple[str, str, str]], deploy: Mapping[str, Any], expected: int,
+            digests: bool, workers: int) -> None:
+    """Open the destinations of the first ``workers`` of ``ahead`` (``(url, target,
+    host)``, the order the jobs run in) and warm each (``Destination.warm``: a
+    host's shell started for its survey of some ``expected`` files), each in a
+    thread of its own, while the caller scans the build. Never an error here: a
+    destination that cannot be opened fails in its job, as before (an ssh host's
+    job gets the warm-up's failure at once, not after a second timeout)."""
+    urls: dict[str, str] = {}
+    for url, target, host in ahead:
+        if len(urls) >= workers:
+            break
+        urls.setdefault(url, f"{target}/{host}")
+
+    def warm(url: str, label: str) -> None:
+        with contextlib.suppress(Exception):
+            dest = open_destination(url, deploy, label, ahead=True)
+            try:
+                dest.warm(expected, digests)
+            finally:
+                dest.close()
+
+    for url, label in urls.items():
+        threading.Thread(target=warm, args=(url, label), daemon=True,
+                         name="facsimile-warm").start()
 
 
 def warn_uncovered(instance: str, rels: list[str], out: Callable[[str], None]) -> None:

@@ -57,26 +57,38 @@ def chosen(tname: str, spec: Mapping[str, Any], files: Mapping[str, Any],
             and (take is None or take(rel)) and (skip is None or not skip(rel))}
 
 
-def place(*, instance: str, project: str, root: Path, deploy: Mapping[str, Any],
-          targets: Mapping[str, Mapping[str, Any]], files: Mapping[str, Any],
-          host_of: Mapping[str, str] | None = None) -> list[Placed]:
-    """Every destination of the instance with the files it gets (no filter)."""
-    exclude = [glob_regex(p) for p in deploy.get("exclude", [])]
-    by_url: dict[str, Placed] = {}
+def destinations(*, instance: str, project: str, root: Path, deploy: Mapping[str, Any],
+                 targets: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """Each host of each target as ``(url, target, host)``, in the order ``place``
+    takes them (the files aside)."""
+    out = []
     for tname, spec in sorted(targets.items()):
         for h in (spec or {}).get("hosts", []):
             problem = host_problem(h)
             if problem:
                 raise SyncError(f"instance {instance}, target {tname}: {problem}")
             values = {"host": h, "instance": instance, "target": tname, "project": project}
-            url = fill(str(deploy.get("url") or DEFAULT_URL),
-                       {**values, "root": quote(str(root), safe="/")})
-            placed = by_url.setdefault(url, Placed(url))
-            if tname not in placed.targets:
-                placed.targets.append(tname)
-            if h not in placed.hosts:
-                placed.hosts.append(h)
-            placed.files.update(chosen(tname, spec, files, exclude, values, host_of or {}))
+            out.append((fill(str(deploy.get("url") or DEFAULT_URL),
+                             {**values, "root": quote(str(root), safe="/")}), tname, h))
+    return out
+
+
+def place(*, instance: str, project: str, root: Path, deploy: Mapping[str, Any],
+          targets: Mapping[str, Mapping[str, Any]], files: Mapping[str, Any],
+          host_of: Mapping[str, str] | None = None) -> list[Placed]:
+    """Every destination of the instance with the files it gets (no filter)."""
+    exclude = [glob_regex(p) for p in deploy.get("exclude", [])]
+    by_url: dict[str, Placed] = {}
+    for url, tname, h in destinations(instance=instance, project=project, root=root,
+                                      deploy=deploy, targets=targets):
+        values = {"host": h, "instance": instance, "target": tname, "project": project}
+        placed = by_url.setdefault(url, Placed(url))
+        if tname not in placed.targets:
+            placed.targets.append(tname)
+        if h not in placed.hosts:
+            placed.hosts.append(h)
+        placed.files.update(chosen(tname, targets[tname], files, exclude, values,
+                                   host_of or {}))
     return list(by_url.values())
 
 

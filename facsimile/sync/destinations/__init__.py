@@ -26,8 +26,10 @@ from . import s3  # noqa: F401
 __all__ = ["Destination", "open_destination"]
 
 
-def open_destination(url: str, deploy: Mapping[str, Any], label: str) -> Destination:
-    """The destination behind ``url`` (already filled in)."""
+def open_destination(url: str, deploy: Mapping[str, Any], label: str,
+                     ahead: bool = False) -> Destination:
+    """The destination behind ``url`` (already filled in); ``ahead``: opened
+    ahead of its use, to be warmed (see ``Destination.warm``)."""
     parts = urlsplit(url)
     scheme = parts.scheme or "file"
     path = unquote(parts.path)
@@ -41,5 +43,5 @@ def open_destination(url: str, deploy: Mapping[str, Any], label: str) -> Destina
     if opener is None:
         known = ", ".join(f"{s}://" for s in PRIMARY)
         raise SyncError(f"unsupported destination scheme {scheme!r} in {shown!r} ({known})")
-    where = Location(url, parts, path, shown, dict(deploy.get("storage_options") or {}))
+    where = Location(url, parts, path, shown, dict(deploy.get("storage_options") or {}), ahead)
     return opener(where, deploy, label)

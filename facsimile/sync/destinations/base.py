@@ -72,6 +72,7 @@ class Location:
     path: str  # the URL's path, unquoted
     shown: str  # the URL fit for messages (password masked)
     options: dict[str, Any]  # deploy.storage_options, for the fsspec filesystem
+    ahead: bool = False  # opened ahead of its use, to be warmed (see Destination.warm)
 
 
 #: ``opener(location, deploy, label)``: the destination behind ``location``
@@ -149,6 +150,26 @@ class Destination:
         rels = [f.rel for f in files]
         after = self.listing(listing_roots(rels))
         return {rel: after[rel] for rel in rels if rel in after}
+
+    def warm(self, expected: int, digests: bool) -> None:
+        """Start what this destination's survey will need, while the caller does
+        other work (scans the build): a sync about to read a destination of some
+        ``expected`` files (``digests``: with their digests) opens it, warms it
+        and closes it; what was started stays with the connection for the next
+        opening in this process. The base has nothing to start."""
+
+    def put_recorded(self, files: list[LocalFile], progress: Callable[[int], None],
+                     first: tuple[str, bytes],
+                     last: tuple[str, Callable[[dict[str, Entry]], bytes]],
+                     ) -> dict[str, Entry] | None:
+        """Put ``files`` as ``put_many`` does, with two records in the same go where
+        the backend can: ``first`` (a path and its bytes: the pending record) in
+        place before any file, ``last`` (the manifest: its bytes made from what a
+        listing will show of each file after the put) after every one, then
+        ``first`` removed. What a listing shows of each file now; None where the
+        backend cannot (this one), having written nothing: the caller then writes
+        the records itself, around ``put_many``."""
+        return None
 
     def send(self, files: list[LocalFile], progress: Callable[[int], None]) -> None:
         """Put each of ``files``, calling ``progress`` with the bytes of each one done."""

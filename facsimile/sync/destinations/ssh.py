@@ -70,6 +70,16 @@ class SSHDestination(TarPuts, Destination):
     runs_commands = True
     tar = True  # deploy.ssh.tar: false for hosts without tar and find
     by_command = False  # whether the survey read the host with a command (see survey)
+    tar_failed = False  # whether a put's tar failed here (see put_recorded)
+
+    def warm(self, expected: int, digests: bool) -> None:
+        """Where the survey will be a command (``expected`` files from
+        ``COMMAND_SURVEY_FROM`` on, or ``digests``): start the host's shell now,
+        waiting for that command's line (see ``_waiting_shell``), so that its start
+        (the user's login shell and its rc files, the slowest part of a survey)
+        is done while the build is scanned."""
+        if self.tar and (digests or expected >= COMMAND_SURVEY_FROM):
+            self._sync(self._waiting_shell)
 
     def survey(self, records: list[str], roots: list[str], digests: list[str],
                expected: int = 0, folders: Iterable[str] = ()) -> Survey:
@@ -79,8 +89,10 @@ class SSHDestination(TarPuts, Destination):
         larger one, or one asked for digests, is read with one command: the
         records, the listing, the host's clock and the digests, each part after
         a random marker that no file holds (a no-op of a large host is that one
-        command, no SFTP request)."""
-        self.by_command = self.tar and (bool(digests) or expected >= COMMAND_SURVEY_FROM)
+        command, no SFTP request); so is any host whose shell was started ahead
+        (``warm``)."""
+        self.by_command = self.tar and (bool(digests) or expected >= COMMAND_SURVEY_FROM
+                                        or self.waiting)
         if not self.by_command:
             return self._sync(lambda: self._survey_sftp(records, roots, digests, folders))
         mark, command = survey_script(self.base, records, roots, bool(digests))
@@ -155,13 +167,34 @@ class SSHDestination(TarPuts, Destination):
         """Many files: one tar stream unpacked to the temporary names, then SFTP
         renames; few files, or no tar on the host: one SFTP put each. Either way
         each file's size, mtime (as set) and mode are known without a listing."""
-        stamp = self._put_tar(files) if self.tar and len(files) >= TAR_THRESHOLD else None
+        stamp = self._put_tar(files) if self._tar_for(files) else None
         if stamp is None:
             return self._put_sftp(files, progress)
         progress(sum(f.size for f in files))
-        seen: dict[tuple[int, int], Entry] = {}  # one Entry per size and mode (frozen)
-        return {f.rel: seen.get((f.size, f.mode)) or seen.setdefault(
-            (f.size, f.mode), Entry(f.size, stamp, f.mode)) for f in files}
+        return _entries(files, stamp)
+
+    def put_recorded(self, files: list[LocalFile], progress: Callable[[int], None],
+                     first: tuple[str, bytes],
+                     last: tuple[str, Callable[[dict[str, Entry]], bytes]],
+                     ) -> dict[str, Entry] | None:
+        """Many files to a host with perl whose clock the survey read: both records
+        go in the tar with them, and the host's perl renames ``first`` in before
+        the files, ``last`` after them, then removes ``first`` (each file's mtime,
+        which the tar sets, is known before). Else None; also when the tar put
+        failed, and the puts that follow go over SFTP."""
+        if not (self._tar_for(files) and self.perl and self.clock is not None):
+            return None
+        after = _entries(files, str(self.clock - 1))
+        stamp = self._put_tar(files, (first, (last[0], last[1](after))))
+        if stamp is None:
+            self.tar_failed = True
+            return None
+        progress(sum(f.size for f in files))
+        return after
+
+    def _tar_for(self, files: list[LocalFile]) -> bool:
+        """Whether ``files`` go to the host as one tar."""
+        return self.tar and not self.tar_failed and len(files) >= TAR_THRESHOLD
 
     def keep_copies(self, pairs: list[tuple[str, str]]) -> None:
         """SFTP hard links (``hardlink@openssh.com``), all at once: no copy, the mode kept."""
@@ -291,7 +324,16 @@ def open_ssh(where: Location, deploy: Mapping[str, Any], label: str) -> Destinat
         kwargs["client_keys"] = [os.path.expanduser(str(ssh["key"]))]
     kwargs.update(where.options)
     # the label is target/host: every target of a host shares its connection
-    fs = connect(SSHFileSystem, str(parts.hostname), kwargs, label.rpartition("/")[2])
+    fs = connect(SSHFileSystem, str(parts.hostname), kwargs, label.rpartition("/")[2],
+                 ahead=where.ahead)
     dest = SSHDestination(fs, where.path or ".", label)
     dest.tar = bool(ssh.get("tar", True))
     return dest
+
+
+def _entries(files: list[LocalFile], stamp: str) -> dict[str, Entry]:
+    """What a listing shows of ``files`` after a tar put set each one's mtime to
+    ``stamp``: one Entry per size and mode (they are frozen)."""
+    seen: dict[tuple[int, int], Entry] = {}
+    return {f.rel: seen.get((f.size, f.mode)) or seen.setdefault(
+        (f.size, f.mode), Entry(f.size, stamp, f.mode)) for f in files}

@@ -23,6 +23,7 @@ from .sshwire import (
     GZIP_WBITS,
     PUT_LIST,
     RENAMES,
+    Records,
     TarStream,
     new_roots,
     root_transforms,
@@ -58,14 +59,17 @@ class TarPuts(SFTPWrites):
         its login shell's start (and rc files) and the client a channel's round
         trips. One kept shell per connection; ``close`` ends it."""
         await self._end_kept()
-        if getattr(self.fs, "facsimile_kept", 0):  # another target's on this connection
+        end = secrets.token_hex(16)
+        line = f"( {command} ); printf '%s\\n' {end}; IFS= read -r next || exit 0; eval \"$next\""
+        proc = await self._take_waiting() if "\n" not in command else None
+        if proc is not None:  # started ahead (see warm): its command as a line
+            proc.stdin.write(line.encode() + b"\n")
+        elif getattr(self.fs, "facsimile_kept", 0):  # another target's on this connection
             async with self.fs._client_lock:
                 return bytes((await self.fs.client.run(command, check=False,
                                                        encoding=None)).stdout or b"")
-        end = secrets.token_hex(16)
-        proc = await self.fs.client.create_process(
-            f"( {command} ); printf '%s\\n' {end}; IFS= read -r next || exit 0; eval \"$next\"",
-            encoding=None)
+        else:
+            proc = await self.fs.client.create_process(line, encoding=None)
         tail, out = f"{end}\n".encode(), bytearray()
         try:  # read to the marker, the last thing it prints before it waits (not with
             while not out.endswith(tail):  # readuntil, which gives up at a full buffer)
@@ -80,6 +84,31 @@ class TarPuts(SFTPWrites):
         self._kept = proc
         self.fs.facsimile_kept = 1
         return bytes(out[:-len(tail)])
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a shell started ahead waits on this connection (see ``warm``)."""
+        return getattr(self.fs, "facsimile_waiting", None) is not None
+
+    async def _waiting_shell(self) -> None:
+        """Start a shell on the host that waits for one command line on its stdin,
+        unless one waits on this connection already: the next survey's command
+        goes to it (``_survey_kept``). Only started here; its start is awaited by
+        that survey."""
+        if not self.waiting:
+            self.fs.facsimile_waiting = asyncio.ensure_future(self.fs.client.create_process(
+                'IFS= read -r next || exit 0; eval "$next"', encoding=None))
+
+    async def _take_waiting(self) -> Any:
+        """The shell started ahead on this connection (no longer waiting for
+        another), once started; None if there is none or it could not start."""
+        started, self.fs.facsimile_waiting = getattr(self.fs, "facsimile_waiting", None), None
+        if started is None:
+            return None
+        try:
+            return await started
+        except Exception:  # (the host refused it): the survey starts its own
+            return None
 
     def _take_kept(self) -> Any:
         """The kept shell, if there is one (it is then no longer kept)."""
@@ -102,7 +131,7 @@ class TarPuts(SFTPWrites):
         (kept with the connection, for every target and instance on the host)."""
         return not getattr(self.fs, "facsimile_plain", False)
 
-    def _put_tar(self, files: list[LocalFile]) -> str | None:
+    def _put_tar(self, files: list[LocalFile], records: Records = ()) -> str | None:
         """Unpack one tar of ``files`` on the host, each file to its temporary name
         next to its place, every mtime one second before the host's clock (the
         survey's, in the tar's headers; else read and set after); then rename them
@@ -110,33 +139,37 @@ class TarPuts(SFTPWrites):
         once; a streamed tar (:class:`~.sshwire.TarStream`) only after the token
         that says it was made whole. The tar goes gzipped where the host has
         ``gzip`` (one without says so before it reads anything, and gets it plain
-        from then on, over this connection). That mtime, or None if the host could not
-        unpack it (or the tar here failed)."""
-        stamp = self._put_tar_once(files, self.gzip)
+        from then on, over this connection). ``records``: the two records that go
+        with the files (see ``RENAMES``: only where the survey saw perl and read
+        the clock). That mtime, or None if the host could not unpack it (or the
+        tar here failed)."""
+        stamp = self._put_tar_once(files, self.gzip, records)
         if stamp is _NO_GZIP:
             self.fs.facsimile_plain = True
-            stamp = self._put_tar_once(files, False)
+            stamp = self._put_tar_once(files, False, records)
         return None if stamp is _NO_GZIP else stamp
 
-    def _put_tar_once(self, files: list[LocalFile], gzip: bool) -> Any:
+    def _put_tar_once(self, files: list[LocalFile], gzip: bool, records: Records) -> Any:
         known = None if self.clock is None else self.clock - 1
+        assert not records or (known is not None and self.perl)
         # a folder new to the host goes whole to its temporary name and in with one
         # rename (perl, which the survey saw, makes the choice again on the host)
         held = Counter(posixpath.dirname(f.rel) for f in files)
         roots = new_roots(held, self.folders) if self.perl and known is not None else []
-        dirs = sorted({self._unpacked_to(d, roots) for d in held} | {self.path(".facsimile")})
+        dirs = sorted({self._unpacked_to(d, roots) for d in held} | {self.path(".facsimile")}
+                      | {self.path(posixpath.dirname(rel)) for rel, _ in records})
         rename = f"s,\\([^/]*\\)$,.\\1{TMP_SUFFIX},"
         # the folders first (the umask of the host); then each file is made under
         # umask 077 before tar sets its own mode: a secret is never readable by others
         temps = ("find " + " ".join(shlex.quote(d) for d in dirs) + " -maxdepth 1 -type f "
                  f"-name '.*{TMP_SUFFIX}' -exec")
-        listed = shlex.quote(tmp_name(PUT_LIST))
         whole = " ".join(shlex.quote(self.path(tmp_name(r))) for r in roots)
-        stream = TarStream.start(files, known, compress=gzip)
+        stream = TarStream.start(files, known, compress=gzip, records=records)
         token = secrets.token_hex(16)
         undo = f"{{ {temps} rm -f {{}} +; {f'rm -rf -- {whole}; ' if roots else ''}exit 1; }}"
+        args = [tmp_name(PUT_LIST), *([r for r, _ in records] or ["", ""]), *roots]
         renames = (f"perl -e {shlex.quote((RENAMES % TMP_SUFFIX).replace(chr(10), ' '))} "
-                   f"{listed}{''.join(' ' + shlex.quote(r) for r in roots)}")
+                   + " ".join(shlex.quote(a) for a in args))
         # a tar that fails (a full disk) leaves no partial file behind to fill it;
         # nor does a streamed one whose making failed here (no token after it)
         lines = ["set -e", *([f"rm -rf -- {whole}"] if roots else []),  # a killed put's
@@ -152,13 +185,13 @@ class TarPuts(SFTPWrites):
                  *([] if known is not None else [f"{temps} touch -d @$t {{}} +"]),
                  "printf %s $t",
                  f"if command -v perl >/dev/null 2>&1; then {renames}; printf ' renamed';"
-                 + (f" else {undo}; fi" if roots else " fi")]
+                 + (f" else {undo}; fi" if roots or records else " fi")]
         command = "sh -c " + shlex.quote("; ".join(lines))
         if gzip:  # the whole stream, token and all, through the host's gzip
             command = (f"command -v gzip >/dev/null 2>&1 || {{ echo {NO_GZIP}; exit 1; }}; "
                        f"gzip -dc | {command}")
         if stream is None:
-            data = tar_bytes(files, known)
+            data = tar_bytes(files, known, records)
             if gzip:
                 import zlib
 

@@ -14,6 +14,7 @@ import re
 import secrets
 import shlex
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +33,9 @@ _IDLE: OrderedDict[tuple[Any, ...], None] = OrderedDict()  # unused ones, the ol
 _KEYS: dict[int, tuple[Any, ...]] = {}  # id of an open connection -> its key
 _GUARD = threading.Lock()
 IDLE_KEPT = 1024  # unused connections kept open for later targets and instances
+#: a connection opened ahead that failed: (when, the error), for its caller (see ``connect``)
+_FAILED: dict[tuple[Any, ...], tuple[float, SyncError]] = {}
+FAILED_KEPT = 60.0
 
 
 def finds(roots: list[str]) -> str:
@@ -112,14 +116,18 @@ def folders_of(listing: Mapping[str, Entry]) -> frozenset[str]:
 PUT_LIST = ".facsimile/put-list"
 #: the perl program that renames each file the put list (its first argument) names,
 #: one after the other, from its temporary name into place, in one process on the
-#: host (most hosts have perl); then removes the list. Its other arguments are the
-#: put's new folders (see ``new_roots``): each one unpacked whole at its own
-#: temporary name, renamed in at once where it is still not there, else each of
-#: its files renamed into it (its folders made first) and the rest removed.
+#: host (most hosts have perl); then removes the list. Its next two arguments are
+#: the records the put holds besides, or two empty ones: the first (the pending
+#: record) renamed in before any file, the second (the manifest) after every one,
+#: then the first removed. The others are the put's new folders (see
+#: ``new_roots``): each one unpacked whole at its own temporary name, renamed in
+#: at once where it is still not there, else each of its files renamed into it
+#: (its folders made first) and the rest removed.
 RENAMES = r"""use File::Path qw(make_path remove_tree);
-my ($list, @roots) = @ARGV;
+my ($list, $first, $last, @roots) = @ARGV;
 sub tmp { (my $t = $_[0]) =~ s{([^/]*)$}{.$1%s}; $t }
 my %%whole = map { ($_ => !(-e $_ || -l $_)) } @roots;
+if ($first ne "") { rename(tmp($first), $first) or die "$first: $!\n" }
 open(my $f, "<", $list) or die "$list: $!\n";
 local $/ = "\0";
 my %%moved;
@@ -135,6 +143,7 @@ while (my $rel = <$f>) {
     rename(tmp($root) . substr($rel, length $root), $rel) or die "$rel: $!\n";
   }
 }
+if ($last ne "") { rename(tmp($last), $last) or die "$last: $!\n"; unlink $first }
 unlink $list;
 remove_tree(map { tmp($_) } grep { !$whole{$_} } @roots);
 """
@@ -175,15 +184,24 @@ def root_transforms(roots: list[str]) -> list[str]:
             rf"|{tmp_name(root)}/\1\3|" for root in roots]
 
 
-def _put_list(files: list[LocalFile], mtime: int | None) -> tuple[bytes, bytes]:
-    """The ``PUT_LIST`` member that opens a put's tar (header and padded names),
-    and the names themselves, NUL-separated."""
+#: records a put's tar holds besides its files: (path, bytes) pairs (see ``RENAMES``)
+Records = tuple[tuple[str, bytes], ...]
+
+
+def _put_list(files: list[LocalFile], mtime: int | None,
+              records: Records = ()) -> tuple[bytes, bytes]:
+    """The members that open a put's tar (headers and padded contents): the
+    ``PUT_LIST``, then the ``records``, each 0600; and the names themselves,
+    NUL-separated."""
     import tarfile
 
     names = b"\0".join(f.rel.encode() for f in files)
-    head = tarfile.TarInfo(PUT_LIST)
-    head.size, head.mode, head.mtime = len(names), 0o600, mtime or 0
-    return head.tobuf(tarfile.GNU_FORMAT) + names + b"\0" * (-len(names) % 512), names
+    out = []
+    for rel, data in ((PUT_LIST, names), *records):
+        head = tarfile.TarInfo(rel)
+        head.size, head.mode, head.mtime = len(data), 0o600, mtime or 0
+        out += [head.tobuf(tarfile.GNU_FORMAT), data, b"\0" * (-len(data) % 512)]
+    return b"".join(out), names
 
 
 def _system_tar(files: list[LocalFile], mtime: int | None) -> list[str] | None:
@@ -200,15 +218,15 @@ def _system_tar(files: list[LocalFile], mtime: int | None) -> list[str] | None:
             *([f"--mtime=@{mtime}"] if mtime is not None else []), "--null", "-T", "-", "-cf", "-"]
 
 
-def tar_bytes(files: list[LocalFile], mtime: int | None = None) -> bytes:
+def tar_bytes(files: list[LocalFile], mtime: int | None = None, records: Records = ()) -> bytes:
     """An uncompressed tar of the files to put, every mtime ``mtime`` when given,
-    first a member ``PUT_LIST`` naming them: the system's tar when there is one
-    (five times faster), else :mod:`tarfile`."""
+    first a member ``PUT_LIST`` naming them and the ``records``: the system's tar
+    when there is one (five times faster), else :mod:`tarfile`."""
     import io
     import subprocess
     import tarfile
 
-    listed, names = _put_list(files, mtime)
+    listed, names = _put_list(files, mtime, records)
     argv = _system_tar(files, mtime)
     if argv is not None:
         proc = subprocess.run(argv, input=names, capture_output=True)
@@ -239,8 +257,9 @@ GZIP_WBITS = 31
 class TarStream:
     """A put's tar as the system's tar makes it, to be sent while it is made.
 
-    :meth:`read` gives ``head`` (the ``PUT_LIST`` member) first, then what the tar
-    process writes (blocking factor 1: it ends right after its two zero blocks).
+    :meth:`read` gives ``head`` (the ``PUT_LIST`` member and any records) first,
+    then what the tar process writes (blocking factor 1: it ends right after its
+    two zero blocks).
     Once it has ended, :meth:`tail` pads the archive with zeros to a whole
     :data:`TAR_RECORD`, so that the host's ``tar -x``, which reads whole records
     and stops at the end of the archive, has read the stream exactly to there;
@@ -262,14 +281,14 @@ class TarStream:
         self._zip = zlib.compressobj(1, wbits=GZIP_WBITS) if compress else None
 
     @classmethod
-    def start(cls, files: list[LocalFile], mtime: int | None,
-              compress: bool = False) -> TarStream | None:
+    def start(cls, files: list[LocalFile], mtime: int | None, compress: bool = False,
+              records: Records = ()) -> TarStream | None:
         import subprocess
 
         argv = _system_tar(files, mtime)
         if argv is None:
             return None
-        head, names = _put_list(files, mtime)
+        head, names = _put_list(files, mtime, records)
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
 
@@ -349,14 +368,17 @@ class OneChannel:
                 await channel.wait_closed()
 
 
-def connect(make: Callable[..., Any], host: str, kwargs: Mapping[str, Any], name: str) -> Any:
+def connect(make: Callable[..., Any], host: str, kwargs: Mapping[str, Any], name: str,
+            ahead: bool = False) -> Any:
     """The open connection (an ``SSHFileSystem``) to ``host`` with these settings
     for the deployment's host ``name``: the one this process opened already while
     it is open, else a new one, made once however many threads ask for it at the
     same moment. Hosts of one name share it (every target and instance on it);
     two names are two connections even to one address, so that ``deploy.jobs``
     hosts run at once as they would on their own machines. Each caller gives it
-    back with ``release``."""
+    back with ``release``. ``ahead``: opened ahead of its use (see
+    ``Destination.warm``): should it fail, the next caller, within
+    ``FAILED_KEPT`` seconds, gets that failure rather than waiting for one more."""
     key = (os.getpid(), name, host, repr(sorted(kwargs.items())))
     with _GUARD:
         gate = _CONNECTING.setdefault(key, threading.Lock())
@@ -367,12 +389,18 @@ def connect(make: Callable[..., Any], host: str, kwargs: Mapping[str, Any], name
                 _USERS[key] = _USERS.get(key, 0) + 1
                 _IDLE.pop(key, None)
                 return fs
+        failed = _FAILED.pop(key, None)
+        if failed is not None and time.monotonic() - failed[0] < FAILED_KEPT:
+            raise failed[1]
         try:
             fs = make(host, **kwargs)
         except Exception as exc:
             why = (f"no answer within {kwargs['timeout']:g}s (deploy.ssh.timeout)"
                    if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
-            raise SyncError(f"cannot connect: {why}") from exc
+            error = SyncError(f"cannot connect: {why}")
+            if ahead:
+                _FAILED[key] = (time.monotonic(), error)
+            raise error from exc
         with _GUARD:
             _CONNECTIONS[key] = fs
             _USERS[key] = 1
