@@ -629,6 +629,47 @@ def test_files_of_a_killed_sync_are_not_left_behind(
     assert sorted(d.files("h1")) == [".facsimile/manifest.json", "etc/app.ini"]
 
 
+def test_a_pending_record_names_the_puts_not_the_old_manifest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync that changes one file of many writes a pending record of that one
+    file (the old manifest stays in place until the new one replaces it), and an
+    earlier killed sync's record is carried on."""
+    from facsimile.sync import sync_instance
+    from facsimile.sync.destinations.local import LocalDestination
+
+    build = tmp_path / "BUILD/dev"
+    for i in range(30):
+        (build / f"etc/f{i}.conf").parent.mkdir(parents=True, exist_ok=True)
+        (build / f"etc/f{i}.conf").write_text(f"{i}\n")
+    deploy = {"url": f"file://{tmp_path}/dest/{{host}}"}
+    written: list[dict] = []
+    real = LocalDestination.write_bytes
+
+    def write(self: LocalDestination, rel: str, data: bytes) -> None:
+        if rel == ".facsimile/pending.json":
+            written.append(json.loads(data)["files"])
+        real(self, rel, data)
+
+    monkeypatch.setattr(LocalDestination, "write_bytes", write)
+
+    def push() -> None:
+        assert sync_instance(instance="dev", project="p", root=tmp_path, build_dir=build,
+                             deploy=deploy, targets={"app": {"hosts": ["h1"]}},
+                             out=lambda line: None) == 0
+
+    push()
+    assert len(written) == 1 and len(written[0]) == 30
+    (build / "etc/f3.conf").write_text("changed\n")
+    push()
+    assert set(written[1]) == {"etc/f3.conf"}
+    pending = tmp_path / "dest/h1/.facsimile/pending.json"  # as a killed sync leaves it
+    pending.write_text(json.dumps({"format": 1, "files": {"etc/gone.conf": {}}}))
+    (build / "etc/f4.conf").write_text("changed\n")
+    push()
+    assert set(written[2]) == {"etc/f4.conf", "etc/gone.conf"}
+    assert not pending.exists()
+
+
 # ---------------------------------------------------------------- ssh options
 
 

@@ -7,7 +7,7 @@ that manifest and is put again (idempotently) by the next sync; every delete
 is attempted again. Each file is at any moment either its old or its new
 content, since it only changes by a rename (or an atomic S3 put). A file the
 killed sync put that the next build no longer has is still found: before its
-first put, a sync records the old manifest and its planned puts in
+first put, a sync records its planned puts (and any earlier pending record) in
 ``.facsimile/pending.json`` and removes that record after the manifest.
 A temporary file gets its final mode before any content, so a 0600 secret is
 never readable by others on the way.
@@ -34,8 +34,8 @@ def apply_host(dest: Destination, plan: HostPlan, out: Callable[[str], None],
     changes something makes the destination's next generation, keeping what it
     replaces and deletes (see ``generations``); None or ``keep.keep == 0``: none.
 
-    Before the first put, ``.facsimile/pending.json`` records the old manifest,
-    any earlier pending record and every planned put: should this sync be killed
+    Before the first put, ``.facsimile/pending.json`` records any earlier
+    pending record and every planned put: should this sync be killed
     before its manifest, the next one still knows each file it may have put
     (and deletes it if the build no longer has it). Temporary files a killed
     sync left in the folders written to are removed. Where nothing else changes
@@ -105,8 +105,10 @@ def _manifest(plan: HostPlan, seen: Mapping[str, Entry]) -> dict[str, dict[str, 
 
 
 def _pending(plan: HostPlan) -> bytes:
-    """The pending record: every file this sync or an earlier, killed one may have put."""
-    files = {**plan.pending, **plan.manifest}
+    """The pending record: every file this sync or an earlier, killed one may have
+    put. Not the old manifest's: it stays in place until the new one replaces
+    it, and this sync deletes what the new one drops before it is written."""
+    files = dict(plan.pending)
     files.update({p.file.rel: record(p.file) for p in plan.puts})
     return document(files)
 

@@ -3,7 +3,8 @@
 ``manifest.json`` says what facsimile wrote there (path, sha256, mode); it is
 replaced only after every put and delete it describes has completed.
 ``pending.json`` is written before a sync's first put and removed after its
-manifest: the old manifest, any earlier pending record and every planned put,
+manifest: every planned put and any earlier pending record (not the old
+manifest's files: that manifest stays in place until the new one replaces it),
 so that after a kill the next sync still knows each file that may have been
 put. Both have the same shape, ``{"format": 1, "written_by": "facsimile",
 "files": {rel: {"digest": sha256, "mode": int, "size": int, "mtime": str}}}``
