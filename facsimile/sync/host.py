@@ -24,7 +24,7 @@ from .apply import apply_host, human_size
 from .destinations.base import Destination
 from .generations import Stamp, mark_checked, unchecked
 from .guard import StateStamp, refusal
-from .manifest import Manifest, read_manifest_doc
+from .manifest import MANIFEST, Manifest, parse_record
 from .planner import HostPlan, plan_host
 from .saved import host_doc, mismatch
 from .scan import LocalFile
@@ -119,9 +119,9 @@ def sync_host(dest: Destination, job: Job, owned: list[str], exclude: list[re.Pa
         return shown
     if plan.changes:
         with lock.hold(dest):
-            doc = read_manifest_doc(dest)  # another sync may have gone first
-            if doc.raw != plan.raw:
-                plan = make_plan(doc)
+            raw = dest.read(MANIFEST)  # another sync may have gone first
+            if raw != plan.raw:  # (the same bytes: the plan holds, nothing to parse)
+                plan = make_plan(parse_record(dest, MANIFEST, raw))
                 refused = _refusal(plan, job, mode) or _differs(plan, mode)
                 if refused:
                     return HostResult(job.target, job.host, False, refused)

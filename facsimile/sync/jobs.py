@@ -117,44 +117,51 @@ def sync_instance(
                  if (target is None or t == target) and (host is None or h == host)]
         warm_up(ahead, deploy, len(scan_cache), checksum or repair, workers)
     files = scan_build(build_dir, scan_cache)
-    if scan_cache is not None:
-        scan_cache.save()
-    placed = place(instance=instance, project=project, root=root, deploy=deploy,
-                   targets=targets, files=files, host_of=host_of)
-    jobs = jobs_of(placed, target, host)
-    verb = "check" if check else ("dry run" if dry_run else "sync")
-    if not quiet:
-        warn_uncovered(instance, uncovered(placed, files, deploy.get("exclude", [])), out)
-    if part is not None:
-        total, jobs = len(jobs), slice_jobs(jobs, part)
-        out(f"slice {part}: {len(jobs)} of {total} host(s)")
-    if not jobs:
-        out(f"{verb} {instance}: no hosts to sync (no targets with hosts"
-            + (" matching the filter)" if target or host or part else ")"))
-        return 0
-    if dry_run or check:
-        rollout = None
-    if keep is not None and rollout is not None and rollout.check:
-        keep = replace(keep, checks=True)
-    mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out,
-                stamp=stamp, adopt_state=adopt_state, checksum=checksum, expect=expect,
-                quiet=quiet, diff=diff, keep=keep, checks=rollout.check if rollout else (),
-                check_timeout=rollout.check_timeout if rollout else 30.0)
-    if not quiet:
-        out(f"{verb} {instance}: {len(jobs)} host(s), "
-            f"{sum(len(j.files) for j in jobs)} file(s) placed")
-    values = {"project": project, "instance": instance, "root": str(root)}
-    make_one = partial(_runner_for, deploy, values, mode)
-    engine = engine or ThreadEngine(workers)
-    order = {(j.target, j.host): i for i, j in enumerate(jobs)}
-    if rollout is None:
-        got = list(engine.run(jobs, make_one, out))
-    else:
-        got = _staged(jobs, rollout, engine, deploy, values, mode, out, wave)
-    done = sorted(got, key=lambda r: order[r.target, r.host])
-    if results is not None:
-        results.extend(done)
-    return _summary(verb, instance, done, mode)
+    # the digests kept for the next run are written while the hosts are read
+    saving = threading.Thread(target=scan_cache.save, name="facsimile-scan-cache") \
+        if scan_cache is not None else None
+    if saving is not None:
+        saving.start()
+    try:
+        placed = place(instance=instance, project=project, root=root, deploy=deploy,
+                       targets=targets, files=files, host_of=host_of)
+        jobs = jobs_of(placed, target, host)
+        verb = "check" if check else ("dry run" if dry_run else "sync")
+        if not quiet:
+            warn_uncovered(instance, uncovered(placed, files, deploy.get("exclude", [])), out)
+        if part is not None:
+            total, jobs = len(jobs), slice_jobs(jobs, part)
+            out(f"slice {part}: {len(jobs)} of {total} host(s)")
+        if not jobs:
+            out(f"{verb} {instance}: no hosts to sync (no targets with hosts"
+                + (" matching the filter)" if target or host or part else ")"))
+            return 0
+        if dry_run or check:
+            rollout = None
+        if keep is not None and rollout is not None and rollout.check:
+            keep = replace(keep, checks=True)
+        mode = Mode(dry_run=dry_run, check=check, repair=repair, always=always, out=out,
+                    stamp=stamp, adopt_state=adopt_state, checksum=checksum, expect=expect,
+                    quiet=quiet, diff=diff, keep=keep, checks=rollout.check if rollout else (),
+                    check_timeout=rollout.check_timeout if rollout else 30.0)
+        if not quiet:
+            out(f"{verb} {instance}: {len(jobs)} host(s), "
+                f"{sum(len(j.files) for j in jobs)} file(s) placed")
+        values = {"project": project, "instance": instance, "root": str(root)}
+        make_one = partial(_runner_for, deploy, values, mode)
+        engine = engine or ThreadEngine(workers)
+        order = {(j.target, j.host): i for i, j in enumerate(jobs)}
+        if rollout is None:
+            got = list(engine.run(jobs, make_one, out))
+        else:
+            got = _staged(jobs, rollout, engine, deploy, values, mode, out, wave)
+        done = sorted(got, key=lambda r: order[r.target, r.host])
+        if results is not None:
+            results.extend(done)
+        return _summary(verb, instance, done, mode)
+    finally:
+        if saving is not None:
+            saving.join()
 
 
 def warm_up(ahead: list[tuple[str, str, str]], deploy: Mapping[str, Any], expected: int,
