@@ -328,3 +328,33 @@ def test_a_host_that_cannot_be_reached_is_tried_once(
     outs = _cached_push(tmp_path, sshd, build, port=free_port())  # nothing listens there
     assert counted.connections == 1, outs
     assert any("app/h1" in line and "cannot connect" in line for line in outs), outs
+
+
+def test_a_first_sync_whose_renames_fail_falls_back_with_its_pending_record(
+        tmp_path: Path, sshd: SSHServer, counted: Counts,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's perl cannot rename one file in (a folder of the host's own has
+    its name): the put with its records failed, and the sync does not take them
+    as written. The files go the SFTP way after a pending record; the failed
+    host keeps that record and no manifest, and the next sync, the obstacle
+    gone, finishes with a manifest of every file and no pending record."""
+    import json
+
+    monkeypatch.setattr(ssh, "COMMAND_SURVEY_FROM", 50)
+    build = tmp_path / "BUILD/dev"
+    make_build(build, 120)
+    host = tmp_path / "dest/h1"
+    (host / "etc/d0/f0.conf").mkdir(parents=True)
+    (host / "etc/d0/f0.conf/theirs").write_text("in the way\n")
+    outs = _cached_push(tmp_path, sshd, build)
+    assert any("app/h1: FAILED" in line for line in outs), outs
+    pending = json.loads((host / ".facsimile/pending.json").read_text())["files"]
+    assert len(pending) == 120
+    assert not (host / ".facsimile/manifest.json").exists()
+    assert (host / "etc/d1/f1.conf").read_text() == "key_1 = 1\n"  # the others went over SFTP
+    (host / "etc/d0/f0.conf/theirs").unlink()
+    (host / "etc/d0/f0.conf").rmdir()
+    outs = _cached_push(tmp_path, sshd, build)
+    assert not any("FAILED" in line for line in outs), outs
+    manifest = json.loads((host / ".facsimile/manifest.json").read_text())["files"]
+    assert len(manifest) == 120 and not (host / ".facsimile/pending.json").exists()
