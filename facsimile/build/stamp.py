@@ -21,7 +21,19 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..atomic import write_atomic
-from ..noop import RECORD, ROOT_FILES, digest, enabled, env, holds, mac, mac_key, read, stats
+from ..noop import (
+    DEBUG_VAR,
+    RECORD,
+    ROOT_FILES,
+    digest,
+    enabled,
+    env,
+    holds,
+    mac,
+    mac_key,
+    read,
+    stats,
+)
 from ..state.files import Local
 
 SETTLE_NS = 100_000_000  # entries newer than this when written make no record
@@ -136,23 +148,38 @@ def record(base: str, folders: Iterable[str], counts: Callable[[], dict[str, int
     """Write (or extend) the record after a run that left every output of the instances
     in ``counts()`` (name -> its number of outputs) up to date. ``folders``: the layer
     folders the run listed; ``every``: all instance names; ``plan``: (key, exit code,
-    text) of a plan that found nothing to do. Best effort: never fails a run."""
+    text) of a plan that found nothing to do. Best effort: never fails a run. With
+    ``FACSIMILE_DEBUG_FASTNOOP`` set, a run that writes none says why on stderr."""
     try:
-        _record(base, folders, counts, every, plan)
-    except Exception:  # the record only saves time
-        pass
+        why = _record(base, folders, counts, every, plan)
+    except Exception as error:  # the record only saves time
+        why = f"{type(error).__name__} while writing it"
+    if why is not None:
+        say_why(why)
+
+
+def say_why(why: str) -> None:
+    """With ``FACSIMILE_DEBUG_FASTNOOP`` set, say on stderr why no record was written."""
+    if os.environ.get(DEBUG_VAR):
+        sys.stderr.write(f"facsimile: no no-op record: {why}\n")
 
 
 def _record(base: str, folders: Iterable[str], counts: Callable[[], dict[str, int]],
-            every: list[str], plan: tuple[str, int, str] | None) -> None:
+            every: list[str], plan: tuple[str, int, str] | None) -> str | None:
+    """Write the record; None when written, else why not."""
     key = mac_key(base)
-    if key is None or _fresh(stats(base, {"": list(ROOT_FILES)})) \
-            or not _unchanged_since_begun(base):
-        return  # the database just written (the usual case) is seen before any walk
+    if key is None:
+        return "no digest key in state/"
+    if _fresh(stats(base, {"": list(ROOT_FILES)})):
+        # the database just written (the usual case) is seen before any walk
+        return "a file of the root (the database, usually) is too new"
+    if not _unchanged_since_begun(base):
+        return "a source changed while the run read it" if _begun is not None \
+            else "the run's sources were not noted at its start"
     tree: dict[str, list[str]] = {}
     for top in _tops(base, folders):
         if not _walk(top, tree, base):
-            return
+            return f"a link to a folder below {os.path.relpath(top, base)}"
     for name in ("SRC", *ROOT_FILES):
         _add(tree, base, base, name)
     _code(tree, base)
@@ -174,11 +201,12 @@ def _record(base: str, folders: Iterable[str], counts: Callable[[], dict[str, in
     if plan is not None:
         rec["plans"][plan[0]] = [plan[1], plan[2]]
     if _fresh(now):
-        return
+        return "an entry is too new (it may change again within its timestamp)"
     rec["tree"], rec["stats"] = tree, digest(now)
     body = marshal.dumps(rec)
     os.makedirs(os.path.join(base, ".facsimile"), exist_ok=True)
     write_atomic(os.path.join(base, RECORD), mac(key, body) + b"\n" + body)
+    return None
 
 
 def _fresh(found: Any) -> bool:
@@ -195,7 +223,11 @@ def write_record(build: Any, chosen: list[str], plan: tuple[str, int, str] | Non
     :class:`facsimile.build.Build` whose run found or left them so. Not for a
     project with tasks of its own (a no-op runs them) nor remote state."""
     project = build.project
-    if not enabled() or list(project.tasks()) or not isinstance(project.store.backend, Local):
+    if not enabled():
+        return
+    if list(project.tasks()) or not isinstance(project.store.backend, Local):
+        say_why("the project has tasks of its own" if list(project.tasks())
+                else "its state is not a local folder")
         return
     def counts() -> dict[str, int]:
         return {n: len(build.outputs(project.instances[n])) for n in chosen}

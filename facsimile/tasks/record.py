@@ -46,5 +46,7 @@ def settle(ok: bool, *, changed: bool = False) -> None:
     build, chosen = armed
     if not ok:
         stamp.forget(str(build.root.base))
-    elif not changed:
+    elif changed:
+        stamp.say_why("this run wrote or removed outputs (the next no-op writes it)")
+    else:
         stamp.write_record(build, chosen)
