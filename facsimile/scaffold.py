@@ -11,7 +11,8 @@ FILES: dict[str, str] = {
     "dodo.py": "from facsimile.dodo import *\n",
     # state/ is not listed: facsimile keeps state/.gitignore (everything while the
     # state is plain, only locks, temp files and a plain digest key once it is sealed)
-    ".gitignore": "BUILD/\nSRC/\nDEPLOY/\n.facsimile/\n.doit.db\n",
+    # __pycache__/: Python compiles dodo.py and a class module of the root there
+    ".gitignore": "BUILD/\nSRC/\nDEPLOY/\n.facsimile/\n.doit.db\n__pycache__/\n",
     "state/.gitignore": "# plain state holds secrets: never commit it\n*\n",
     "define/facsimile.json": json.dumps(
         {"name": "{name}", "app": {"port": 8080}, "generate": {"secret_key": "token:32"}},

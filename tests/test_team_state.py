@@ -108,7 +108,7 @@ def test_a_clone_without_the_key_fails_clearly_and_generates_nothing(team, tmp_p
         assert facs(c, *args).returncode == 1, args
     assert git(c, "status", "--porcelain") == ""
     ignored = set(git(c, "status", "--porcelain", "--ignored").split())
-    assert ignored <= {"!!", ".doit.db", ".facsimile/", "state/dev/.lock"}
+    assert ignored <= {"!!", ".doit.db", ".facsimile/", "state/dev/.lock", "__pycache__/"}
     assert not (c / "BUILD").exists() and not (c / "state/.digest-key").exists()
 
 
