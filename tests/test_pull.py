@@ -340,3 +340,96 @@ def test_splay_adds_a_random_share_to_each_wait() -> None:
     assert all(10.0 <= w <= 15.0 for w in waits)
     assert len(set(waits)) == 50 and max(waits) - min(waits) > 2.5  # drawn anew each time
     assert wait(10.0, 0.0, rng) == 10.0
+
+
+def store_snapshot(store: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file of a store folder with its mtime and bytes (absent: empty)."""
+    if not store.exists():
+        return {}
+    return {p.relative_to(store).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(store.rglob("*")) if p.is_file()}
+
+
+def manifests(store: Path) -> dict[str, dict]:
+    return {p.parent.relative_to(store / "prod").as_posix():
+            json.loads(p.read_text())["payload"]["files"]
+            for p in store.glob("prod/app/**/manifest.json")}
+
+
+def test_publish_dry_run_says_what_each_manifest_would_change_and_writes_nothing(
+        world: World, tmp_path: Path) -> None:
+    """A dry run lists each file a publish would put or drop, manifest by manifest;
+    the store (a new one too) and the state are left as they were; exit 2 when
+    something would change, 0 when nothing would; the publish then does what it said."""
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root, symlinks=True)
+    store = copy_store(world, tmp_path)
+    base = ["publish", "prod", "--sign-key", str(world.sign_key)]
+    state = (root / "state/prod/state.json").read_bytes()
+
+    empty = tmp_path / "empty"
+    proc = facs(root, *base, "--to", str(empty), "--dry-run", "--no-build")
+    assert proc.returncode == 2, proc.stderr
+    assert "  prod/app (a1): put hosts/a1/node.conf (new)" in proc.stdout
+    assert "  prod/app: put etc/plain.conf (new)" in proc.stdout
+    assert "would change 3 of 3 manifest(s)" in proc.stdout and "nothing was written" in proc.stdout
+    assert not empty.exists()
+
+    proc = facs(root, *base, "--to", str(store), "--dry-run", "--no-build")
+    assert proc.returncode == 0 and "dry run publish prod: nothing changed since serial" \
+        in proc.stdout, proc.stdout + proc.stderr
+
+    tmpl = root / "tmpl/_ALL_/etc/plain.conf.j2"
+    tmpl.write_text(tmpl.read_text() + "more = 1\n")
+    (root / "tmpl/_ALL_/hosts/{host}/id.conf.j2").unlink()
+    before = store_snapshot(store)
+    proc = facs(root, *base, "--to", str(store), "--dry-run")  # BUILD/ as it is
+    assert proc.returncode == 0 and "note: BUILD/prod is not up to date (3 to build or " \
+        "delete)" in proc.stdout and "nothing changed since serial" in proc.stdout, proc.stdout
+    facs(root, "build", "prod", check=True)
+    proc = facs(root, *base, "--to", str(store), "--dry-run", "--json")
+    assert proc.returncode == 2, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["dry_run"] is True and doc["changed"] is True and doc["new_blobs"] == 1
+    assert doc["changes"] == {
+        "app": [{"do": "put", "path": "etc/plain.conf", "why": "changed"}],
+        "app/hosts/a1": [{"do": "put", "path": "etc/plain.conf", "why": "changed"},
+                         {"do": "drop", "path": "hosts/a1/id.conf", "why": ""}],
+        "app/hosts/a2": [{"do": "put", "path": "etc/plain.conf", "why": "changed"},
+                         {"do": "drop", "path": "hosts/a2/id.conf", "why": ""}]}
+    assert "  prod/app (a2): drop hosts/a2/id.conf" in proc.stderr
+    assert store_snapshot(store) == before  # nothing written to the store
+    assert (root / "state/prod/state.json").read_bytes() == state
+    secret = world.secret(root).encode()
+    assert secret not in (proc.stdout + proc.stderr).encode()
+
+    old = manifests(store)
+    proc = facs(root, *base, "--to", str(store), "--json", check=True)  # builds first
+    assert json.loads(proc.stdout)["serial"] == doc["serial"]  # doit's lines: on stderr
+    assert "up to date" in proc.stderr
+    assert f"serial {doc['serial']}, 3 manifest(s), 1 new blob(s)" in proc.stderr
+    new = manifests(store)
+    said = {f: {c["path"] for c in cs} for f, cs in doc["changes"].items()}
+    done = {f: {r for r in {*old[f], *new[f]} if old[f].get(r) != new[f].get(r)}
+            for f in new}
+    assert said == {f: rels for f, rels in done.items() if rels}
+
+
+def test_publish_dry_run_names_a_secret_changed_and_a_host_removed(
+        world: World, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(world.root, root, symlinks=True)
+    store = copy_store(world, tmp_path)
+    assert facs(root, "state", "rotate", "prod", "state.secret_key").returncode == 0
+    prod = json.loads((root / "define/prod.json").read_text())
+    prod["targets"]["app"]["hosts"] = ["a1"]
+    (root / "define/prod.json").write_text(json.dumps(prod))
+    facs(root, "build", "prod", check=True)
+    proc = facs(root, "publish", "prod", "--to", str(store), "--sign-key",
+                str(world.sign_key), "--dry-run")
+    assert proc.returncode == 2, proc.stderr
+    assert "  prod/app: put etc/app.ini (changed)" in proc.stdout
+    assert "  prod/app (a1): put hosts/a1/node.conf (changed)" in proc.stdout
+    assert "  prod/app/hosts/a2: manifest removed (its target or host is gone)" in proc.stdout
+    assert "would change 2 of 2 manifest(s) and remove 1, 2 new blob(s)" in proc.stdout
+    assert world.secret(root).encode() not in proc.stdout.encode()

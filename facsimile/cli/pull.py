@@ -19,6 +19,8 @@ from typing import Any
 
 #: the version of ``facs publish --json`` and ``facs pull --json``'s shape
 JSON_FORMAT = 1
+EXITS_PUBLISH = ("exit codes: 0 published or nothing to do, 2 a dry run found changes, "
+                 "1 error (refused, unreachable, a usage error)")
 EXITS_PULL = ("exit codes: 0 done or nothing to do, 2 a dry run found changes, 1 error "
               "(refused, unreachable, a usage error)")
 
@@ -26,7 +28,7 @@ EXITS_PULL = ("exit codes: 0 done or nothing to do, 2 a dry run found changes, 1
 def add_commands(cmd: Callable[..., Any]) -> None:
     """Register ``publish`` and ``pull`` through ``cmd``, the parser's command maker."""
     sp = cmd("publish", cmd_publish, "build an instance and write it to a store as signed "
-             "bundles (one manifest per target and per host) that hosts pull")
+             "bundles (one manifest per target and per host) that hosts pull", EXITS_PUBLISH)
     sp.add_argument("instance", nargs="?", help="the instance to publish")
     sp.add_argument("--to", metavar="URL", help="where: file:///srv/bundles (or a path), "
                     "s3://bucket/prefix, sftp://user@host/path")
@@ -35,6 +37,9 @@ def add_commands(cmd: Callable[..., Any]) -> None:
     sp.add_argument("--keep", type=int, default=3, metavar="N", help="serials kept at the "
                     "store (default 3); blobs none of them uses are deleted")
     sp.add_argument("--no-build", action="store_true", help="publish BUILD/ as it is")
+    sp.add_argument("--dry-run", action="store_true", help="print what would change, "
+                    "manifest by manifest and file by file (exit 2 if anything), from "
+                    "BUILD/ as it is (no build); write nothing to the store")
     sp.add_argument("--endpoint-url", metavar="URL", help="the S3 endpoint (an "
                     "S3-compatible server); default: deploy.s3 or $AWS_ENDPOINT_URL")
     sp.add_argument("--ssh-key", metavar="FILE", help="the key to log in to an sftp store "
@@ -111,15 +116,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from ..build.checkouts import check_out
 
     check_out(project, [name], verify=True)  # a moved tag: refused, as facs sync does
-    if not args.no_build:
-        code = run_doit(project, ["run", f"build:{name}"])
+    emit = _stderr if args.json else out
+    if args.dry_run:  # as facs sync --dry-run: BUILD/ as it is
+        from .sync import note_stale
+
+        note_stale(project, name, emit)
+    elif not args.no_build:
+        code = run_doit(project, ["run", f"build:{name}"], sys.stderr if args.json else None)
         if code != 0:
             return code
     report: dict[str, Any] = {}
     code = publish(project, name, args.to, sign_key=key, keep=args.keep,
                    options={"endpoint_url": args.endpoint_url, "ssh_key": args.ssh_key,
                             "known_hosts": args.known_hosts},
-                   out=_stderr if args.json else out, report=report)
+                   out=emit, report=report, dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"format": JSON_FORMAT, **report}, sort_keys=True), flush=True)
     return code

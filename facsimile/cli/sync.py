@@ -70,7 +70,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             return code
     elif looking:
         for name in names:
-            _note_stale(project, name, emit)
+            note_stale(project, name, emit)
     if saved is not None:
         _precheck(project, names, args, saved, emit)
     code, every = 0, {}
@@ -167,7 +167,7 @@ def sync_document(every: dict[str, list[HostResult]], code: int,
     }
 
 
-def _note_stale(project: Project, name: str, emit: Any) -> None:
+def note_stale(project: Project, name: str, emit: Any) -> None:
     """Say so when the build that a dry run or check shows is not up to date."""
     from ..build import Build
     from ..plan import make_plan

@@ -139,9 +139,11 @@ def secret_outputs(project: Project, inst: Instance, files: Mapping[str, LocalFi
 
 def publish(project: Project, instance: str, url: str, *, sign_key: str, keep: int = 3,
             options: Mapping[str, Any] | None = None, out: Callable[[str], None] = print,
-            report: dict[str, Any] | None = None) -> int:
+            report: dict[str, Any] | None = None, dry_run: bool = False) -> int:
     """Publish ``BUILD/<instance>`` to the store at ``url``; the exit code (0).
-    ``report`` gets the serial and the counts the summary line gives (``--json``)."""
+    ``report`` gets the serial and the counts the summary line gives (``--json``).
+    ``dry_run``: print what a publish would change, file by file, and write nothing
+    (no lock, no blob, no state); exit code 2 when something would change."""
     from ..sync.run import deploy_settings, state_stamp
     from ..sync.scan import scan_build
     from .store import store_options
@@ -162,8 +164,8 @@ def publish(project: Project, instance: str, url: str, *, sign_key: str, keep: i
                    fanned_out(project, inst), secret_outputs(project, inst, files))
     if not found:
         raise SyncError(f"instance {inst.name} has no targets to publish")
-    stamp = state_stamp(project, inst, write=True)
-    mac_key = project.store.digest_key(write=True)
+    stamp = state_stamp(project, inst, write=not dry_run)
+    mac_key = project.store.digest_key(write=not dry_run)
     base = {"format": B.FORMAT, "project": project.name, "instance": inst.name,
             "family": inst.family, "lineage": stamp.lineage, "state_serial": stamp.serial,
             "postcmd": [str(c) for c in deploy.get("postcmd", [])]}
@@ -173,6 +175,9 @@ def publish(project: Project, instance: str, url: str, *, sign_key: str, keep: i
         base["check_timeout"] = float(rollout.get("check_timeout") or 30)
     store = Store(url, store_options(deploy=deploy, **(options or {})), "publish")
     try:
+        if dry_run:  # reads only: a publish running meanwhile may show half of its change
+            return _dry_run(store, inst.name, found, base, key, mac_key, out,
+                            {} if report is None else report)
         with store.locked():
             return _publish(store, inst.name, found, base, key, keep, mac_key, out,
                             {} if report is None else report)
@@ -184,28 +189,9 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
              key: Any, keep: int, mac_key: bytes, out: Callable[[str], None],
              report: dict[str, Any]) -> int:
     """Everything a publish writes, in the order the module's docstring gives."""
-    existing = store.find(instance)
-    old, signed = _current(store, existing, key)
-    serial = 1 + max([p.get("serial", 0) for p in old.values()]
-                     + [_serial_of(rel) for rel in existing], default=0)
-    # ciphertexts are kept only from manifests this key signed: one slipped into the
-    # store by someone else is never signed anew
-    reuse = {(e.get("mac"), frozenset(e.get("recipients", []))): e
-             for rel in signed for e in old[rel].get("files", {}).values()
-             if isinstance(e, dict) and e.get("encrypted") and B.is_sha(e.get("sha256"))}
-    have = set(store.find(B.BLOBS))
-    blobs: dict[str, bytes] = {}
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    payloads = {}
-    for scope in found:
-        entries = {}
-        for rel, f in scope.files.items():
-            entries[rel] = _entry(f, scope.sealed.get(rel), mac_key, reuse, blobs, have)
-        payloads[scope.folder] = {**base, "target": scope.target, "host": scope.host,
-                                  "serial": serial, "published_at": now, "files": entries}
-    report.update(instance=instance, url=store.shown, manifests=len(payloads))
-    if set(old) == signed and _same(old, payloads, instance):
-        report.update(serial=serial - 1, changed=False)
+    existing, _old, serial, payloads, blobs, have = _prepare(
+        store, instance, found, base, key, mac_key, report)
+    if payloads is None:
         out(f"publish {instance}: nothing changed since serial {serial - 1} "
             f"({store.shown})")
         return 0
@@ -235,6 +221,110 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
         f"blob(s) ({_size(sent)}), {unchanged} unchanged, {collected} collected; "
         f"{len(kept)} serial(s) kept ({store.shown})")
     return 0
+
+
+def _prepare(store: Store, instance: str, found: list[Scope], base: dict[str, Any],
+             key: Any, mac_key: bytes, report: dict[str, Any],
+             ) -> tuple[list[str], dict[str, dict[str, Any]], int,
+                        dict[str, dict[str, Any]] | None, dict[str, bytes], set[str]]:
+    """What the store holds (its files of the instance, the current payloads) and what
+    a publish would write: the next serial, the payloads (None when nothing changed
+    since the current serial) and the blobs the store lacks (new ciphertexts too: a
+    dry run encrypts as a publish does, and keeps them in memory only)."""
+    existing = store.find(instance)
+    old, signed = _current(store, existing, key)
+    serial = 1 + max([p.get("serial", 0) for p in old.values()]
+                     + [_serial_of(rel) for rel in existing], default=0)
+    # ciphertexts are kept only from manifests this key signed: one slipped into the
+    # store by someone else is never signed anew
+    reuse = {(e.get("mac"), frozenset(e.get("recipients", []))): e
+             for rel in signed for e in old[rel].get("files", {}).values()
+             if isinstance(e, dict) and e.get("encrypted") and B.is_sha(e.get("sha256"))}
+    have = set(store.find(B.BLOBS))
+    blobs: dict[str, bytes] = {}
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    payloads = {}
+    for scope in found:
+        entries = {}
+        for rel, f in scope.files.items():
+            entries[rel] = _entry(f, scope.sealed.get(rel), mac_key, reuse, blobs, have)
+        payloads[scope.folder] = {**base, "target": scope.target, "host": scope.host,
+                                  "serial": serial, "published_at": now, "files": entries}
+    report.update(instance=instance, url=store.shown, manifests=len(payloads))
+    if set(old) == signed and _same(old, payloads, instance):
+        report.update(serial=serial - 1, changed=False)
+        return existing, old, serial, None, blobs, have
+    return existing, old, serial, payloads, blobs, have
+
+
+def _dry_run(store: Store, instance: str, found: list[Scope], base: dict[str, Any],
+             key: Any, mac_key: bytes, out: Callable[[str], None],
+             report: dict[str, Any]) -> int:
+    """Print what :func:`_publish` would change, manifest by manifest and file by file
+    (as ``facs sync --dry-run`` does); write nothing. Exit code 2 when it would."""
+    _existing, old, serial, payloads, blobs, _have = _prepare(
+        store, instance, found, base, key, mac_key, report)
+    report["dry_run"] = True
+    if payloads is None:
+        out(f"dry run publish {instance}: nothing changed since serial {serial - 1} "
+            f"({store.shown})")
+        return 0
+    changes: dict[str, list[dict[str, str]]] = {}
+    for folder, payload in payloads.items():
+        was = old.get(f"{instance}/{folder}/{B.MANIFEST}")
+        shown = f"{instance}/{payload['target']}" + \
+            (f" ({payload['host']})" if payload["host"] else "")
+        lines = changes.setdefault(folder, [])
+        for what, rel, why in _file_changes(was, payload):
+            lines.append({"do": what, "path": rel, "why": why})
+            out(f"  {shown}: {what} {rel}" + (f" ({why})" if why else ""))
+        if was is not None and not lines:
+            settings = sorted(k for k in {*was, *payload} - {"serial", "published_at", "files"}
+                              if was.get(k) != payload.get(k))
+            if settings:
+                lines.append({"do": "settings", "path": "", "why": ", ".join(settings)})
+                out(f"  {shown}: its {', '.join(settings)} change")
+    gone = sorted(rel[len(instance) + 1: -len(B.MANIFEST) - 1] for rel in old
+                  if rel[len(instance) + 1: -len(B.MANIFEST) - 1] not in payloads)
+    for folder in gone:
+        out(f"  {instance}/{folder}: manifest removed (its target or host is gone)")
+    size = sum(len(b) for b in blobs.values())
+    touched = sum(1 for folder in payloads if changes[folder]
+                  or old.get(f"{instance}/{folder}/{B.MANIFEST}") is None)
+    report.update(serial=serial, changed=True, new_blobs=len(blobs), sent=size,
+                  changes={f: c for f, c in changes.items() if c}, removed=gone)
+    out(f"dry run publish {instance}: serial {serial} would change {touched} of "
+        f"{len(payloads)} manifest(s)" + (f" and remove {len(gone)}" if gone else "")
+        + f", {len(blobs)} new blob(s) ({_size(size)}); nothing was written "
+        f"({store.shown})")
+    return 2
+
+
+def _file_changes(was: Mapping[str, Any] | None,
+                  now: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(``put``/``drop``, rel, why) of each file a manifest changes, by path."""
+    before = (was or {}).get("files") or {}
+    before = before if isinstance(before, dict) else {}
+    out = []
+    for rel, e in sorted(now["files"].items()):
+        b = before.get(rel)
+        if not isinstance(b, dict):
+            out.append(("put", rel, "new"))
+        elif e.get("encrypted") != b.get("encrypted"):
+            out.append(("put", rel, "now encrypted" if e.get("encrypted") else "now in clear"))
+        elif (e.get("mac") != b.get("mac")) if e.get("encrypted") else \
+                (e.get("sha256") != b.get("sha256")):
+            out.append(("put", rel, "changed"))
+        elif e.get("recipients") != b.get("recipients"):
+            out.append(("put", rel, "encrypted to other recipients"))
+        elif e.get("mode") != b.get("mode"):
+            out.append(("put", rel, f"mode {_mode(b.get('mode'))} -> {_mode(e.get('mode'))}"))
+    out.extend(("drop", rel, "") for rel in sorted(before) if rel not in now["files"])
+    return out
+
+
+def _mode(mode: Any) -> str:
+    return f"{mode:04o}" if isinstance(mode, int) else "?"
 
 
 def _same(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]],
