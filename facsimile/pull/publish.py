@@ -284,8 +284,8 @@ def _dry_run(store: Store, instance: str, found: list[Scope], base: dict[str, An
             if settings:
                 lines.append({"do": "settings", "path": "", "why": ", ".join(settings)})
                 out(f"  {shown}: its {', '.join(settings)} change")
-    gone = sorted(rel[len(instance) + 1: -len(B.MANIFEST) - 1] for rel in old
-                  if rel[len(instance) + 1: -len(B.MANIFEST) - 1] not in payloads)
+    folders = (rel[len(instance) + 1: -len(B.MANIFEST) - 1] for rel in old)
+    gone = sorted(f for f in folders if f not in payloads)
     for folder in gone:
         out(f"  {instance}/{folder}: manifest removed (its target or host is gone)")
     size = sum(len(b) for b in blobs.values())
