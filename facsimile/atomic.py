@@ -1,11 +1,16 @@
 """The one atomic write: a temporary file next to its place, renamed over it.
 
-Every file facsimile writes (outputs in ``BUILD/``, state, the digest key,
+Every file facsimile replaces (outputs in ``BUILD/``, state, the digest key,
 doit's database, caches, files at a local destination) is written this way,
 so a reader sees the old content or the new, never a part, and a write that
 fails or is killed leaves the old file. The temporary file is created with
 the final mode (less the umask, then exactly the mode), so a secret is never
 readable by others, not even half-written.
+
+An output that was not there is made in place (:func:`create_new`), as make
+and ninja make theirs: there is no old file to keep, and a write that fails
+removes what it began. One left half-written by a kill has no record in doit's
+database, so the next build makes it again.
 """
 
 from __future__ import annotations
@@ -69,5 +74,32 @@ def write_atomic(path: str | Path, data: bytes | Callable[[int], None], mode: in
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        raise
+    return st
+
+
+def create_new(path: str, data: bytes, mode: int) -> os.stat_result:
+    """Make the file ``path``, which is not there, holding ``data`` with exactly ``mode``
+    (made with it, less the umask, so a secret is never readable by others); missing
+    folders are made. :class:`FileExistsError` when something is there (a file, a link
+    or a folder made since it was looked at): replace it with :func:`write_atomic`.
+    A write that fails or is interrupted removes the file. Returns its stat, taken
+    after writing."""
+    try:
+        fd = os.open(path, _FLAGS, mode & 0o777)
+    except FileNotFoundError:  # no folder yet: made on the first file only
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        fd = os.open(path, _FLAGS, mode & 0o777)
+    try:
+        try:
+            write_all(fd, data)
+            st = os.fstat(fd)
+            if st.st_mode & 0o7777 != mode:  # the umask took bits that the mode asks for
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
         raise
     return st

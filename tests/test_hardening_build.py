@@ -284,7 +284,8 @@ FULL_DISK = DODO + '''
 import errno, os
 _write = os.write
 def write(fd, data):
-    if "/BUILD/dev/etc/.c." in os.readlink(f"/proc/self/fd/{fd}"):
+    path = os.readlink(f"/proc/self/fd/{fd}")  # c itself (new) or its temporary file
+    if path.endswith("/BUILD/dev/etc/c") or "/BUILD/dev/etc/.c." in path:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     return _write(fd, data)
 os.write = write
@@ -304,6 +305,10 @@ def test_a_full_disk_is_one_line_and_the_others_keep_their_records(shop: Path,
     assert errors == ["facsimile: error: build:dev/etc/c: cannot write BUILD/dev/etc/c: "
                       "No space left on device"], proc.stdout
     assert not list((shop / "BUILD/dev/etc").glob(".*.tmp"))
+    # a new output is made in place (batched, FACSIMILE_FAST=1) or through a temporary
+    # file (one task each): either way the failed write leaves no part of it
+    assert not (shop / "BUILD/dev/etc/c").exists()
+    assert (shop / "BUILD/dev/etc/b").read_text() == "b 8000\n"
     write_tree(shop, {"dodo.py": DODO})
     again = doit(shop, check=True, env={"FACSIMILE_FAST": fast})
     # b, made before the failure, kept its record; one task a run stops doit (no -k)

@@ -182,3 +182,31 @@ def test_modes_change_without_batches(built: Path, env: dict[str, str]) -> None:
     assert mode(built / "BUILD/prod/etc/node.conf") == 0o640
     assert plan(built) == (0, {})
     assert "0 built" in doit(built, env=env, check=True).stdout
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o027])
+def test_modes_are_exact_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    """A new output (made in place) and a replaced one (through a temporary file)
+    get exactly their mode: the umask neither takes bits a mode asks for nor
+    leaves bits it does not."""
+    write_tree(tmp_path, TREE)
+    old = os.umask(umask)
+    try:
+        os.chmod(tmp_path / "tmpl/_ALL_/etc/private.txt.j2", 0o600)
+        for rel in ("tmpl/_ALL_/etc/app/app.ini.j2", "tmpl/_ALL_/etc/app/plain.ini.j2",
+                    "tmpl/prod/etc/node.conf.j2", "extra/_ALL_/share/logo.txt"):
+            os.chmod(tmp_path / rel, 0o644)
+        b = tmp_path / "BUILD"
+        want = {"dev/etc/app/app.ini": 0o600, "dev/etc/app/plain.ini": 0o644,
+                "prod/etc/api.conf": 0o600, "prod/etc/node.conf": 0o644,
+                "dev/etc/private.txt": 0o600, "dev/share/logo.txt": 0o644}
+        doit(tmp_path, check=True)  # every output new
+        assert {rel: mode(b / rel) for rel in want} == want
+        for rel in ("etc/app/app.ini.j2", "etc/app/plain.ini.j2"):
+            path = tmp_path / "tmpl/_ALL_" / rel
+            path.write_text(path.read_text() + "# changed\n")
+        proc = doit(tmp_path, check=True)  # two of them replaced in each instance
+        assert "4 built" in proc.stdout, proc.stdout
+        assert {rel: mode(b / rel) for rel in want} == want
+    finally:
+        os.umask(old)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import render as R
-from ..atomic import write_atomic
+from ..atomic import create_new, write_atomic
 from ..define.checks import Check
 from ..digest import bytes_digest, digest
 from ..errors import BuildError, TemplateError
@@ -251,17 +251,24 @@ class Maker:
 def write_if_changed(path: Path | str, data: bytes, mode: int, *,
                      absent: bool = False,
                      check: Callable[[str], None] | None = None) -> tuple[int, int]:
-    """Atomically write ``data`` unless the file already holds it; keep ``mode``.
+    """Write ``data`` unless the file already holds it; keep ``mode``.
 
-    Returns the file's ``(mtime_ns, size)``. The write is :func:`facsimile.atomic.write_atomic`'s
-    (a secret is never readable by others, not even half-written).
-    ``absent``: the caller saw no file there, so it is not looked at first (were
-    one made since, the rename still replaces it atomically).
+    Returns the file's ``(mtime_ns, size)``. A file that is there is replaced
+    atomically (:func:`facsimile.atomic.write_atomic`: a reader sees the old bytes
+    or the new, and a secret is never readable by others, not even half-written).
+    ``absent``: the caller saw no file there, so it is not looked at first, and
+    the file is made in place (:func:`facsimile.atomic.create_new`: no temporary
+    file to rename; a failed write removes it); were one made since, it is
+    replaced atomically.
     ``check``: run on the temporary file before the rename (or on the file
     itself when it already holds ``data``); what it raises keeps the old file.
     """
     target = str(path)
-    if not absent:
+    if absent and check is None:
+        with contextlib.suppress(FileExistsError):  # else made since: replaced below
+            st = create_new(target, data, mode)
+            return st.st_mtime_ns, st.st_size
+    elif not absent:
         try:
             st = os.lstat(target)  # a link there is replaced, never written through
             if (stat.S_ISREG(st.st_mode) and st.st_size == len(data)
