@@ -317,6 +317,37 @@ def test_a_full_disk_is_one_line_and_the_others_keep_their_records(shop: Path,
         f".  build:dev/{r}" for r in remade}, again.stdout
 
 
+KILLED = DODO + '''
+import os, signal
+_write = os.write
+def write(fd, data):
+    path = os.readlink(f"/proc/self/fd/{fd}")
+    if path.endswith("/BUILD/dev/etc/c") or "/BUILD/dev/etc/.c." in path:
+        _write(fd, data[:2])  # half of it, then the process is gone
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _write(fd, data)
+os.write = write
+'''
+
+
+@pytest.mark.parametrize("fast", ["1", "0"])
+def test_an_output_a_kill_left_half_written_is_made_again(shop: Path, fast: str) -> None:
+    write_tree(shop, {"tmpl/_ALL_/etc/b.j2": "b {{ instance.app.port }}\n",
+                      "tmpl/_ALL_/etc/c.j2": "c {{ instance.app.port }}\n",
+                      "dodo.py": KILLED})
+    proc = doit(shop, env={"FACSIMILE_FAST": fast})
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    left = shop / "BUILD/dev/etc/c"
+    assert (left.read_text() == "c " if fast == "1"  # made in place: half of it is there
+            else not left.exists())  # one task each: only its temporary file
+    write_tree(shop, {"dodo.py": DODO})
+    again = doit(shop, check=True, env={"FACSIMILE_FAST": fast})
+    assert ".  build:dev/etc/c" in again.stdout.splitlines(), again.stdout
+    assert left.read_text() == "c 8000\n"
+    assert not list((shop / "BUILD/dev/etc").glob(".*.tmp"))  # pruned as an orphan
+    assert facs(shop, "plan").returncode == 0
+
+
 def test_sandbox_must_be_true_or_false(shop: Path) -> None:
     write_tree(shop, {"define/facsimile.json": {"name": "shop", "sandbox": "yes"}})
     one_line_error(doit(shop), "sandbox must be true or false")
