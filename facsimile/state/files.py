@@ -141,11 +141,12 @@ class StateStore:
             raw = self.backend.read(family)
             plain, sealed = (empty_state(), None) if raw is None else self.parse(raw, shown)
             plain = _defaults(plain)
-            before = json.dumps(plain, sort_keys=True)  # the previous plain, for seal
+            # the previous plain, for seal (which keeps the entries that did not change)
+            before = json.loads(json.dumps(plain)) if sealed is not None else None
             if not (change(plain) or force or raw is None):
                 return plain
             plain.setdefault("lineage", uuid.uuid4().hex)  # the first write gives it
-            self.backend.write(family, self.dumps(plain, sealed, json.loads(before)))
+            self.backend.write(family, self.dumps(plain, sealed, before))
         if self.sealed_key and self.key_dir is not None \
                 and (self.key_dir / ".digest-key").exists():
             from .digest import reseal_key
@@ -154,8 +155,9 @@ class StateStore:
         return plain
 
     def dumps(self, plain: Mapping[str, Any], sealed: Mapping[str, Any] | None,
-              before: Mapping[str, Any]) -> bytes:
-        """The file's new bytes: sealed to the recipients if any, else plain JSON."""
+              before: Mapping[str, Any] | None) -> bytes:
+        """The file's new bytes: sealed to the recipients if any, else plain JSON.
+        ``sealed`` and ``before``: the file as it was, sealed and opened (or None)."""
         if not self.recipients:
             return crypt.dumps(plain).encode()
         previous = (sealed, before) if sealed is not None else (None, None)
