@@ -5,10 +5,11 @@ The record lists every file and folder of ``define/``, ``tmpl/``, ``extra/``,
 ``state/``, ``BUILD/`` and the layer folders the run listed (checkouts,
 subprojects), the root's ``dodo.py``, ``.doit.db``, ``doit.cfg`` and
 ``pyproject.toml``, and the Python file of every module loaded (facsimile, its
-libraries, the class module), with the digest of their stats. It is written
-only when the run's sources did not move while it ran (:func:`begin`, at its
-start) and when no entry is newer than :data:`SETTLE_NS` (a later change could
-keep the same timestamp); a run that failed removes it (:func:`forget`).
+libraries, the class module), with digests of their stats (one of the sources,
+looked at first, and one of ``BUILD/``). It is written only when the run's
+sources did not move while it ran (:func:`begin`, at its start) and when no
+entry is newer than :data:`SETTLE_NS` (a later change could keep the same
+timestamp); a run that failed removes it (:func:`forget`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..noop import (
     mac,
     mac_key,
     read,
+    sources_and_outputs,
     stats,
 )
 from ..state.files import Local
@@ -186,27 +188,34 @@ def _record(base: str, folders: Iterable[str], counts: Callable[[], dict[str, in
     rec: dict[str, Any] = {"env": env(), "all": sorted(every), "counts": counts(),
                            "plans": {}, "dodo": _plain_dodo(os.path.join(base, "dodo.py"))}
     old = read(base, key)
-    now = stats(base, tree)
+    head, now = _two(base, tree)
     if old is not None and old.get("all") == rec["all"] and (
-            digest(now) == old.get("stats") if old.get("tree") == tree else holds(base, old)):
+            (digest(head), digest(now)) == (old.get("head"), old.get("stats"))
+            if old.get("tree") == tree else holds(base, old)):
         # as it was when written: this run adds its instances (and entries) to it
         if old["tree"] != tree:
             for folder, names in old["tree"].items():
                 have = tree.setdefault(folder, [])
                 seen = set(have)
                 have.extend(n for n in names if n not in seen)
-            now = stats(base, tree)
+            head, now = _two(base, tree)
         rec["counts"] = {**old.get("counts", {}), **rec["counts"]}
         rec["plans"] = dict(old.get("plans", {}))
     if plan is not None:
         rec["plans"][plan[0]] = [plan[1], plan[2]]
-    if _fresh(now):
+    if _fresh(head) or _fresh(now):
         return "an entry is too new (it may change again within its timestamp)"
-    rec["tree"], rec["stats"] = tree, digest(now)
+    rec["tree"], rec["head"], rec["stats"] = tree, digest(head), digest(now)
     body = marshal.dumps(rec)
     os.makedirs(os.path.join(base, ".facsimile"), exist_ok=True)
     write_atomic(os.path.join(base, RECORD), mac(key, body) + b"\n" + body)
     return None
+
+
+def _two(base: str, tree: dict[str, list[str]]) -> tuple[Any, Any]:
+    """The stats of the sources and of ``BUILD/`` (:func:`facsimile.noop.sources_and_outputs`)."""
+    head, outputs = sources_and_outputs(tree)
+    return stats(base, head), stats(base, outputs)
 
 
 def _fresh(found: Any) -> bool:
