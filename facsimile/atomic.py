@@ -83,14 +83,15 @@ def create_new(path: str, data: bytes, mode: int) -> os.stat_result:
     (made with it, less the umask, so a secret is never readable by others); missing
     folders are made. :class:`FileExistsError` when something is there (a file, a link
     or a folder made since it was looked at): replace it with :func:`write_atomic`.
-    A write that fails or is interrupted removes the file. Returns its stat, taken
-    after writing."""
+    A write that fails or is interrupted removes the file, also when the interrupt
+    comes just after it was made (before its descriptor is kept). Returns its stat,
+    taken after writing."""
     try:
-        fd = os.open(path, _FLAGS, mode & 0o777)
-    except FileNotFoundError:  # no folder yet: made on the first file only
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd = os.open(path, _FLAGS, mode & 0o777)
-    try:
+        try:
+            fd = os.open(path, _FLAGS, mode & 0o777)
+        except FileNotFoundError:  # no folder yet: made on the first file only
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            fd = os.open(path, _FLAGS, mode & 0o777)
         try:
             write_all(fd, data)
             st = os.fstat(fd)
@@ -98,6 +99,8 @@ def create_new(path: str, data: bytes, mode: int) -> os.stat_result:
                 os.fchmod(fd, mode)
         finally:
             os.close(fd)
+    except FileExistsError:
+        raise  # not made here: what is there is not this write's to remove
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(path)

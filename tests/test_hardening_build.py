@@ -348,6 +348,33 @@ def test_an_output_a_kill_left_half_written_is_made_again(shop: Path, fast: str)
     assert facs(shop, "plan").returncode == 0
 
 
+INTERRUPTED = DODO + '''
+import os
+_open = os.open
+def open_(path, *args, **kwargs):
+    fd = _open(path, *args, **kwargs)
+    if str(path).endswith("/BUILD/dev/etc/c"):  # Ctrl-C just as the file is made
+        os.close(fd)
+        raise KeyboardInterrupt
+    return fd
+os.open = open_
+'''
+
+
+def test_an_interrupt_just_after_a_new_output_is_made_leaves_no_part_of_it(
+        shop: Path) -> None:
+    """A signal's handler runs as soon as the call that made the file returns, before
+    its descriptor is kept: the file is still removed (it was not there before)."""
+    write_tree(shop, {"tmpl/_ALL_/etc/c.j2": "c {{ instance.app.port }}\n",
+                      "dodo.py": INTERRUPTED})
+    proc = doit(shop)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert not (shop / "BUILD/dev/etc/c").exists()
+    write_tree(shop, {"dodo.py": DODO})
+    doit(shop, check=True)
+    assert (shop / "BUILD/dev/etc/c").read_text() == "c 8000\n"
+
+
 def test_sandbox_must_be_true_or_false(shop: Path) -> None:
     write_tree(shop, {"define/facsimile.json": {"name": "shop", "sandbox": "yes"}})
     one_line_error(doit(shop), "sandbox must be true or false")
