@@ -49,25 +49,11 @@ def write_atomic(path: str | Path, data: bytes | Callable[[int], None], mode: in
         tmp = f"{folder if sep else '.'}{os.sep}.{base}.{os.getpid()}.tmp"
     try:  # the temporary file is made inside: an interrupt at any point removes it
         try:
-            fd = os.open(tmp, _FLAGS, mode & 0o777)
-        except FileNotFoundError:  # no folder yet: made on the first file only
-            os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
-            fd = os.open(tmp, _FLAGS, mode & 0o777)
+            fd = _open_new(tmp, mode)
         except FileExistsError:  # left by a killed process
             os.unlink(tmp)
-            fd = os.open(tmp, _FLAGS, mode & 0o777)
-        try:
-            if callable(data):
-                data(fd)
-            else:
-                write_all(fd, data)
-            if fsync:
-                os.fsync(fd)
-            st = os.fstat(fd)
-            if st.st_mode & 0o7777 != mode:  # the umask took bits that the mode asks for
-                os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
+            fd = _open_new(tmp, mode)
+        st = _fill(fd, data, mode, fsync)
         if check is not None:
             check(tmp)
         os.replace(tmp, target)
@@ -87,22 +73,40 @@ def create_new(path: str, data: bytes, mode: int) -> os.stat_result:
     comes just after it was made (before its descriptor is kept). Returns its stat,
     taken after writing."""
     try:
-        try:
-            fd = os.open(path, _FLAGS, mode & 0o777)
-        except FileNotFoundError:  # no folder yet: made on the first file only
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            fd = os.open(path, _FLAGS, mode & 0o777)
-        try:
-            write_all(fd, data)
-            st = os.fstat(fd)
-            if st.st_mode & 0o7777 != mode:  # the umask took bits that the mode asks for
-                os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
+        st = _fill(_open_new(path, mode), data, mode)
     except FileExistsError:
         raise  # not made here: what is there is not this write's to remove
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
+    return st
+
+
+def _open_new(path: str, mode: int) -> int:
+    """Create the file ``path`` (not there: else :class:`FileExistsError`) with
+    ``mode`` less the umask, making missing folders; its descriptor."""
+    try:
+        return os.open(path, _FLAGS, mode & 0o777)
+    except FileNotFoundError:  # no folder yet: made on the first file only
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, _FLAGS, mode & 0o777)
+
+
+def _fill(fd: int, data: bytes | Callable[[int], None], mode: int,
+          fsync: bool = False) -> os.stat_result:
+    """Write ``data`` to the new file ``fd``, give it exactly ``mode`` and close it;
+    its stat, taken after writing."""
+    try:
+        if callable(data):
+            data(fd)
+        else:
+            write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
+        st = os.fstat(fd)
+        if st.st_mode & 0o7777 != mode:  # the umask took bits that the mode asks for
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
     return st

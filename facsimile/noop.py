@@ -257,8 +257,8 @@ def sources_and_outputs(tree: Tree) -> tuple[Tree, Tree]:
     root's files, the code; about a tenth of the entries, and what an edit changes)
     and ``BUILD/``. The record keeps a digest of each, and a change of a source is
     seen without a ``stat`` of any output."""
-    head: dict[str, list[str]] = {}
-    outputs: dict[str, list[str]] = {}
+    head: Tree = {}
+    outputs: Tree = {}
     for folder, names in tree.items():
         (outputs if folder == "BUILD" or folder.startswith("BUILD/") else head)[folder] = names
     return head, outputs

@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import SyncError
 from . import bundle as B
@@ -189,7 +189,7 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
              key: Any, keep: int, mac_key: bytes, out: Callable[[str], None],
              report: dict[str, Any]) -> int:
     """Everything a publish writes, in the order the module's docstring gives."""
-    existing, _old, serial, payloads, blobs, have = _prepare(
+    existing, _, serial, payloads, blobs, have = _prepare(
         store, instance, found, base, key, mac_key, report)
     if payloads is None:
         out(f"publish {instance}: nothing changed since serial {serial - 1} "
@@ -223,14 +223,21 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
     return 0
 
 
+class _Prepared(NamedTuple):
+    """What the store holds of an instance and what a publish would write."""
+
+    existing: list[str]  # the store's files of the instance
+    old: dict[str, dict[str, Any]]  # the current payloads, by manifest path
+    serial: int  # the next serial
+    payloads: dict[str, dict[str, Any]] | None  # by folder; None: nothing changed
+    blobs: dict[str, bytes]  # the blobs the store lacks (new ciphertexts too)
+    have: set[str]  # the blobs the store has
+
+
 def _prepare(store: Store, instance: str, found: list[Scope], base: dict[str, Any],
-             key: Any, mac_key: bytes, report: dict[str, Any],
-             ) -> tuple[list[str], dict[str, dict[str, Any]], int,
-                        dict[str, dict[str, Any]] | None, dict[str, bytes], set[str]]:
-    """What the store holds (its files of the instance, the current payloads) and what
-    a publish would write: the next serial, the payloads (None when nothing changed
-    since the current serial) and the blobs the store lacks (new ciphertexts too: a
-    dry run encrypts as a publish does, and keeps them in memory only)."""
+             key: Any, mac_key: bytes, report: dict[str, Any]) -> _Prepared:
+    """What the store holds and what a publish would write (:class:`_Prepared`); a
+    dry run encrypts as a publish does, and keeps the new ciphertexts in memory only."""
     existing = store.find(instance)
     old, signed = _current(store, existing, key)
     serial = 1 + max([p.get("serial", 0) for p in old.values()]
@@ -253,8 +260,8 @@ def _prepare(store: Store, instance: str, found: list[Scope], base: dict[str, An
     report.update(instance=instance, url=store.shown, manifests=len(payloads))
     if set(old) == signed and _same(old, payloads, instance):
         report.update(serial=serial - 1, changed=False)
-        return existing, old, serial, None, blobs, have
-    return existing, old, serial, payloads, blobs, have
+        return _Prepared(existing, old, serial, None, blobs, have)
+    return _Prepared(existing, old, serial, payloads, blobs, have)
 
 
 def _dry_run(store: Store, instance: str, found: list[Scope], base: dict[str, Any],
@@ -262,8 +269,8 @@ def _dry_run(store: Store, instance: str, found: list[Scope], base: dict[str, An
              report: dict[str, Any]) -> int:
     """Print what :func:`_publish` would change, manifest by manifest and file by file
     (as ``facs sync --dry-run`` does); write nothing. Exit code 2 when it would."""
-    _existing, old, serial, payloads, blobs, _have = _prepare(
-        store, instance, found, base, key, mac_key, report)
+    got = _prepare(store, instance, found, base, key, mac_key, report)
+    old, serial, payloads, blobs = got.old, got.serial, got.payloads, got.blobs
     report["dry_run"] = True
     if payloads is None:
         out(f"dry run publish {instance}: nothing changed since serial {serial - 1} "
