@@ -44,12 +44,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_build import (
     EDIT_TEMPLATE,
-    ENV,
     VALUE_INSTANCE,
     VALUE_TEMPLATE,
     edit_json,
     from_scratch,
     generate,
+    run,
 )
 
 HERE = Path(__file__).resolve().parent.parent
@@ -60,14 +60,7 @@ SETTLE = 0.25  # seconds after a build before the next: a record younger than th
 def build(root: Path, tree: Path) -> tuple[float, str]:
     """Wall time and output of ``python -m doit`` in ``root`` with ``tree``'s facsimile
     first on the path."""
-    env = {**ENV, "PYTHONPATH": str(tree)}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "doit"], cwd=root, env=env,
-                          capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"doit exited {proc.returncode} ({tree}):\n{proc.stdout[-2000:]}"
-                         f"\n{proc.stderr[-2000:]}")
+    elapsed, proc = run(root, "doit", env={"PYTHONPATH": str(tree)})
     return elapsed, proc.stdout
 
 

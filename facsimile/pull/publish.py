@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import SyncError
 from . import bundle as B
+from . import refs as R
 from .sign import envelope, load_private
 from .store import Store
 
@@ -189,8 +190,8 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
              key: Any, keep: int, mac_key: bytes, out: Callable[[str], None],
              report: dict[str, Any]) -> int:
     """Everything a publish writes, in the order the module's docstring gives."""
-    existing, _, serial, payloads, blobs, have = _prepare(
-        store, instance, found, base, key, mac_key, report)
+    got = _prepare(store, instance, found, base, key, mac_key, report)
+    serial, payloads, blobs = got.serial, got.payloads, got.blobs
     if payloads is None:
         out(f"publish {instance}: nothing changed since serial {serial - 1} "
             f"({store.shown})")
@@ -202,19 +203,19 @@ def _publish(store: Store, instance: str, found: list[Scope], base: dict[str, An
     new = len(blobs)
     used: set[str] = set().union(*(B.referenced(p) for p in payloads.values()))
     unchanged = len(used) - new
-    refs = _read_refs(store, instance)
+    refs = R.read(store, instance)
     refs[str(serial)] = sorted(used)
-    _write_refs(store, instance, refs)
+    R.write(store, instance, refs)
     for folder, payload in payloads.items():
         data = envelope(payload, key)
         store.write(B.history(f"{instance}/{folder}", serial), data)
         store.write(f"{instance}/{folder}/{B.MANIFEST}", data)
     kept = sorted((int(s) for s in refs), reverse=True)[:keep]
     refs = {str(s): refs[str(s)] for s in kept}
-    _write_refs(store, instance, refs)
+    R.write(store, instance, refs)
     live = {f"{instance}/{folder}" for folder in payloads}
-    store.delete([rel for rel in existing if _stale(rel, live, kept)])
-    collected = _collect(store, have | {B.blob(sha) for sha in blobs}, out)
+    store.delete([rel for rel in got.existing if _stale(rel, live, kept)])
+    collected = R.collect(store, got.have | {B.blob(sha) for sha in blobs}, out)
     report.update(serial=serial, changed=True, new_blobs=new, sent=sent,
                   unchanged_blobs=unchanged, collected=collected, kept=kept)
     out(f"publish {instance}: serial {serial}, {len(payloads)} manifest(s), {new} new "
@@ -413,39 +414,6 @@ def _serial_of(rel: str) -> int:
     if head.endswith("/" + B.HISTORY) and name.endswith(".json") and name[:-5].isdigit():
         return int(name[:-5])
     return 0
-
-
-def _read_refs(store: Store, instance: str) -> dict[str, list[str]]:
-    data = store.read(f"{instance}/{B.REFS}")
-    try:
-        refs = json.loads(data)["serials"] if data else {}
-        return {str(k): list(v) for k, v in refs.items()}
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise SyncError(f"{store.where(instance + '/' + B.REFS)} is damaged: nothing "
-                        "was published (remove it and publish again)") from None
-
-
-def _write_refs(store: Store, instance: str, refs: dict[str, list[str]]) -> None:
-    doc = {"format": B.FORMAT, "serials": dict(sorted(refs.items(), key=lambda i: int(i[0])))}
-    store.write(f"{instance}/{B.REFS}", (json.dumps(doc, indent=1) + "\n").encode())
-
-
-def _collect(store: Store, blobs: set[str], out: Callable[[str], None]) -> int:
-    """Delete the blobs that no instance's kept serials use; how many. An instance
-    folder without ``refs.json`` stops the collection (its blobs are unknown)."""
-    used: set[str] = set()
-    for name in store.folders():
-        if name in (B.BLOBS, ".facsimile"):
-            continue
-        data = store.read(f"{name}/{B.REFS}")
-        if data is None:
-            out(f"note: {store.where(name)} has no {B.REFS}: no blob collected this time")
-            return 0
-        for shas in _read_refs(store, name).values():
-            used.update(shas)
-    dead = sorted(b for b in blobs if b.removeprefix(B.BLOBS + "/") not in used)
-    store.delete(dead)
-    return len(dead)
 
 
 def _size(n: int) -> str:
