@@ -142,12 +142,12 @@ def stats(base: str, tree: dict[str, list[str]], *, split: bool = False) -> arra
     looked up from it (one call each). ``split``: a long tree is shared out among
     forked processes, one per core (only where nothing else of the process runs:
     the answer of a no-op); the result is the same."""
-    items = list(tree.items())
-    if split:
-        parts = _parts(items, _cores())
-        if len(parts) > 1:
-            return _forked(base, parts)
-    return _stats(base, items)
+    parts = _parts(list(tree.items()), _cores() if split else 1)
+    children = _spawn(base, parts[1:])
+    try:
+        return _collect(_stats(base, parts[0]), children)
+    finally:
+        _stop(children)
 
 
 def _stats(base: str, items: Iterable[tuple[str, list[str]]]) -> array[int]:
@@ -183,16 +183,21 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _parts(items: list[tuple[str, list[str]]], cores: int) -> list[list[tuple[str, list[str]]]]:
+Items = list[tuple[str, list[str]]]
+
+
+def _parts(items: Items, cores: int, lead: int = 0) -> list[Items]:
     """``items`` cut, in order, into up to ``cores`` parts of about the same number of
-    entries and of at least :data:`SPLIT_MIN` each (a folder's names may be cut)."""
+    entries and of at least :data:`SPLIT_MIN` each (a folder's names may be cut).
+    ``lead``: entries the first part's process stats besides its part (it gets that
+    many fewer)."""
     total = sum(len(names) for _, names in items)
-    n = min(cores, total // SPLIT_MIN) if hasattr(os, "fork") else 1
+    n = min(cores, (total + lead) // SPLIT_MIN) if hasattr(os, "fork") else 1
     if n < 2:
         return [items]
-    parts: list[list[tuple[str, list[str]]]] = [[]]
-    room = -(-total // n)
-    left = room
+    parts: list[Items] = [[]]
+    room = -(-(total + lead) // n)
+    left = max(0, room - lead)
     for folder, names in items:
         while len(names) > left and len(parts) < n:
             if left:
@@ -205,16 +210,17 @@ def _parts(items: list[tuple[str, list[str]]], cores: int) -> list[list[tuple[st
     return parts
 
 
-def _forked(base: str, parts: list[list[tuple[str, list[str]]]]) -> array[int]:
-    """:func:`_stats` of each part, the first here and each other in a forked child
-    that sends its result through a pipe. A child that fails sends less than its
-    share: then the stats say -2 for the part's entries (no stat is -2: the record
-    does not hold, and the full way follows)."""
-    children = []
-    for part in parts[1:]:
+Child = tuple[int, int, Items]  # pid, the read end of its pipe, its part
+
+
+def _spawn(base: str, parts: list[Items]) -> list[Child]:
+    """A forked child for each of ``parts``, that stats it (:func:`_stats`), sends the
+    result through a pipe and ends without running anything else."""
+    children: list[Child] = []
+    for part in parts:
         r, w = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child: stat, send, and end without running anything else
+        if pid == 0:
             code = 1
             try:
                 os.close(r)
@@ -226,8 +232,16 @@ def _forked(base: str, parts: list[list[tuple[str, list[str]]]]) -> array[int]:
                 os._exit(code)
         os.close(w)
         children.append((pid, r, part))
-    out = _stats(base, parts[0])
-    for pid, r, part in children:
+    return children
+
+
+def _collect(out: array[int], children: list[Child]) -> array[int]:
+    """``out`` followed by each child's stats, in order; each child is waited for (and
+    taken off ``children``). A child that fails sends less than its share: then the
+    stats say -2 for the part's entries (no stat is -2: the record does not hold, and
+    the full way follows)."""
+    while children:
+        pid, r, part = children.pop(0)
         chunks = []
         try:
             while chunk := os.read(r, 1 << 20):
@@ -242,6 +256,19 @@ def _forked(base: str, parts: list[list[tuple[str, list[str]]]]) -> array[int]:
         else:
             out.frombytes(data)
     return out
+
+
+def _stop(children: list[Child]) -> None:
+    """Children not collected (the answer was known before their part was needed):
+    killed and waited for."""
+    for pid, r, _ in children:
+        os.close(r)
+        try:
+            os.kill(pid, 9)  # SIGKILL, without importing signal
+        except OSError:
+            pass
+        os.waitpid(pid, 0)
+    children.clear()
 
 
 def digest(found: array[int]) -> str:
@@ -266,14 +293,22 @@ def sources_and_outputs(tree: Tree) -> tuple[Tree, Tree]:
 
 def holds(base: str, rec: dict[str, Any], *, split: bool = False) -> bool:
     """Whether every recorded entry has the stat recorded: the sources first, then
-    ``BUILD/`` (``split``: see :func:`stats`)."""
+    ``BUILD/``. ``split``: the sources are statted here while forked children (one
+    per core but this one, see :func:`stats`) stat their share of ``BUILD/``; they
+    are stopped as soon as a source is found changed."""
+    children: list[Child] = []
     try:
         head, outputs = sources_and_outputs(rec["tree"])
-        if not compare_digest(digest(stats(base, head)), str(rec.get("head"))):
+        lead = sum(len(names) for names in head.values())
+        parts = _parts(list(outputs.items()), _cores() if split else 1, lead)
+        children = _spawn(base, parts[1:])
+        if not compare_digest(digest(_stats(base, head.items())), str(rec.get("head"))):
             return False
-        now = digest(stats(base, outputs, split=split))
+        now = digest(_collect(_stats(base, parts[0]), children))
     except (KeyError, TypeError, AttributeError, ValueError):
         return False
+    finally:
+        _stop(children)
     return compare_digest(now, str(rec.get("stats")))
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import DODO, doit, facs, run, snapshot, write_tree
@@ -28,6 +29,7 @@ TIMING = (NONE + "a file of the root", NONE + "an entry is too new",
 
 SHOPEXT = '''import os
 from pathlib import Path
+from typing import Any
 
 from facsimile import Project
 
@@ -325,6 +327,43 @@ def test_parts_cut_the_entries_in_order_and_share_them_out() -> None:
         sizes = [sum(len(names) for _, names in part) for part in parts]
         assert max(sizes) - min(sizes) <= len(parts), sizes
     assert len(noop._parts(items[1:2], 8)) == 1  # too few entries to fork for
+    for lead in (0, 1000, 6000, 20000):  # what the first part's process stats besides
+        parts = noop._parts(items, 2, lead)
+        assert [(f, n) for part in parts for f, names in part for n in names] == flat
+        sizes = [sum(len(names) for _, names in part) for part in parts]
+        assert abs(sizes[0] + lead - sizes[1]) <= 1 if lead <= len(flat) else sizes[0] == 0
+
+
+def test_a_changed_source_answers_at_once_and_leaves_no_child_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """holds(split=True): the sources are statted while children stat BUILD/; a changed
+    source answers False at once, and no child is left behind."""
+    tree = many_files(tmp_path / "BUILD", 2, noop.SPLIT_MIN)
+    tree = {f"BUILD/{k}": v for k, v in tree.items()}
+    (tmp_path / "define").mkdir()
+    (tmp_path / "define" / "a.json").write_text("{}")
+    tree["define"] = [".", "a.json"]
+    monkeypatch.setattr(noop, "_cores", lambda: 2)
+    head, outputs = noop.sources_and_outputs(tree)
+    rec = {"tree": tree, "head": noop.digest(noop.stats(str(tmp_path), head)),
+           "stats": noop.digest(noop.stats(str(tmp_path), outputs))}
+    assert noop.holds(str(tmp_path), rec, split=True)
+    assert len(noop._parts(list(outputs.items()), 2, 2)) == 2  # a child was made
+    (tmp_path / "define" / "a.json").write_text('{"a": 1}')
+    forked: list[int] = []
+    spawn = noop._spawn
+
+    def spawn_and_note(*args: Any) -> list[noop.Child]:
+        children = spawn(*args)
+        forked.extend(pid for pid, _, _ in children)
+        return children
+
+    monkeypatch.setattr(noop, "_spawn", spawn_and_note)
+    assert not noop.holds(str(tmp_path), rec, split=True)
+    assert forked
+    for pid in forked:  # each was waited for: no such child any more
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def test_split_stats_are_the_stats_of_one_process(tmp_path: Path,
