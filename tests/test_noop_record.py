@@ -29,7 +29,6 @@ TIMING = (NONE + "a file of the root", NONE + "an entry is too new",
 
 SHOPEXT = '''import os
 from pathlib import Path
-from typing import Any
 
 from facsimile import Project
 
